@@ -1,0 +1,5 @@
+//! Bidirectional flow tracking.
+pub mod key;
+pub mod table;
+pub mod tcp_state;
+pub mod update;

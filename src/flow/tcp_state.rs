@@ -1,0 +1,29 @@
+//! Zeek-compatible TCP connection state (`conn_state`) and `history`. HELPER-OWNED.
+
+/// TCP flag bits as on the wire (byte 13 of the TCP header).
+pub mod flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TcpState {}
+
+impl TcpState {
+    /// One TCP segment. `from_orig` is true when it comes from the connection originator.
+    pub fn observe(&mut self, _from_orig: bool, _flags: u8, _seq: u32, _ack: u32, _payload_len: u32) {}
+
+    /// Zeek's conn_state: S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH.
+    pub fn conn_state(&self) -> &'static str {
+        "OTH"
+    }
+
+    /// Zeek's history string (originator upper case, responder lower case).
+    pub fn history(&self) -> String {
+        String::new()
+    }
+}

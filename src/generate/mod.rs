@@ -1,0 +1,1 @@
+//! Labelled scenario capture generator. HELPER-OWNED.

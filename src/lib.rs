@@ -1,0 +1,16 @@
+//! egresswatch: a network sensor for bandwidth hijacking (MITRE ATT&CK T1496.002).
+//!
+//! Data flow: source -> decode -> flow table -> FlowUpdate -> enrich -> detect -> alert -> sinks.
+#![forbid(unsafe_code)]
+
+pub mod alert;
+pub mod config;
+pub mod decode;
+pub mod detect;
+pub mod enrich;
+pub mod flow;
+pub mod generate;
+pub mod logs;
+pub mod pipeline;
+pub mod source;
+pub mod stats;
