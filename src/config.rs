@@ -1,1 +1,305 @@
-//! (in progress)
+//! Typed configuration. Every key has a default here; `config/egresswatch.toml` lists them all
+//! with comments, and a test proves that file parses to exactly `Config::default()`.
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid CIDR '{0}': expected ADDRESS/PREFIX, e.g. 10.0.0.0/8 or fd00::/8")]
+    Cidr(String),
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Networks whose hosts are "inside": egress is bytes from them to any other address.
+    pub home_nets: Vec<Cidr>,
+    pub flow: FlowConfig,
+    pub reassembly: ReassemblyConfig,
+    pub dns: DnsConfig,
+    pub proxyware: ProxywareConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            home_nets: default_home_nets(),
+            flow: FlowConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            dns: DnsConfig::default(),
+            proxyware: ProxywareConfig::default(),
+        }
+    }
+}
+
+fn default_home_nets() -> Vec<Cidr> {
+    // RFC 1918, loopback, link-local, and IPv6 ULA/loopback/link-local: never routed outside.
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "::1/128",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Most flows held at once; beyond it the least recently seen flow is evicted (counted).
+    pub max_flows: usize,
+    /// A TCP flow with no packet for this long ends (Zeek's tcp_inactivity_timeout).
+    pub tcp_idle_timeout_seconds: u64,
+    /// A TCP flow closed by FIN from both sides or RST ends after this long without packets.
+    pub tcp_closed_timeout_seconds: u64,
+    /// A UDP flow with no packet for this long ends (Zeek's udp_inactivity_timeout).
+    pub udp_idle_timeout_seconds: u64,
+    /// ICMP and other IP protocols.
+    pub other_idle_timeout_seconds: u64,
+    /// A flow that lasts longer than this emits an interim update each time this much event time
+    /// passes, so sessions lasting days are seen while they last.
+    pub active_timeout_seconds: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 1_000_000,
+            tcp_idle_timeout_seconds: 300,
+            tcp_closed_timeout_seconds: 5,
+            udp_idle_timeout_seconds: 60,
+            other_idle_timeout_seconds: 60,
+            active_timeout_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReassemblyConfig {
+    /// IP datagrams being reassembled at once; beyond it new fragments are dropped (counted).
+    pub max_fragmented_datagrams: usize,
+    /// An incomplete fragmented datagram is discarded after this long (RFC 791 suggests 15-120 s).
+    pub fragment_timeout_seconds: u64,
+    /// Out-of-order TCP bytes held per direction while waiting for a gap to fill.
+    pub max_out_of_order_bytes: usize,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            max_fragmented_datagrams: 4096,
+            fragment_timeout_seconds: 30,
+            max_out_of_order_bytes: 32 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Answer entries (client, address -> name) held for naming later flows.
+    pub cache_max_entries: usize,
+    /// Answers with a shorter TTL are kept this long: clients connect after short TTLs expire.
+    pub cache_min_ttl_seconds: u64,
+    /// Answers with a longer TTL are kept only this long.
+    pub cache_max_ttl_seconds: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig { cache_max_entries: 200_000, cache_min_ttl_seconds: 300, cache_max_ttl_seconds: 86_400 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxywareConfig {
+    /// Domain list file; empty means the list built into the binary
+    /// (the shipped config/proxyware-domains.txt). A relative path is read from the config file's folder.
+    pub domains_file: PathBuf,
+    /// Observations of the same host and service within one window fold into one alert.
+    pub alert_window_seconds: u64,
+    /// Score of a host that only looked a proxyware name up.
+    pub base_score: u8,
+    /// Added when the host also connected (TLS SNI, HTTP Host/CONNECT, or a flow to a resolved address).
+    pub connection_bonus: u8,
+    /// Added when the host sent more than `upload_bonus_bytes` to the service in the window.
+    pub upload_bonus: u8,
+    pub upload_bonus_bytes: u64,
+    /// Domains that never alert (suffix match on whole labels), e.g. a lab that studies proxyware.
+    pub allow_domains: Vec<String>,
+    /// Inside hosts that never alert.
+    pub allow_hosts: Vec<Cidr>,
+}
+
+impl Default for ProxywareConfig {
+    fn default() -> Self {
+        ProxywareConfig {
+            domains_file: PathBuf::new(),
+            alert_window_seconds: 900,
+            base_score: 60,
+            connection_bonus: 20,
+            upload_bonus: 10,
+            upload_bonus_bytes: 1_000_000,
+            allow_domains: Vec::new(),
+            allow_hosts: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if !config.proxyware.domains_file.as_os_str().is_empty() && config.proxyware.domains_file.is_relative() {
+            config.proxyware.domains_file = dir.join(&config.proxyware.domains_file);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("flow.max_flows", self.flow.max_flows as u64),
+            ("flow.tcp_idle_timeout_seconds", self.flow.tcp_idle_timeout_seconds),
+            ("flow.udp_idle_timeout_seconds", self.flow.udp_idle_timeout_seconds),
+            ("flow.other_idle_timeout_seconds", self.flow.other_idle_timeout_seconds),
+            ("flow.active_timeout_seconds", self.flow.active_timeout_seconds),
+            ("reassembly.fragment_timeout_seconds", self.reassembly.fragment_timeout_seconds),
+            ("proxyware.alert_window_seconds", self.proxyware.alert_window_seconds),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be greater than 0")));
+            }
+        }
+        if self.dns.cache_min_ttl_seconds > self.dns.cache_max_ttl_seconds {
+            return Err(ConfigError::Invalid(
+                "dns.cache_min_ttl_seconds must not exceed dns.cache_max_ttl_seconds".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_inside(&self, addr: IpAddr) -> bool {
+        self.home_nets.iter().any(|net| net.contains(addr))
+    }
+}
+
+/// An IP network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::Cidr(s.to_string());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().map_err(|_| bad())?, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s.parse::<IpAddr>().map_err(|_| bad())?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_equals_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/egresswatch.toml");
+        let text = std::fs::read_to_string(&path).expect("shipped config exists");
+        let parsed: Config = toml::from_str(&text).expect("shipped config parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("[flow]\nmax_flow = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_flow"), "{err}");
+    }
+
+    #[test]
+    fn cidr_membership() {
+        let net: Cidr = "10.20.0.0/16".parse().unwrap();
+        assert!(net.contains("10.20.255.1".parse().unwrap()));
+        assert!(!net.contains("10.21.0.1".parse().unwrap()));
+        assert!(!net.contains("::ffff:10.20.0.1".parse().unwrap()));
+        let v6: Cidr = "fd00:20::/64".parse().unwrap();
+        assert!(v6.contains("fd00:20::10".parse().unwrap()));
+        assert!(!v6.contains("fd00:21::10".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("banana/8".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn zero_window_is_invalid() {
+        let mut c = Config::default();
+        c.proxyware.alert_window_seconds = 0;
+        assert!(c.validate().is_err());
+    }
+}

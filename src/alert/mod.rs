@@ -1,1 +1,90 @@
-//! (in progress)
+//! The alert schema (field names follow the seed Splunk search) and its renderings.
+pub mod sink;
+
+use serde::Serialize;
+use std::net::IpAddr;
+
+pub const TECHNIQUE: &str = "T1496.002";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// First observation in the window, RFC 3339 UTC.
+    pub time: String,
+    pub host: IpAddr,
+    #[serde(rename = "DestinationIp")]
+    pub destination_ip: Option<IpAddr>,
+    #[serde(rename = "DestinationHostname")]
+    pub destination_hostname: Option<String>,
+    #[serde(rename = "DestinationPort")]
+    pub destination_port: Option<u16>,
+    #[serde(rename = "DetectionBranch")]
+    pub detection_branch: &'static str,
+    pub technique: &'static str,
+    pub analytic: &'static str,
+    pub score: u8,
+    pub severity: &'static str,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub duration_s: f64,
+    /// Filled by the geo enrichment (not built yet): always null for now.
+    pub country: Option<String>,
+    pub asn: Option<u32>,
+    pub window_start: String,
+    pub window_end: String,
+    /// Observations folded into this alert.
+    pub count: u64,
+    pub reason: String,
+    pub evidence: serde_json::Value,
+}
+
+pub fn severity(score: u8) -> &'static str {
+    match score {
+        80.. => "high",
+        50..=79 => "medium",
+        _ => "low",
+    }
+}
+
+/// RFC 3339 UTC with microseconds from nanoseconds since the epoch.
+pub fn rfc3339(ts_ns: u64) -> String {
+    let secs = ts_ns / 1_000_000_000;
+    let micros = (ts_ns % 1_000_000_000) / 1_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+/// Gregorian date from days since 1970-01-01 (Howard Hinnant's well-known algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        // 2021-09-12 13:52:02.864133 UTC, the first packet of ndpi__http_connect.pcap.
+        assert_eq!(rfc3339(1_631_454_722_864_133_000), "2021-09-12T13:52:02.864133Z");
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn severity_bands() {
+        assert_eq!(severity(100), "high");
+        assert_eq!(severity(60), "medium");
+        assert_eq!(severity(10), "low");
+    }
+}

@@ -9,3 +9,7 @@ pub fn is_peer_wire_handshake(_payload: &[u8]) -> bool {
 pub fn is_dht_message(_payload: &[u8]) -> bool {
     false
 }
+
+pub fn is_utp_packet(_payload: &[u8]) -> bool {
+    false
+}

@@ -1,1 +1,2 @@
-//! (in progress)
+//! Detectors: they see names and flow updates, never where they came from.
+pub mod proxyware;

@@ -13,9 +13,16 @@ pub mod flags {
 #[derive(Debug, Clone, Default)]
 pub struct TcpState {}
 
+pub fn first_packet_is_from_responder(flags: u8) -> bool {
+    flags & (flags::SYN | flags::ACK) == (flags::SYN | flags::ACK)
+}
+
 impl TcpState {
     /// One TCP segment. `from_orig` is true when it comes from the connection originator.
     pub fn observe(&mut self, _from_orig: bool, _flags: u8, _seq: u32, _ack: u32, _payload_len: u32) {}
+
+    /// Marks a connection first seen at its SYN-ACK (history '^').
+    pub fn record_flip(&mut self) {}
 
     /// Zeek's conn_state: S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH.
     pub fn conn_state(&self) -> &'static str {

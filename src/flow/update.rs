@@ -1,1 +1,110 @@
-//! (in progress)
+//! What the flow table tells the rest of the sensor.
+use super::key::Uid;
+use super::table::Flow;
+use crate::decode::dns::DnsMessage;
+use crate::decode::http::RequestHead;
+use crate::decode::socks::SocksRequest;
+use crate::decode::tls::ClientHelloInfo;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    /// Active timeout: the flow goes on.
+    Interim,
+    /// Idle timeout, close, eviction or end of input.
+    Final,
+}
+
+/// Application protocols seen on a flow (Zeek's `service`).
+pub mod service {
+    pub const DNS: u8 = 1;
+    pub const SSL: u8 = 2;
+    pub const HTTP: u8 = 4;
+    pub const SOCKS: u8 = 8;
+    pub const BITTORRENT: u8 = 16;
+    pub const NAMES: [(u8, &str); 5] =
+        [(DNS, "dns"), (HTTP, "http"), (SOCKS, "socks"), (SSL, "ssl"), (BITTORRENT, "bittorrent")];
+}
+
+/// Names a flow carries, allocated once per flow that has any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowNames {
+    pub sni: Option<Box<str>>,
+    pub http_host: Option<Box<str>>,
+    pub connect_target: Option<Box<str>>,
+    pub socks_target: Option<Box<str>>,
+    /// Name the inside host resolved for the outside address before this flow began.
+    pub dns_name: Option<Arc<str>>,
+}
+
+impl FlowNames {
+    /// The most specific name: what the client asked the server for, then what it resolved.
+    pub fn best(&self) -> Option<&str> {
+        self.sni
+            .as_deref()
+            .or(self.http_host.as_deref())
+            .or(self.connect_target.as_deref())
+            .or(self.socks_target.as_deref())
+            .or(self.dns_name.as_deref())
+    }
+}
+
+/// How a name was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NameSource {
+    DnsQuery,
+    TlsSni,
+    HttpHost,
+    HttpConnect,
+    Socks,
+    /// A flow to an address the host had resolved from this name.
+    DnsCache,
+}
+
+impl NameSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::DnsQuery => "dns",
+            NameSource::TlsSni => "sni",
+            NameSource::HttpHost => "http",
+            NameSource::HttpConnect => "http_connect",
+            NameSource::Socks => "socks",
+            NameSource::DnsCache => "dns_cache",
+        }
+    }
+
+    /// True when the host exchanged data with the named service, not only looked it up.
+    pub fn is_connection(self) -> bool {
+        !matches!(self, NameSource::DnsQuery)
+    }
+}
+
+/// The sensor-wide view of a flow: oriented inside -> outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowUpdate {
+    pub uid: Uid,
+    pub kind: UpdateKind,
+    pub proto: u8,
+    pub inside: IpAddr,
+    pub inside_port: u16,
+    pub outside: IpAddr,
+    pub outside_port: u16,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub pkts_out: u64,
+    pub pkts_in: u64,
+}
+
+/// Receives everything the flow table learns. The pipeline implements it.
+pub trait FlowSink {
+    /// Name the client resolved for the server's address, if any (the DNS cache).
+    fn resolved_name(&mut self, client: IpAddr, server: IpAddr, ts_ns: u64) -> Option<Arc<str>>;
+    fn flow(&mut self, flow: &Flow, kind: UpdateKind);
+    fn dns(&mut self, flow: &Flow, ts_ns: u64, from_orig: bool, msg: &DnsMessage);
+    fn tls(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo);
+    fn http(&mut self, flow: &Flow, ts_ns: u64, request: &RequestHead);
+    fn socks(&mut self, flow: &Flow, ts_ns: u64, request: &SocksRequest);
+}

@@ -1,0 +1,243 @@
+//! Application-layer inspection of a flow's first bytes: which protocol, and the names in it.
+//!
+//! The client stream is identified by content, not port (TLS on port 80, HTTP on 8080 both
+//! work): TLS ClientHello, HTTP requests (CONNECT tunnels and keep-alive requests followed),
+//! SOCKS4/5 handshakes (the tunnelled bytes are inspected again), BitTorrent handshakes, and
+//! DNS over TCP on port 53. Inspection ends when the names are read, the protocol is unknown,
+//! a gap appears, or the buffer budget is spent; then the state is freed.
+use super::stream::StreamDir;
+use crate::decode::dns::{self, DnsMessage};
+use crate::decode::http::{self, HttpParse, RequestHead};
+use crate::decode::socks::{self, SocksParse, SocksRequest};
+use crate::decode::tls::{self, ClientHelloInfo, TlsParse};
+use crate::decode::bittorrent;
+
+/// Client bytes buffered while a head or hello is incomplete (a ClientHello with post-quantum
+/// key shares is ~2 KB; HTTP heads above 16 KB are refused by common servers).
+const MAX_APP_BUFFER: usize = 64 * 1024;
+/// HTTP requests read per connection; later ones on a long keep-alive add little.
+const MAX_HTTP_REQUESTS: u32 = 100;
+/// Tunnels inside tunnels (CONNECT inside SOCKS) inspected before giving up.
+const MAX_TUNNELS: u8 = 2;
+
+#[derive(Debug)]
+pub enum AppEvent {
+    Tls(ClientHelloInfo),
+    Http(RequestHead),
+    Socks(SocksRequest),
+    Dns { from_orig: bool, msg: DnsMessage },
+    BitTorrent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Detect,
+    Tls,
+    Http,
+    Socks,
+    DnsTcp,
+    Done,
+}
+
+#[derive(Debug)]
+pub struct AppState {
+    client: StreamDir,
+    server: StreamDir,
+    client_buf: Vec<u8>,
+    server_buf: Vec<u8>,
+    mode: Mode,
+    http_body_left: u64,
+    http_requests: u32,
+    tunnels: u8,
+}
+
+impl AppState {
+    pub fn new(dns_port: bool) -> AppState {
+        AppState {
+            client: StreamDir::default(),
+            server: StreamDir::default(),
+            client_buf: Vec::new(),
+            server_buf: Vec::new(),
+            mode: if dns_port { Mode::DnsTcp } else { Mode::Detect },
+            http_body_left: 0,
+            http_requests: 0,
+            tunnels: 0,
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.mode == Mode::Done
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn tcp_segment(
+        &mut self,
+        from_orig: bool,
+        seq: u32,
+        syn: bool,
+        captured: &[u8],
+        declared: u32,
+        max_pending: usize,
+        events: &mut Vec<AppEvent>,
+    ) {
+        if self.mode == Mode::Done {
+            return;
+        }
+        if from_orig {
+            let mut fresh = std::mem::take(&mut self.client_buf);
+            self.client.segment(seq, syn, captured, declared, max_pending, &mut |d| fresh.extend_from_slice(d));
+            self.client_buf = fresh;
+            self.client_progress(events);
+            if self.client.gap && self.mode != Mode::DnsTcp {
+                self.finish();
+            }
+        } else if self.mode == Mode::DnsTcp {
+            let mut fresh = std::mem::take(&mut self.server_buf);
+            self.server.segment(seq, syn, captured, declared, max_pending, &mut |d| fresh.extend_from_slice(d));
+            self.server_buf = fresh;
+            dns_tcp_messages(&mut self.server_buf, false, events);
+        } else {
+            // Only the client side carries names; keep the server's sequence state for nothing.
+        }
+        if self.client_buf.len() > MAX_APP_BUFFER || self.server_buf.len() > MAX_APP_BUFFER {
+            self.finish();
+        }
+        if self.mode == Mode::DnsTcp && self.client.gap && self.server.gap {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.mode = Mode::Done;
+        self.client_buf = Vec::new();
+        self.server_buf = Vec::new();
+    }
+
+    fn client_progress(&mut self, events: &mut Vec<AppEvent>) {
+        loop {
+            // Skip the body of the previous HTTP request.
+            if self.http_body_left > 0 {
+                let n = (self.http_body_left as usize).min(self.client_buf.len());
+                self.client_buf.drain(..n);
+                self.http_body_left -= n as u64;
+                if self.http_body_left > 0 {
+                    return;
+                }
+            }
+            if self.client_buf.is_empty() {
+                return;
+            }
+            match self.mode {
+                Mode::Done => return,
+                Mode::DnsTcp => {
+                    dns_tcp_messages(&mut self.client_buf, true, events);
+                    return;
+                }
+                Mode::Detect => {
+                    let Some(&first) = self.client_buf.first() else { return };
+                    self.mode = match first {
+                        0x16 => Mode::Tls,
+                        0x04 | 0x05 => Mode::Socks,
+                        0x13 => {
+                            if self.client_buf.len() < 20 {
+                                return;
+                            }
+                            if bittorrent::is_peer_wire_handshake(&self.client_buf) {
+                                events.push(AppEvent::BitTorrent);
+                            }
+                            self.finish();
+                            return;
+                        }
+                        b'A'..=b'Z' => Mode::Http,
+                        _ => {
+                            self.finish();
+                            return;
+                        }
+                    };
+                }
+                Mode::Tls => {
+                    match tls::parse_client_hello(&self.client_buf) {
+                        TlsParse::ClientHello(hello) => events.push(AppEvent::Tls(hello)),
+                        TlsParse::Incomplete { needed } if needed <= MAX_APP_BUFFER => return,
+                        TlsParse::Incomplete { .. } | TlsParse::NotClientHello => {}
+                    }
+                    self.finish();
+                    return;
+                }
+                Mode::Socks => match socks::parse_client_stream(&self.client_buf) {
+                    SocksParse::Done(request) => {
+                        let offset = request.tunnel_offset.min(self.client_buf.len());
+                        events.push(AppEvent::Socks(request));
+                        self.client_buf.drain(..offset);
+                        if !self.enter_tunnel() {
+                            return;
+                        }
+                    }
+                    SocksParse::Incomplete => return,
+                    SocksParse::NotSocks => {
+                        self.finish();
+                        return;
+                    }
+                },
+                Mode::Http => match http::parse_request_head(&self.client_buf) {
+                    HttpParse::Done(request) => {
+                        let head_len = request.head_len.min(self.client_buf.len());
+                        let connect = request.method.eq_ignore_ascii_case("CONNECT");
+                        let body = if request.chunked { None } else { Some(request.content_length.unwrap_or(0)) };
+                        events.push(AppEvent::Http(request));
+                        self.client_buf.drain(..head_len);
+                        self.http_requests += 1;
+                        if connect {
+                            if !self.enter_tunnel() {
+                                return;
+                            }
+                        } else {
+                            match body {
+                                // Chunked bodies are not walked: later requests on this connection are not read.
+                                None => {
+                                    self.finish();
+                                    return;
+                                }
+                                Some(len) => self.http_body_left = len,
+                            }
+                            if self.http_requests >= MAX_HTTP_REQUESTS {
+                                self.finish();
+                                return;
+                            }
+                        }
+                    }
+                    HttpParse::Incomplete => return,
+                    HttpParse::NotHttp => {
+                        self.finish();
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// After a CONNECT or SOCKS handshake the client's next bytes are a new protocol.
+    fn enter_tunnel(&mut self) -> bool {
+        self.tunnels += 1;
+        if self.tunnels > MAX_TUNNELS {
+            self.finish();
+            return false;
+        }
+        self.mode = Mode::Detect;
+        true
+    }
+}
+
+/// Parses every complete length-prefixed DNS message in `buf` and removes it.
+fn dns_tcp_messages(buf: &mut Vec<u8>, from_orig: bool, events: &mut Vec<AppEvent>) {
+    let mut at = 0;
+    while let (Some(&hi), Some(&lo)) = (buf.get(at), buf.get(at + 1)) {
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        let Some(message) = buf.get(at + 2..at + 2 + len) else { break };
+        if let Ok(msg) = dns::parse_message(message) {
+            events.push(AppEvent::Dns { from_orig, msg });
+        }
+        at += 2 + len;
+    }
+    buf.drain(..at);
+}
