@@ -11,6 +11,7 @@ pub mod enrich;
 pub mod flow;
 pub mod generate;
 pub mod logs;
+pub mod cli;
 pub mod pipeline;
 pub mod source;
 pub mod stats;

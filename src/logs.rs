@@ -1,1 +1,235 @@
-//! (in progress)
+//! Analyst logs as JSON lines with Zeek's file and field names (conn, dns, ssl, http), so tools
+//! that read Zeek JSON logs read ours. Fields we cannot fill are left out, never invented.
+use crate::config::Config;
+use crate::decode::dns::{self, DnsMessage, DnsRdata};
+use crate::decode::http::RequestHead;
+use crate::decode::packet::ip_proto;
+use crate::decode::tls::ClientHelloInfo;
+use crate::flow::key::Uid;
+use crate::flow::table::Flow;
+use crate::flow::update::service;
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value, json};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+/// DNS queries of one flow waiting for their response; beyond this the oldest is logged
+/// unanswered. With flows bounded by `max_flows`, the whole map is bounded too.
+const MAX_PENDING_DNS_PER_FLOW: usize = 32;
+
+pub struct ZeekLogs {
+    conn: BufWriter<File>,
+    dns: BufWriter<File>,
+    ssl: BufWriter<File>,
+    http: BufWriter<File>,
+    pending_dns: FxHashMap<Uid, Vec<(u16, PendingQuery)>>,
+    http_depth: FxHashMap<Uid, u32>,
+    home: Config,
+}
+
+struct PendingQuery {
+    ts_ns: u64,
+    line: Map<String, Value>,
+}
+
+fn ts(ts_ns: u64) -> Value {
+    // Zeek writes epoch seconds with microsecond precision.
+    json!(((ts_ns / 1_000) as f64) / 1e6)
+}
+
+fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        ip_proto::TCP => "tcp",
+        ip_proto::UDP => "udp",
+        ip_proto::ICMP | ip_proto::ICMPV6 => "icmp",
+        _ => "unknown_transport",
+    }
+}
+
+impl ZeekLogs {
+    pub fn create(dir: &Path, config: &Config) -> io::Result<ZeekLogs> {
+        std::fs::create_dir_all(dir)?;
+        let open = |name: &str| -> io::Result<BufWriter<File>> {
+            let path = dir.join(name);
+            File::create(&path)
+                .map(BufWriter::new)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        };
+        Ok(ZeekLogs {
+            conn: open("conn.log")?,
+            dns: open("dns.log")?,
+            ssl: open("ssl.log")?,
+            http: open("http.log")?,
+            pending_dns: FxHashMap::default(),
+            http_depth: FxHashMap::default(),
+            home: config.clone(),
+        })
+    }
+
+    fn id_fields(flow: &Flow) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("uid".into(), json!(flow.uid.to_string()));
+        m.insert("id.orig_h".into(), json!(flow.orig.0.to_string()));
+        m.insert("id.orig_p".into(), json!(flow.orig.1));
+        m.insert("id.resp_h".into(), json!(flow.resp.0.to_string()));
+        m.insert("id.resp_p".into(), json!(flow.resp.1));
+        m
+    }
+
+    fn write(out: &mut BufWriter<File>, line: &Map<String, Value>) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, line)?;
+        out.write_all(b"\n")
+    }
+
+    pub fn conn(&mut self, flow: &Flow) -> io::Result<()> {
+        // Unanswered DNS queries of this flow are logged as Zeek does at connection end.
+        if let Some(unanswered) = self.pending_dns.remove(&flow.uid) {
+            for (_, p) in unanswered {
+                Self::write(&mut self.dns, &p.line)?;
+            }
+        }
+        self.http_depth.remove(&flow.uid);
+
+        let mut m = Map::new();
+        m.insert("ts".into(), ts(flow.first_ns));
+        m.append(&mut Self::id_fields(flow));
+        m.insert("proto".into(), json!(proto_name(flow.proto)));
+        let services: Vec<&str> =
+            service::NAMES.iter().filter(|(bit, _)| flow.services & bit != 0).map(|(_, n)| *n).collect();
+        if !services.is_empty() {
+            m.insert("service".into(), json!(services.join(",")));
+        }
+        m.insert("duration".into(), json!(((flow.last_ns - flow.first_ns) / 1_000) as f64 / 1e6));
+        let (orig_bytes, resp_bytes) = if flow.proto == ip_proto::TCP {
+            (flow.tcp.orig_bytes(), flow.tcp.resp_bytes())
+        } else {
+            (flow.orig_payload_bytes, flow.resp_payload_bytes)
+        };
+        m.insert("orig_bytes".into(), json!(orig_bytes));
+        m.insert("resp_bytes".into(), json!(resp_bytes));
+        let (state, history) = if flow.proto == ip_proto::TCP {
+            (flow.tcp.conn_state(), flow.tcp.history())
+        } else {
+            (
+                crate::flow::tcp_state::udp_conn_state(flow.orig_pkts, flow.resp_pkts),
+                crate::flow::tcp_state::udp_history(flow.orig_pkts, flow.resp_pkts).to_string(),
+            )
+        };
+        m.insert("conn_state".into(), json!(state));
+        m.insert("local_orig".into(), json!(self.home.is_inside(flow.orig.0)));
+        m.insert("local_resp".into(), json!(self.home.is_inside(flow.resp.0)));
+        if !history.is_empty() {
+            m.insert("history".into(), json!(history));
+        }
+        m.insert("orig_pkts".into(), json!(flow.orig_pkts));
+        m.insert("orig_ip_bytes".into(), json!(flow.orig_ip_bytes));
+        m.insert("resp_pkts".into(), json!(flow.resp_pkts));
+        m.insert("resp_ip_bytes".into(), json!(flow.resp_ip_bytes));
+        Self::write(&mut self.conn, &m)
+    }
+
+    pub fn dns(&mut self, flow: &Flow, ts_ns: u64, msg: &DnsMessage) -> io::Result<()> {
+        if !msg.is_response {
+            let mut m = Map::new();
+            m.insert("ts".into(), ts(ts_ns));
+            m.append(&mut Self::id_fields(flow));
+            m.insert("proto".into(), json!(proto_name(flow.proto)));
+            m.insert("trans_id".into(), json!(msg.id));
+            Self::question(&mut m, msg);
+            let pending = self.pending_dns.entry(flow.uid).or_default();
+            if pending.len() >= MAX_PENDING_DNS_PER_FLOW {
+                let (_, oldest) = pending.remove(0);
+                Self::write(&mut self.dns, &oldest.line)?;
+            }
+            pending.push((msg.id, PendingQuery { ts_ns, line: m }));
+            return Ok(());
+        }
+        let matched = self.pending_dns.get_mut(&flow.uid).and_then(|pending| {
+            let at = pending.iter().position(|(id, _)| *id == msg.id)?;
+            Some(pending.remove(at).1)
+        });
+        let mut m = match matched {
+            Some(p) => {
+                let mut line = p.line;
+                line.insert("rtt".into(), json!((ts_ns.saturating_sub(p.ts_ns) / 1_000) as f64 / 1e6));
+                line
+            }
+            None => {
+                let mut line = Map::new();
+                line.insert("ts".into(), ts(ts_ns));
+                line.append(&mut Self::id_fields(flow));
+                line.insert("proto".into(), json!(proto_name(flow.proto)));
+                line.insert("trans_id".into(), json!(msg.id));
+                Self::question(&mut line, msg);
+                line
+            }
+        };
+        m.insert("rcode".into(), json!(msg.rcode));
+        m.insert("rcode_name".into(), json!(dns::rcode_name(msg.rcode)));
+        m.insert("TC".into(), json!(msg.truncated));
+        let mut answers = Vec::new();
+        let mut ttls = Vec::new();
+        for a in &msg.answers {
+            let text = match &a.data {
+                DnsRdata::A(ip) => ip.to_string(),
+                DnsRdata::Aaaa(ip) => ip.to_string(),
+                DnsRdata::Cname(name) => name.clone(),
+                DnsRdata::Other(_) => continue,
+            };
+            answers.push(text);
+            ttls.push(f64::from(a.ttl));
+        }
+        if !answers.is_empty() {
+            m.insert("answers".into(), json!(answers));
+            m.insert("TTLs".into(), json!(ttls));
+        }
+        Self::write(&mut self.dns, &m)
+    }
+
+    fn question(m: &mut Map<String, Value>, msg: &DnsMessage) {
+        if let Some(q) = msg.questions.first() {
+            m.insert("query".into(), json!(q.name));
+            m.insert("qclass".into(), json!(q.qclass));
+            m.insert("qtype".into(), json!(q.qtype));
+            m.insert("qtype_name".into(), json!(dns::qtype_name(q.qtype)));
+        }
+    }
+
+    pub fn ssl(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo) -> io::Result<()> {
+        let mut m = Map::new();
+        m.insert("ts".into(), ts(ts_ns));
+        m.append(&mut Self::id_fields(flow));
+        if let Some(sni) = &hello.sni {
+            m.insert("server_name".into(), json!(sni));
+        }
+        Self::write(&mut self.ssl, &m)
+    }
+
+    pub fn http(&mut self, flow: &Flow, ts_ns: u64, request: &RequestHead) -> io::Result<()> {
+        let depth = self.http_depth.entry(flow.uid).or_insert(0);
+        *depth += 1;
+        let mut m = Map::new();
+        m.insert("ts".into(), ts(ts_ns));
+        m.append(&mut Self::id_fields(flow));
+        m.insert("trans_depth".into(), json!(*depth));
+        m.insert("method".into(), json!(request.method));
+        if let Some(host) = &request.host {
+            m.insert("host".into(), json!(host));
+        }
+        m.insert("uri".into(), json!(request.uri));
+        Self::write(&mut self.http, &m)
+    }
+
+    pub fn finish(&mut self) -> io::Result<()> {
+        let mut rest: Vec<PendingQuery> = self.pending_dns.drain().flat_map(|(_, p)| p).map(|(_, p)| p).collect();
+        rest.sort_by(|a, b| a.ts_ns.cmp(&b.ts_ns));
+        for p in rest {
+            Self::write(&mut self.dns, &p.line)?;
+        }
+        self.conn.flush()?;
+        self.dns.flush()?;
+        self.ssl.flush()?;
+        self.http.flush()
+    }
+}

@@ -1,1 +1,66 @@
-//! (in progress)
+//! Run counters and the end-of-run summary.
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub files: u64,
+    pub frames: u64,
+    /// Frame lengths on the wire.
+    pub wire_bytes: u64,
+    /// Frames captured shorter than they were (snaplen or slicing); still counted in full.
+    pub sliced_frames: u64,
+    pub drops: BTreeMap<&'static str, u64>,
+    pub fragments_reassembled: u64,
+    pub flows: u64,
+    pub flows_evicted: u64,
+    pub interim_updates: u64,
+    pub dns_messages: u64,
+    pub dns_cache_evicted: u64,
+    pub tls_client_hellos: u64,
+    pub http_requests: u64,
+    pub socks_requests: u64,
+    pub proxyware_observations: u64,
+    pub alerts: u64,
+    pub file_problems: Vec<String>,
+}
+
+impl Stats {
+    pub fn drop(&mut self, reason: &'static str) {
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "egresswatch: {} file(s), {} frames, {} bytes ({} sliced frames counted at full length)\n\
+             flows: {} ({} evicted at the max_flows bound, {} interim updates)\n\
+             names: {} DNS messages, {} TLS ClientHellos, {} HTTP requests, {} SOCKS requests\n\
+             proxyware: {} observations, {} alerts\n",
+            self.files,
+            self.frames,
+            self.wire_bytes,
+            self.sliced_frames,
+            self.flows,
+            self.flows_evicted,
+            self.interim_updates,
+            self.dns_messages,
+            self.tls_client_hellos,
+            self.http_requests,
+            self.socks_requests,
+            self.proxyware_observations,
+            self.alerts,
+        );
+        if self.fragments_reassembled > 0 {
+            s.push_str(&format!("fragments: {} datagrams reassembled\n", self.fragments_reassembled));
+        }
+        if self.drops.is_empty() {
+            s.push_str("drops: none\n");
+        } else {
+            let list: Vec<String> = self.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!("drops: {}\n", list.join(" ")));
+        }
+        for p in &self.file_problems {
+            s.push_str(&format!("problem: {p}\n"));
+        }
+        s
+    }
+}

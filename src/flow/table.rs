@@ -274,7 +274,7 @@ impl FlowTable {
             }
         };
         let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
-        let dns_name = sink.resolved_name(orig.0, resp.0, ts_ns);
+        let dns_name = sink.resolved_name(Uid(self.next_uid), orig.0, resp, ts_ns);
         let mut tcp = TcpState::default();
         if flipped {
             tcp.record_flip();

@@ -29,8 +29,24 @@ impl TcpState {
         "OTH"
     }
 
+    pub fn orig_bytes(&self) -> u64 {
+        0
+    }
+
+    pub fn resp_bytes(&self) -> u64 {
+        0
+    }
+
     /// Zeek's history string (originator upper case, responder lower case).
     pub fn history(&self) -> String {
         String::new()
     }
+}
+
+pub fn udp_conn_state(_orig_pkts: u64, _resp_pkts: u64) -> &'static str {
+    "OTH"
+}
+
+pub fn udp_history(_orig_pkts: u64, _resp_pkts: u64) -> &'static str {
+    ""
 }

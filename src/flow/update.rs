@@ -101,7 +101,7 @@ pub struct FlowUpdate {
 /// Receives everything the flow table learns. The pipeline implements it.
 pub trait FlowSink {
     /// Name the client resolved for the server's address, if any (the DNS cache).
-    fn resolved_name(&mut self, client: IpAddr, server: IpAddr, ts_ns: u64) -> Option<Arc<str>>;
+    fn resolved_name(&mut self, uid: Uid, client: IpAddr, server: (IpAddr, u16), ts_ns: u64) -> Option<Arc<str>>;
     fn flow(&mut self, flow: &Flow, kind: UpdateKind);
     fn dns(&mut self, flow: &Flow, ts_ns: u64, from_orig: bool, msg: &DnsMessage);
     fn tls(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo);
