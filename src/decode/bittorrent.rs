@@ -501,7 +501,3 @@ mod tests {
         assert!(utp_hits <= 5, "{utp_hits} random datagrams taken for uTP");
     }
 }
-
-pub fn is_utp_packet(_payload: &[u8]) -> bool {
-    false
-}

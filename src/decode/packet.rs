@@ -281,11 +281,16 @@ fn ip<'a>(data: &'a [u8], depth: usize, out: &mut Decoded<'a>) {
             (declared + 40, 40 + ext_len)
         }
     };
-    // A zero or too-short length field (TSO captures, jumbograms) falls back to what was captured.
-    let ip_len = if payload.len_source == LenSource::Slice {
-        (header_len as usize + payload.payload.len()) as u32
-    } else {
+    // The header's length is the truth even when the frame was sliced; only a zero or
+    // too-short field (TSO captures, jumbograms) falls back to what was captured.
+    let declared_ok = match &slice {
+        LaxIpSlice::Ipv4(_) => ip_len >= header_len,
+        LaxIpSlice::Ipv6(_) => ip_len > 40,
+    };
+    let ip_len = if declared_ok || payload.len_source != LenSource::Slice {
         ip_len
+    } else {
+        (header_len as usize + payload.payload.len()) as u32
     };
     let payload_len = ip_len.saturating_sub(header_len);
 
@@ -573,9 +578,9 @@ mod tests {
     #[test]
     fn every_truncation_and_mutation_is_safe() {
         let bytes = hex(VLAN_UDP);
-        let mut d = Decoded::default();
         for lt in [linktype::ETHERNET, linktype::NULL, linktype::RAW, linktype::LINUX_SLL, linktype::LINUX_SLL2] {
             for cut in 0..=bytes.len() {
+                let mut d = Decoded::default();
                 decode_frame(lt, &bytes[..cut], &mut d);
             }
             let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -588,6 +593,7 @@ mod tests {
                     let at = (state as usize) % m.len();
                     m[at] = (state >> 32) as u8;
                 }
+                let mut d = Decoded::default();
                 decode_frame(lt, &m, &mut d);
                 assert!(d.layers.len() <= MAX_LAYERS);
             }

@@ -2,7 +2,8 @@
 //!
 //! Datagrams are keyed by (source, destination, protocol, id). At most `max_datagrams` are
 //! held; each is at most 64 KiB and is discarded after `timeout_ns` without completing.
-//! Overlapping fragments keep the bytes that arrived first.
+//! Overlapping fragments keep the bytes that arrived first. Odd fragment sizes are accepted,
+//! as tshark accepts them: an observer must see what the receiver may have seen.
 use crate::decode::packet::{DropReason, Fragment};
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
@@ -74,7 +75,7 @@ impl Defragmenter {
         }
         let start = frag.offset;
         let end = start.saturating_add(frag.payload.len() as u32);
-        if end > MAX_DATAGRAM || (frag.more && frag.payload.len() % 8 != 0) {
+        if end > MAX_DATAGRAM {
             self.datagrams.remove(&key);
             return DefragOutcome::Dropped(DropReason::FragmentOverlapOrTooLong);
         }
@@ -131,7 +132,9 @@ impl Defragmenter {
         }
         dg.have = merged;
         dg.ip_len_sum = dg.ip_len_sum.saturating_add(frag.ip_len);
-        let complete = dg.total.is_some_and(|t| dg.have.first() == Some(&(0, t)));
+        // Overlapping fragments may reach past the end the last fragment set (tshark and most
+        // stacks accept that); the datagram is complete once [0, total) is covered.
+        let complete = dg.total.is_some_and(|t| dg.have.first().is_some_and(|&(s, e)| s == 0 && e >= t));
         if !complete {
             return DefragOutcome::Pending;
         }
