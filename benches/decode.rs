@@ -17,7 +17,9 @@ fn frames() -> Vec<(u32, Vec<u8>)> {
     paths.sort();
     let mut out = Vec::new();
     for p in paths {
-        let Ok(mut reader) = CaptureReader::open(std::slice::from_ref(&p)) else { continue };
+        let Ok(mut reader) = CaptureReader::open(std::slice::from_ref(&p)) else {
+            continue;
+        };
         while let Some(packet) = reader.next_packet() {
             out.push((packet.linktype, packet.data.to_vec()));
         }
@@ -30,17 +32,20 @@ fn bench(c: &mut Criterion) {
     let bytes: usize = frames.iter().map(|(_, f)| f.len()).sum();
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(frames.len() as u64));
-    group.bench_function(format!("public_captures_{}_frames_{}_bytes", frames.len(), bytes), |b| {
-        b.iter(|| {
-            let mut layers = 0;
-            for (lt, f) in &frames {
-                let mut d = Decoded::default();
-                decode_frame(*lt, f, &mut d);
-                layers += d.layers.len();
-            }
-            black_box(layers)
-        })
-    });
+    group.bench_function(
+        format!("public_captures_{}_frames_{}_bytes", frames.len(), bytes),
+        |b| {
+            b.iter(|| {
+                let mut layers = 0;
+                for (lt, f) in &frames {
+                    let mut d = Decoded::default();
+                    decode_frame(*lt, f, &mut d);
+                    layers += d.layers.len();
+                }
+                black_box(layers)
+            })
+        },
+    );
     group.finish();
 }
 

@@ -14,7 +14,12 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(bytes));
     group.bench_function("office_pcap", |b| {
         b.iter(|| {
-            let report = replay(&config, &[path.clone()], &ReplayOptions::default(), &mut |_| Ok(()));
+            let report = replay(
+                &config,
+                &[path.clone()],
+                &ReplayOptions::default(),
+                &mut |_| Ok(()),
+            );
             black_box(report.map(|r| r.stats.frames).unwrap_or(0))
         })
     });

@@ -9,7 +9,11 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "egresswatch", version, about = "Finds hosts whose bandwidth is hijacked (MITRE ATT&CK T1496.002)")]
+#[command(
+    name = "egresswatch",
+    version,
+    about = "Finds hosts whose bandwidth is hijacked (MITRE ATT&CK T1496.002)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -78,23 +82,39 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Replay { config, home_nets, format, alerts, log_dir, files } => {
+        Command::Replay {
+            config,
+            home_nets,
+            format,
+            alerts,
+            log_dir,
+            files,
+        } => {
             let mut config = load_config(config.as_ref())?;
             if !home_nets.is_empty() {
                 config.home_nets = home_nets;
             }
             let stdout_is_terminal = io::stdout().is_terminal();
-            let format = format.unwrap_or(if stdout_is_terminal { Format::Table } else { Format::Json });
+            let format = format.unwrap_or(if stdout_is_terminal {
+                Format::Table
+            } else {
+                Format::Json
+            });
             let mut alert_file = match &alerts {
-                Some(path) => Some(BufWriter::new(
-                    File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-                )),
+                Some(path) => {
+                    Some(BufWriter::new(File::create(path).with_context(|| {
+                        format!("cannot create {}", path.display())
+                    })?))
+                }
                 None => None,
             };
             let stdout = io::stdout();
             let mut out = stdout.lock();
             let mut table_rows: Vec<Alert> = Vec::new();
-            let options = ReplayOptions { log_dir, collect: false };
+            let options = ReplayOptions {
+                log_dir,
+                collect: false,
+            };
             let report = pipeline::replay(&config, &files, &options, &mut |batch| {
                 for alert in batch {
                     if let Some(f) = alert_file.as_mut() {
@@ -130,12 +150,29 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Generate { scenario, seed, packets, snaplen, out, truth } => {
+        Command::Generate {
+            scenario,
+            seed,
+            packets,
+            snaplen,
+            out,
+            truth,
+        } => {
             let scenario = scenario.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let options = crate::generate::GenerateOptions { scenario, seed, packets, snaplen };
+            let options = crate::generate::GenerateOptions {
+                scenario,
+                seed,
+                packets,
+                snaplen,
+            };
             let summary = crate::generate::generate(&options, &out, truth.as_deref())
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            eprintln!("wrote {}: {} packets, {} bytes", out.display(), summary.packets, summary.bytes);
+            eprintln!(
+                "wrote {}: {} packets, {} bytes",
+                out.display(),
+                summary.packets,
+                summary.bytes
+            );
             Ok(())
         }
     }

@@ -8,9 +8,15 @@ use std::str::FromStr;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid CIDR '{0}': expected ADDRESS/PREFIX, e.g. 10.0.0.0/8 or fd00::/8")]
     Cidr(String),
     #[error("invalid config: {0}")]
@@ -122,7 +128,11 @@ pub struct DnsConfig {
 
 impl Default for DnsConfig {
     fn default() -> Self {
-        DnsConfig { cache_max_entries: 200_000, cache_min_ttl_seconds: 300, cache_max_ttl_seconds: 86_400 }
+        DnsConfig {
+            cache_max_entries: 200_000,
+            cache_min_ttl_seconds: 300,
+            cache_max_ttl_seconds: 86_400,
+        }
     }
 }
 
@@ -164,12 +174,18 @@ impl Default for ProxywareConfig {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let mut config: Config =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        if !config.proxyware.domains_file.as_os_str().is_empty() && config.proxyware.domains_file.is_relative() {
+        if !config.proxyware.domains_file.as_os_str().is_empty()
+            && config.proxyware.domains_file.is_relative()
+        {
             config.proxyware.domains_file = dir.join(&config.proxyware.domains_file);
         }
         config.validate()?;
@@ -179,16 +195,36 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("flow.max_flows", self.flow.max_flows as u64),
-            ("flow.tcp_idle_timeout_seconds", self.flow.tcp_idle_timeout_seconds),
-            ("flow.udp_idle_timeout_seconds", self.flow.udp_idle_timeout_seconds),
-            ("flow.other_idle_timeout_seconds", self.flow.other_idle_timeout_seconds),
-            ("flow.active_timeout_seconds", self.flow.active_timeout_seconds),
-            ("reassembly.fragment_timeout_seconds", self.reassembly.fragment_timeout_seconds),
-            ("proxyware.alert_window_seconds", self.proxyware.alert_window_seconds),
+            (
+                "flow.tcp_idle_timeout_seconds",
+                self.flow.tcp_idle_timeout_seconds,
+            ),
+            (
+                "flow.udp_idle_timeout_seconds",
+                self.flow.udp_idle_timeout_seconds,
+            ),
+            (
+                "flow.other_idle_timeout_seconds",
+                self.flow.other_idle_timeout_seconds,
+            ),
+            (
+                "flow.active_timeout_seconds",
+                self.flow.active_timeout_seconds,
+            ),
+            (
+                "reassembly.fragment_timeout_seconds",
+                self.reassembly.fragment_timeout_seconds,
+            ),
+            (
+                "proxyware.alert_window_seconds",
+                self.proxyware.alert_window_seconds,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(ConfigError::Invalid(format!("{key} must be greater than 0")));
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0"
+                )));
             }
         }
         if self.dns.cache_min_ttl_seconds > self.dns.cache_max_ttl_seconds {
@@ -215,11 +251,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -232,7 +272,10 @@ impl FromStr for Cidr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ConfigError::Cidr(s.to_string());
         let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a.parse::<IpAddr>().map_err(|_| bad())?, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            Some((a, p)) => (
+                a.parse::<IpAddr>().map_err(|_| bad())?,
+                Some(p.parse::<u8>().map_err(|_| bad())?),
+            ),
             None => (s.parse::<IpAddr>().map_err(|_| bad())?, None),
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod detect;
@@ -11,7 +12,6 @@ pub mod enrich;
 pub mod flow;
 pub mod generate;
 pub mod logs;
-pub mod cli;
 pub mod pipeline;
 pub mod source;
 pub mod stats;

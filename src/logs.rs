@@ -95,12 +95,18 @@ impl ZeekLogs {
         m.insert("ts".into(), ts(flow.first_ns));
         m.append(&mut Self::id_fields(flow));
         m.insert("proto".into(), json!(proto_name(flow.proto)));
-        let services: Vec<&str> =
-            service::NAMES.iter().filter(|(bit, _)| flow.services & bit != 0).map(|(_, n)| *n).collect();
+        let services: Vec<&str> = service::NAMES
+            .iter()
+            .filter(|(bit, _)| flow.services & bit != 0)
+            .map(|(_, n)| *n)
+            .collect();
         if !services.is_empty() {
             m.insert("service".into(), json!(services.join(",")));
         }
-        m.insert("duration".into(), json!(((flow.last_ns - flow.first_ns) / 1_000) as f64 / 1e6));
+        m.insert(
+            "duration".into(),
+            json!(((flow.last_ns - flow.first_ns) / 1_000) as f64 / 1e6),
+        );
         let (orig_bytes, resp_bytes) = if flow.proto == ip_proto::TCP {
             (flow.tcp.orig_bytes(), flow.tcp.resp_bytes())
         } else {
@@ -152,7 +158,10 @@ impl ZeekLogs {
         let mut m = match matched {
             Some(p) => {
                 let mut line = p.line;
-                line.insert("rtt".into(), json!((ts_ns.saturating_sub(p.ts_ns) / 1_000) as f64 / 1e6));
+                line.insert(
+                    "rtt".into(),
+                    json!((ts_ns.saturating_sub(p.ts_ns) / 1_000) as f64 / 1e6),
+                );
                 line
             }
             None => {
@@ -222,7 +231,12 @@ impl ZeekLogs {
     }
 
     pub fn finish(&mut self) -> io::Result<()> {
-        let mut rest: Vec<PendingQuery> = self.pending_dns.drain().flat_map(|(_, p)| p).map(|(_, p)| p).collect();
+        let mut rest: Vec<PendingQuery> = self
+            .pending_dns
+            .drain()
+            .flat_map(|(_, p)| p)
+            .map(|(_, p)| p)
+            .collect();
         rest.sort_by(|a, b| a.ts_ns.cmp(&b.ts_ns));
         for p in rest {
             Self::write(&mut self.dns, &p.line)?;

@@ -1,12 +1,12 @@
 //! Offline replay: files -> decode -> reassembly -> flow table -> names, logs, detection.
 use crate::alert::Alert;
 use crate::config::Config;
+use crate::decode::dns;
 use crate::decode::dns::{DnsMessage, DnsRdata};
 use crate::decode::http::RequestHead;
 use crate::decode::packet::{Decoded, Layer, Transport, decode_frame, decode_transport, ip_proto};
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::ClientHelloInfo;
-use crate::decode::dns;
 use crate::detect::proxyware::{NameObservation, ProxywareDetector};
 use crate::enrich::dns_cache::DnsCache;
 use crate::enrich::domains::DomainMatcher;
@@ -85,14 +85,24 @@ pub fn load_domains(config: &Config) -> Result<(DomainMatcher, DomainMatcher), P
     let (text, shown) = if path.as_os_str().is_empty() {
         (BUILTIN_DOMAINS.to_string(), "(built-in)".to_string())
     } else {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PipelineError::DomainList { path: path.display().to_string(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::DomainList {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         (text, path.display().to_string())
     };
-    let matcher = DomainMatcher::parse(&text)
-        .map_err(|e| PipelineError::DomainList { path: shown.clone(), reason: e.to_string() })?;
+    let matcher = DomainMatcher::parse(&text).map_err(|e| PipelineError::DomainList {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
     let allow_text: String = std::iter::once("[allowlist]".to_string())
-        .chain(config.proxyware.allow_domains.iter().map(|d| format!("{} config", d.trim().to_ascii_lowercase())))
+        .chain(
+            config
+                .proxyware
+                .allow_domains
+                .iter()
+                .map(|d| format!("{} config", d.trim().to_ascii_lowercase())),
+        )
         .collect::<Vec<_>>()
         .join("\n");
     let allow = if config.proxyware.allow_domains.is_empty() {
@@ -116,6 +126,8 @@ struct Sensor<'c> {
     stats: Stats,
     collect: bool,
     observed: Observed,
+    /// Flows already named by the DNS cache at an interim update (bounded by max_flows).
+    cache_reported: rustc_hash::FxHashSet<Uid>,
 }
 
 impl Sensor<'_> {
@@ -157,7 +169,9 @@ impl Sensor<'_> {
         if !msg.is_response {
             return;
         }
-        let Some(question) = msg.questions.first() else { return };
+        let Some(question) = msg.questions.first() else {
+            return;
+        };
         let name: Arc<str> = Arc::from(question.name.as_str());
         for answer in &msg.answers {
             let addr = match answer.data {
@@ -165,7 +179,8 @@ impl Sensor<'_> {
                 DnsRdata::Aaaa(a) => IpAddr::V6(a),
                 _ => continue,
             };
-            self.dns_cache.insert(client, addr, name.clone(), answer.ttl, ts_ns);
+            self.dns_cache
+                .insert(client, addr, name.clone(), answer.ttl, ts_ns);
             self.name(NameObservation {
                 ts_ns,
                 host: client,
@@ -192,12 +207,56 @@ impl Sensor<'_> {
         }
     }
 
+    /// A flow with no name of its own (no SNI, Host, CONNECT or SOCKS target) to an address the
+    /// host resolved is named by the DNS cache. Decided at its first update, once the first
+    /// bytes have been read, so a flow that names itself is not reported twice.
+    fn cache_named_flow(&mut self, flow: &Flow, kind: UpdateKind) {
+        let Some(names) = flow.names() else { return };
+        let Some(name) = names.dns_name.as_deref() else {
+            return;
+        };
+        let own_name = names.sni.is_some()
+            || names.http_host.is_some()
+            || names.connect_target.is_some()
+            || names.socks_target.is_some();
+        let first_update = self.cache_reported.insert(flow.uid);
+        if kind == UpdateKind::Final {
+            self.cache_reported.remove(&flow.uid);
+        }
+        if own_name || !first_update || !self.config.is_inside(flow.orig.0) {
+            return;
+        }
+        self.detector.observe(&NameObservation {
+            ts_ns: flow.last_ns,
+            host: flow.orig.0,
+            destination: Some(flow.resp),
+            name,
+            source: NameSource::DnsCache,
+            flow: Some(flow.uid),
+            is_answer: false,
+        });
+    }
+
     fn update_for(&self, flow: &Flow, kind: UpdateKind) -> FlowUpdate {
         let orig_inside = self.config.is_inside(flow.orig.0) || !self.config.is_inside(flow.resp.0);
         let (inside, outside, out_b, in_b, out_p, in_p) = if orig_inside {
-            (flow.orig, flow.resp, flow.orig_ip_bytes, flow.resp_ip_bytes, flow.orig_pkts, flow.resp_pkts)
+            (
+                flow.orig,
+                flow.resp,
+                flow.orig_ip_bytes,
+                flow.resp_ip_bytes,
+                flow.orig_pkts,
+                flow.resp_pkts,
+            )
         } else {
-            (flow.resp, flow.orig, flow.resp_ip_bytes, flow.orig_ip_bytes, flow.resp_pkts, flow.orig_pkts)
+            (
+                flow.resp,
+                flow.orig,
+                flow.resp_ip_bytes,
+                flow.orig_ip_bytes,
+                flow.resp_pkts,
+                flow.orig_pkts,
+            )
         };
         FlowUpdate {
             uid: flow.uid,
@@ -218,25 +277,21 @@ impl Sensor<'_> {
 }
 
 impl FlowSink for Sensor<'_> {
-    fn resolved_name(&mut self, uid: Uid, client: IpAddr, server: (IpAddr, u16), ts_ns: u64) -> Option<Arc<str>> {
-        let name = self.dns_cache.lookup(client, server.0, ts_ns)?;
-        if self.config.is_inside(client) {
-            self.detector.observe(&NameObservation {
-                ts_ns,
-                host: client,
-                destination: Some(server),
-                name: &name,
-                source: NameSource::DnsCache,
-                flow: Some(uid),
-                is_answer: false,
-            });
-        }
-        Some(name)
+    fn resolved_name(
+        &mut self,
+        _uid: Uid,
+        client: IpAddr,
+        server: (IpAddr, u16),
+        ts_ns: u64,
+    ) -> Option<Arc<str>> {
+        self.dns_cache.lookup(client, server.0, ts_ns)
     }
 
     fn flow(&mut self, flow: &Flow, kind: UpdateKind) {
+        self.cache_named_flow(flow, kind);
         let update = self.update_for(flow, kind);
-        self.detector.flow_update(&update, kind == UpdateKind::Final);
+        self.detector
+            .flow_update(&update, kind == UpdateKind::Final);
         if kind == UpdateKind::Interim {
             return;
         }
@@ -245,7 +300,11 @@ impl FlowSink for Sensor<'_> {
             self.log(result);
         }
         if self.collect && matches!(flow.proto, ip_proto::TCP | ip_proto::UDP) {
-            let names = flow.names().and_then(|n| n.best()).map(|n| vec![n.to_string()]).unwrap_or_default();
+            let names = flow
+                .names()
+                .and_then(|n| n.best())
+                .map(|n| vec![n.to_string()])
+                .unwrap_or_default();
             self.observed.conversations.push(Conversation {
                 proto: flow.proto,
                 a: flow.orig,
@@ -264,7 +323,11 @@ impl FlowSink for Sensor<'_> {
     fn dns(&mut self, flow: &Flow, ts_ns: u64, from_orig: bool, msg: &DnsMessage) {
         self.stats.dns_messages += 1;
         // The asking host sends queries and receives responses.
-        let (sender, receiver) = if from_orig { (flow.orig.0, flow.resp.0) } else { (flow.resp.0, flow.orig.0) };
+        let (sender, receiver) = if from_orig {
+            (flow.orig.0, flow.resp.0)
+        } else {
+            (flow.resp.0, flow.orig.0)
+        };
         let client = if msg.is_response { receiver } else { sender };
         self.dns_names(ts_ns, client, Some(flow.uid), msg);
         if let Some(logs) = self.logs.as_mut() {
@@ -296,7 +359,12 @@ impl FlowSink for Sensor<'_> {
             self.connection_name(flow, ts_ns, host_without_port(host), NameSource::HttpHost);
         }
         if request.method.eq_ignore_ascii_case("CONNECT") {
-            self.connection_name(flow, ts_ns, host_without_port(&request.uri), NameSource::HttpConnect);
+            self.connection_name(
+                flow,
+                ts_ns,
+                host_without_port(&request.uri),
+                NameSource::HttpConnect,
+            );
         }
         if let Some(logs) = self.logs.as_mut() {
             let result = logs.http(flow, ts_ns, request);
@@ -316,7 +384,9 @@ fn host_without_port(authority: &str) -> &str {
         return rest.split(']').next().unwrap_or(rest);
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
         _ => authority,
     }
 }
@@ -344,11 +414,18 @@ pub fn replay(
         detector: ProxywareDetector::new(matcher, allow, config.proxyware.clone()),
         logs,
         log_error: None,
-        stats: Stats { files: paths.len() as u64, ..Stats::default() },
+        stats: Stats {
+            files: paths.len() as u64,
+            ..Stats::default()
+        },
         collect: options.collect,
         observed: Observed::default(),
+        cache_reported: Default::default(),
     };
-    let mut table = FlowTable::new(config.flow.clone(), config.reassembly.max_out_of_order_bytes);
+    let mut table = FlowTable::new(
+        config.flow.clone(),
+        config.reassembly.max_out_of_order_bytes,
+    );
     let mut defrag = Defragmenter::new(
         config.reassembly.max_fragmented_datagrams,
         config.reassembly.fragment_timeout_seconds * NS,
@@ -408,7 +485,9 @@ pub fn replay(
         if now_ns >= next_tick {
             table.expire(now_ns, &mut sensor);
             for _ in 0..defrag.expire(now_ns) {
-                sensor.stats.drop(crate::decode::packet::DropReason::FragmentTimeout.name());
+                sensor
+                    .stats
+                    .drop(crate::decode::packet::DropReason::FragmentTimeout.name());
             }
             let batch = sensor.detector.close_windows(now_ns);
             if !batch.is_empty() {
@@ -440,12 +519,22 @@ pub fn replay(
     stats.alerts = alerts.len() as u64;
     stats.file_problems = reader.problems().iter().map(|p| p.to_string()).collect();
     if reader.counters.frames_on_unsupported_link > 0 {
-        stats.drops.insert("unsupported_link_type", reader.counters.frames_on_unsupported_link);
+        stats.drops.insert(
+            "unsupported_link_type",
+            reader.counters.frames_on_unsupported_link,
+        );
     }
     if reader.counters.frames_on_unknown_interface > 0 {
-        stats.drops.insert("unknown_pcapng_interface", reader.counters.frames_on_unknown_interface);
+        stats.drops.insert(
+            "unknown_pcapng_interface",
+            reader.counters.frames_on_unknown_interface,
+        );
     }
-    Ok(RunReport { alerts, stats, observed: sensor.observed })
+    Ok(RunReport {
+        alerts,
+        stats,
+        observed: sensor.observed,
+    })
 }
 
 /// A DNS message quoted in an ICMP error: the original sender did ask for the name.
@@ -454,7 +543,11 @@ fn quoted_dns(sensor: &mut Sensor<'_>, ts_ns: u64, quote: &Transport<'_>) {
         return;
     }
     if let Ok(msg) = dns::parse_message(quote.payload) {
-        let client = if msg.is_response { quote.dst } else { quote.src };
+        let client = if msg.is_response {
+            quote.dst
+        } else {
+            quote.src
+        };
         sensor.dns_names(ts_ns, client, None, &msg);
     }
 }

@@ -50,7 +50,10 @@ impl Stats {
             self.alerts,
         );
         if self.fragments_reassembled > 0 {
-            s.push_str(&format!("fragments: {} datagrams reassembled\n", self.fragments_reassembled));
+            s.push_str(&format!(
+                "fragments: {} datagrams reassembled\n",
+                self.fragments_reassembled
+            ));
         }
         if self.drops.is_empty() {
             s.push_str("drops: none\n");

@@ -3,11 +3,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn public(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures/public").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/captures/public")
+        .join(name)
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_egresswatch")).args(args).output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_egresswatch"))
+        .args(args)
+        .output()
+        .expect("binary runs")
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -28,7 +33,13 @@ fn truncated_file_is_reported_with_offset_and_the_run_goes_on() {
     let cut = dir.join("cut.pcap");
     std::fs::write(&cut, &original[..original.len() - 100]).unwrap();
     let other = public("tcpdump__dns_tcp.pcap");
-    let o = run(&["replay", "--format", "json", cut.to_str().unwrap(), other.to_str().unwrap()]);
+    let o = run(&[
+        "replay",
+        "--format",
+        "json",
+        cut.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("cut.pcap at byte offset"), "{err}");
@@ -41,13 +52,18 @@ fn truncated_file_is_reported_with_offset_and_the_run_goes_on() {
 fn unknown_link_type_is_an_error_naming_the_file() {
     let dir = temp_dir("linktype");
     let path = dir.join("usb.pcap");
-    let mut header = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0];
+    let mut header = vec![
+        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0,
+    ];
     header.extend_from_slice(&189u32.to_le_bytes()); // LINKTYPE_USB_LINUX_MMAPPED
     std::fs::write(&path, &header).unwrap();
     let o = run(&["replay", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("usb.pcap") && err.contains("unsupported link type 189"), "{err}");
+    assert!(
+        err.contains("usb.pcap") && err.contains("unsupported link type 189"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -57,7 +73,11 @@ fn not_a_capture_is_an_error_naming_the_file() {
     std::fs::write(&path, b"this is not a capture file at all, just text").unwrap();
     let o = run(&["replay", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("notes.txt: not a pcap or pcapng file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("notes.txt: not a pcap or pcapng file"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -65,14 +85,22 @@ fn shipped_config_checks_and_a_bad_one_is_named() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/egresswatch.toml");
     let o = run(&["check-config", config.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("20 proxyware services"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("20 proxyware services"),
+        "{}",
+        stderr(&o)
+    );
 
     let dir = temp_dir("badconfig");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[flow]\nmax_flow = 10\n").unwrap();
     let o = run(&["check-config", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("bad.toml") && stderr(&o).contains("max_flow"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.toml") && stderr(&o).contains("max_flow"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 fn json_lines(path: &Path) -> Vec<serde_json::Value> {
@@ -87,11 +115,19 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
 fn zeek_logs_for_a_connect_tunnel() {
     let dir = temp_dir("logs");
     let logs = dir.join("logs");
-    let o = run(&["replay", "--log-dir", logs.to_str().unwrap(), public("ndpi__http_connect.pcap").to_str().unwrap()]);
+    let o = run(&[
+        "replay",
+        "--log-dir",
+        logs.to_str().unwrap(),
+        public("ndpi__http_connect.pcap").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let conn = json_lines(&logs.join("conn.log"));
     assert_eq!(conn.len(), 3);
-    let proxy = conn.iter().find(|c| c["id.resp_p"] == 8080).expect("proxy connection");
+    let proxy = conn
+        .iter()
+        .find(|c| c["id.resp_p"] == 8080)
+        .expect("proxy connection");
     assert_eq!(proxy["proto"], "tcp");
     assert_eq!(proxy["service"], "http,ssl");
     assert_eq!(proxy["orig_pkts"], 18);
@@ -103,7 +139,11 @@ fn zeek_logs_for_a_connect_tunnel() {
     assert_eq!(http[0]["host"], "apache.org:443");
     assert_eq!(http[0]["uid"], proxy["uid"]);
     let ssl = json_lines(&logs.join("ssl.log"));
-    assert_eq!(ssl.len(), 2, "TLS inside the tunnel and the proxy's own upstream TLS");
+    assert_eq!(
+        ssl.len(),
+        2,
+        "TLS inside the tunnel and the proxy's own upstream TLS"
+    );
     assert!(ssl.iter().all(|s| s["server_name"] == "apache.org"));
     let dns = json_lines(&logs.join("dns.log"));
     assert_eq!(dns.len(), 1, "query and response pair into one line");

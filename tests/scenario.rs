@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn capture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join(name)
 }
 
 fn truth(name: &str) -> Value {
@@ -27,7 +29,10 @@ fn config_for(truth: &Value) -> Config {
 }
 
 fn replay_capture(name: &str, config: &Config) -> RunReport {
-    let options = ReplayOptions { log_dir: None, collect: true };
+    let options = ReplayOptions {
+        log_dir: None,
+        collect: true,
+    };
     replay(config, &[capture(name)], &options, &mut |_| Ok(())).unwrap()
 }
 
@@ -39,8 +44,16 @@ fn expected_alerts(truth: &Value) -> AlertSet {
     for (host, info) in truth["hosts"].as_object().unwrap() {
         for a in info["expect_alerts"].as_array().unwrap() {
             assert_eq!(a["branch"], "ProxywareDomain");
-            let via = a["via"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-            out.insert((host.clone(), a["service"].as_str().unwrap().to_string()), via);
+            let via = a["via"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            out.insert(
+                (host.clone(), a["service"].as_str().unwrap().to_string()),
+                via,
+            );
         }
     }
     out
@@ -65,7 +78,10 @@ fn office_alerts_exactly_the_proxyware_host() {
     let truth = truth("office.truth.json");
     let report = replay_capture("office.pcap", &config_for(&truth));
     let expected = expected_alerts(&truth);
-    assert!(expected.len() >= 5, "the scenario has a proxyware host with several services");
+    assert!(
+        expected.len() >= 5,
+        "the scenario has a proxyware host with several services"
+    );
     assert_eq!(actual_alerts(&report), expected);
     assert_eq!(report.stats.frames, truth["packets"].as_u64().unwrap());
     // The look-alike host's names were all seen, and none of them alerted.
@@ -90,11 +106,20 @@ fn sliced_capture_keeps_volumes_and_names_read_from_the_first_bytes() {
     let truth = truth("office-sliced.truth.json");
     let config = config_for(&truth);
     let report = replay_capture("office-sliced.pcap", &config);
-    assert!(report.stats.sliced_frames > 0, "the capture really is sliced");
+    assert!(
+        report.stats.sliced_frames > 0,
+        "the capture really is sliced"
+    );
     let mut ours = BTreeMap::new();
     for c in &report.observed.conversations {
         let proto = if c.proto == 6 { "tcp" } else { "udp" };
-        let key = (proto.to_string(), c.a.0.to_string(), c.a.1, c.b.0.to_string(), c.b.1);
+        let key = (
+            proto.to_string(),
+            c.a.0.to_string(),
+            c.a.1,
+            c.b.0.to_string(),
+            c.b.1,
+        );
         let e = ours.entry(key).or_insert([0u64; 4]);
         e[0] += c.frames_a_to_b;
         e[1] += c.orig_ip_bytes;
@@ -112,7 +137,12 @@ fn sliced_capture_keeps_volumes_and_names_read_from_the_first_bytes() {
             f["resp_p"].as_u64().unwrap() as u16,
         );
         let n = |k: &str| f[k].as_u64().unwrap();
-        let want = [n("orig_pkts"), n("orig_ip_bytes"), n("resp_pkts"), n("resp_ip_bytes")];
+        let want = [
+            n("orig_pkts"),
+            n("orig_ip_bytes"),
+            n("resp_pkts"),
+            n("resp_ip_bytes"),
+        ];
         assert_eq!(ours.get(&key), Some(&want), "flow {key:?}");
     }
     assert_eq!(ours.len(), flows.len());

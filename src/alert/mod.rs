@@ -52,7 +52,12 @@ pub fn rfc3339(ts_ns: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// Gregorian date from days since 1970-01-01 (Howard Hinnant's well-known algorithm).
@@ -77,8 +82,14 @@ mod tests {
     fn timestamps_render_as_rfc3339() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
         // 2021-09-12 13:52:02.864133 UTC, the first packet of ndpi__http_connect.pcap.
-        assert_eq!(rfc3339(1_631_454_722_864_133_000), "2021-09-12T13:52:02.864133Z");
-        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(1_631_454_722_864_133_000),
+            "2021-09-12T13:52:02.864133Z"
+        );
+        assert_eq!(
+            rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000Z"
+        );
     }
 
     #[test]

@@ -18,15 +18,28 @@ pub fn write_table(out: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
         "TIME (UTC)", "HOST", "SCORE", "SEV", "BRANCH", "DESTINATION", "COUNT"
     )?;
     for a in alerts {
-        let time: String = a.time.chars().take(19).collect::<String>().replace('T', " ");
-        let dest = match (&a.destination_hostname, a.destination_ip, a.destination_port) {
+        let time: String = a
+            .time
+            .chars()
+            .take(19)
+            .collect::<String>()
+            .replace('T', " ");
+        let dest = match (
+            &a.destination_hostname,
+            a.destination_ip,
+            a.destination_port,
+        ) {
             (Some(name), _, Some(port)) => format!("{name}:{port}"),
             (Some(name), _, None) => name.clone(),
             (None, Some(ip), Some(port)) => format!("{ip}:{port}"),
             (None, Some(ip), None) => ip.to_string(),
             (None, None, _) => "-".into(),
         };
-        let dest: String = if dest.chars().count() > 34 { dest.chars().take(33).chain(['…']).collect() } else { dest };
+        let dest: String = if dest.chars().count() > 34 {
+            dest.chars().take(33).chain(['…']).collect()
+        } else {
+            dest
+        };
         writeln!(
             out,
             "{:<20} {:<16} {:>5} {:<6} {:<16} {:<34} {:>5}  {}",

@@ -26,7 +26,10 @@ pub mod linktype {
 pub fn link_type_supported(linktype: i32) -> bool {
     use linktype::*;
     u32::try_from(linktype).is_ok_and(|lt| {
-        matches!(lt, NULL | ETHERNET | RAW_12 | RAW_14 | RAW | LOOP | LINUX_SLL | IPV4 | IPV6 | LINUX_SLL2)
+        matches!(
+            lt,
+            NULL | ETHERNET | RAW_12 | RAW_14 | RAW | LOOP | LINUX_SLL | IPV4 | IPV6 | LINUX_SLL2
+        )
     })
 }
 
@@ -173,7 +176,12 @@ fn be16(data: &[u8], at: usize) -> Option<u16> {
 }
 
 fn be32(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*data.get(at)?, *data.get(at + 1)?, *data.get(at + 2)?, *data.get(at + 3)?]))
+    Some(u32::from_be_bytes([
+        *data.get(at)?,
+        *data.get(at + 1)?,
+        *data.get(at + 2)?,
+        *data.get(at + 3)?,
+    ]))
 }
 
 /// Decodes one frame of the given link type into `out` (cleared first).
@@ -200,7 +208,9 @@ pub fn decode_frame<'a>(linktype: u32, data: &'a [u8], out: &mut Decoded<'a>) {
                 out.drop = Some(DropReason::NotIp)
             }
         }
-        linktype::RAW | linktype::RAW_12 | linktype::RAW_14 | linktype::IPV4 | linktype::IPV6 => ip(data, 0, out),
+        linktype::RAW | linktype::RAW_12 | linktype::RAW_14 | linktype::IPV4 | linktype::IPV6 => {
+            ip(data, 0, out)
+        }
         linktype::LINUX_SLL => match (be16(data, 14), data.get(16..)) {
             (Some(proto), Some(rest)) => ether_payload(proto, rest, 0, 0, out),
             _ => out.drop = Some(DropReason::TruncatedLink),
@@ -220,7 +230,13 @@ fn ethernet<'a>(data: &'a [u8], depth: usize, out: &mut Decoded<'a>) {
     }
 }
 
-fn ether_payload<'a>(ethertype: u16, data: &'a [u8], depth: usize, headers: usize, out: &mut Decoded<'a>) {
+fn ether_payload<'a>(
+    ethertype: u16,
+    data: &'a [u8],
+    depth: usize,
+    headers: usize,
+    out: &mut Decoded<'a>,
+) {
     if headers > MAX_LINK_HEADERS {
         out.drop = Some(DropReason::TooManyLayers);
         return;
@@ -228,14 +244,18 @@ fn ether_payload<'a>(ethertype: u16, data: &'a [u8], depth: usize, headers: usiz
     let truncated = |out: &mut Decoded<'a>| out.drop = Some(DropReason::TruncatedLink);
     match ethertype {
         ethertype::IPV4 | ethertype::IPV6 => ip(data, depth, out),
-        ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD => match (be16(data, 2), data.get(4..)) {
-            (Some(next), Some(rest)) => ether_payload(next, rest, depth, headers + 1, out),
-            _ => truncated(out),
-        },
+        ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD => {
+            match (be16(data, 2), data.get(4..)) {
+                (Some(next), Some(rest)) => ether_payload(next, rest, depth, headers + 1, out),
+                _ => truncated(out),
+            }
+        }
         ethertype::MPLS | ethertype::MPLS_MULTICAST => {
             let mut at = 0;
             for _ in 0..MAX_LINK_HEADERS {
-                let Some(label) = be32(data, at) else { return truncated(out) };
+                let Some(label) = be32(data, at) else {
+                    return truncated(out);
+                };
                 at += 4;
                 if label & 0x100 != 0 {
                     // Bottom of stack: no protocol field follows, so look at the first nibble.
@@ -298,15 +318,25 @@ fn ip<'a>(data: &'a [u8], depth: usize, out: &mut Decoded<'a>) {
         let (id, offset, more) = match &slice {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
-                (u32::from(h.identification()), u32::from(h.fragments_offset().value()) * 8, h.more_fragments())
+                (
+                    u32::from(h.identification()),
+                    u32::from(h.fragments_offset().value()) * 8,
+                    h.more_fragments(),
+                )
             }
             LaxIpSlice::Ipv6(v6) => {
-                let frag = v6.extensions().clone().into_iter().find_map(|ext| match ext {
-                    Ipv6ExtensionSlice::Fragment(f) => {
-                        Some((f.identification(), u32::from(f.fragment_offset().value()) * 8, f.more_fragments()))
-                    }
-                    _ => None,
-                });
+                let frag = v6
+                    .extensions()
+                    .clone()
+                    .into_iter()
+                    .find_map(|ext| match ext {
+                        Ipv6ExtensionSlice::Fragment(f) => Some((
+                            f.identification(),
+                            u32::from(f.fragment_offset().value()) * 8,
+                            f.more_fragments(),
+                        )),
+                        _ => None,
+                    });
                 match frag {
                     Some(f) => f,
                     None => {
@@ -329,7 +359,16 @@ fn ip<'a>(data: &'a [u8], depth: usize, out: &mut Decoded<'a>) {
         }));
         return;
     }
-    decode_transport(src, dst, proto, ip_len, payload.payload, payload_len, depth, out);
+    decode_transport(
+        src,
+        dst,
+        proto,
+        ip_len,
+        payload.payload,
+        payload_len,
+        depth,
+        out,
+    );
 }
 
 /// Decodes a transport header and its payload; also the entry point for reassembled datagrams.
@@ -360,9 +399,14 @@ pub fn decode_transport<'a>(
     };
     match proto {
         ip_proto::TCP => {
-            let (Some(sport), Some(dport), Some(seq), Some(ack), Some(off_flags), Some(window)) =
-                (be16(data, 0), be16(data, 2), be32(data, 4), be32(data, 8), be16(data, 12), be16(data, 14))
-            else {
+            let (Some(sport), Some(dport), Some(seq), Some(ack), Some(off_flags), Some(window)) = (
+                be16(data, 0),
+                be16(data, 2),
+                be32(data, 4),
+                be32(data, 8),
+                be16(data, 12),
+                be16(data, 14),
+            ) else {
                 out.drop = Some(DropReason::TruncatedTransport);
                 return;
             };
@@ -389,7 +433,10 @@ pub fn decode_transport<'a>(
             };
             t.sport = sport;
             t.dport = dport;
-            let udp_len = be16(data, 4).map(u32::from).filter(|&l| l >= 8).unwrap_or(declared_len);
+            let udp_len = be16(data, 4)
+                .map(u32::from)
+                .filter(|&l| l >= 8)
+                .unwrap_or(declared_len);
             t.payload_len = udp_len.min(declared_len).saturating_sub(8);
             let end = 8 + t.payload_len as usize;
             t.payload = data.get(8..end.min(data.len())).unwrap_or(&[]);
@@ -455,18 +502,24 @@ fn icmp_quote<'a>(data: &'a [u8], out: &mut Decoded<'a>) {
 fn vxlan<'a>(data: &'a [u8], depth: usize, out: &mut Decoded<'a>) {
     // 8-byte header; the I flag says the VNI is valid (RFC 7348).
     match (data.first(), data.get(8..)) {
-        (Some(flags), Some(inner)) if flags & 0x08 != 0 && depth < MAX_LAYERS => ethernet(inner, depth, out),
+        (Some(flags), Some(inner)) if flags & 0x08 != 0 && depth < MAX_LAYERS => {
+            ethernet(inner, depth, out)
+        }
         _ => {}
     }
 }
 
 fn geneve<'a>(data: &'a [u8], depth: usize, out: &mut Decoded<'a>) {
-    let (Some(&first), Some(protocol)) = (data.first(), be16(data, 2)) else { return };
+    let (Some(&first), Some(protocol)) = (data.first(), be16(data, 2)) else {
+        return;
+    };
     if first >> 6 != 0 || depth >= MAX_LAYERS {
         return;
     }
     let header_len = 8 + usize::from(first & 0x3f) * 4;
-    let Some(inner) = data.get(header_len..) else { return };
+    let Some(inner) = data.get(header_len..) else {
+        return;
+    };
     match protocol {
         ethertype::TEB => ethernet(inner, depth, out),
         other => ether_payload(other, inner, depth, 0, out),
@@ -548,7 +601,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -570,7 +626,10 @@ mod tests {
         let mut d = Decoded::default();
         decode_frame(linktype::ETHERNET, &bytes, &mut d);
         let t = transports(&d);
-        assert_eq!(t[0].ip_len, 32, "length comes from the IP header, not the capture");
+        assert_eq!(
+            t[0].ip_len, 32,
+            "length comes from the IP header, not the capture"
+        );
         assert_eq!(t[0].payload_len, 4);
         assert_eq!(t[0].payload, &[0xde]);
     }
@@ -578,7 +637,13 @@ mod tests {
     #[test]
     fn every_truncation_and_mutation_is_safe() {
         let bytes = hex(VLAN_UDP);
-        for lt in [linktype::ETHERNET, linktype::NULL, linktype::RAW, linktype::LINUX_SLL, linktype::LINUX_SLL2] {
+        for lt in [
+            linktype::ETHERNET,
+            linktype::NULL,
+            linktype::RAW,
+            linktype::LINUX_SLL,
+            linktype::LINUX_SLL2,
+        ] {
             for cut in 0..=bytes.len() {
                 let mut d = Decoded::default();
                 decode_frame(lt, &bytes[..cut], &mut d);

@@ -71,7 +71,11 @@ pub struct ProxywareDetector {
 }
 
 impl ProxywareDetector {
-    pub fn new(matcher: DomainMatcher, allow_domains: DomainMatcher, config: ProxywareConfig) -> Self {
+    pub fn new(
+        matcher: DomainMatcher,
+        allow_domains: DomainMatcher,
+        config: ProxywareConfig,
+    ) -> Self {
         ProxywareDetector {
             matcher,
             allow_domains,
@@ -89,8 +93,12 @@ impl ProxywareDetector {
     }
 
     pub fn observe(&mut self, obs: &NameObservation<'_>) {
-        let Some(hit) = self.matcher.find(obs.name) else { return };
-        if self.allow_domains.find(obs.name).is_some() || self.allow_hosts.iter().any(|n| n.contains(obs.host)) {
+        let Some(hit) = self.matcher.find(obs.name) else {
+            return;
+        };
+        if self.allow_domains.find(obs.name).is_some()
+            || self.allow_hosts.iter().any(|n| n.contains(obs.host))
+        {
             return;
         }
         self.observations += 1;
@@ -109,7 +117,8 @@ impl ProxywareDetector {
         acc.first_ns = acc.first_ns.min(obs.ts_ns);
         acc.last_ns = acc.last_ns.max(obs.ts_ns);
         if acc.names.len() < MAX_EVIDENCE_ITEMS {
-            acc.names.insert(obs.name.trim_end_matches('.').to_ascii_lowercase());
+            acc.names
+                .insert(obs.name.trim_end_matches('.').to_ascii_lowercase());
         }
         acc.via.insert(obs.source.as_str());
         if obs.is_answer {
@@ -135,13 +144,19 @@ impl ProxywareDetector {
             if acc.flows.len() < MAX_EVIDENCE_ITEMS * 50 {
                 acc.flows.insert(uid);
             }
-            self.flows.entry(uid).or_insert(MatchedFlow { key, bytes_out: 0, bytes_in: 0 });
+            self.flows.entry(uid).or_insert(MatchedFlow {
+                key,
+                bytes_out: 0,
+                bytes_in: 0,
+            });
         }
     }
 
     /// Credits a matched flow's bytes to its alert.
     pub fn flow_update(&mut self, update: &FlowUpdate, is_final: bool) {
-        let Some(matched) = self.flows.get_mut(&update.uid) else { return };
+        let Some(matched) = self.flows.get_mut(&update.uid) else {
+            return;
+        };
         if let Some(acc) = self.open.get_mut(&matched.key) {
             acc.bytes_out += update.bytes_out.saturating_sub(matched.bytes_out);
             acc.bytes_in += update.bytes_in.saturating_sub(matched.bytes_in);
@@ -157,8 +172,12 @@ impl ProxywareDetector {
     /// Alerts whose window ended at or before `now_ns`, in deterministic order.
     pub fn close_windows(&mut self, now_ns: u64) -> Vec<Alert> {
         let w = self.config.alert_window_seconds.max(1) * NS;
-        let due: Vec<AlertKey> =
-            self.open.keys().take_while(|k| k.window_start_ns.saturating_add(w) <= now_ns).cloned().collect();
+        let due: Vec<AlertKey> = self
+            .open
+            .keys()
+            .take_while(|k| k.window_start_ns.saturating_add(w) <= now_ns)
+            .cloned()
+            .collect();
         self.emit(due)
     }
 
@@ -172,7 +191,9 @@ impl ProxywareDetector {
         let w = self.config.alert_window_seconds.max(1) * NS;
         let mut alerts = Vec::with_capacity(keys.len());
         for key in keys {
-            let Some(acc) = self.open.remove(&key) else { continue };
+            let Some(acc) = self.open.remove(&key) else {
+                continue;
+            };
             self.flows.retain(|_, m| m.key != key);
             alerts.push(self.render(&key, &acc, w));
         }
@@ -191,7 +212,11 @@ impl ProxywareDetector {
         let score = score.min(100) as u8;
         let names: Vec<&str> = acc.names.iter().map(String::as_str).collect();
         let via: Vec<&str> = acc.via.iter().copied().collect();
-        let what = if acc.connected { "contacted" } else { "looked up" };
+        let what = if acc.connected {
+            "contacted"
+        } else {
+            "looked up"
+        };
         let mut reason = format!(
             "{} {what} {} (proxyware, {}) {} time{} in the window via {}: {}",
             key.host,
@@ -203,9 +228,15 @@ impl ProxywareDetector {
             names.join(", ")
         );
         if acc.bytes_out > 0 || acc.bytes_in > 0 {
-            reason.push_str(&format!("; {} bytes sent, {} received", acc.bytes_out, acc.bytes_in));
+            reason.push_str(&format!(
+                "; {} bytes sent, {} received",
+                acc.bytes_out, acc.bytes_in
+            ));
         }
-        let destination_ip = acc.destination.map(|d| d.0).or_else(|| acc.addresses.iter().next().copied());
+        let destination_ip = acc
+            .destination
+            .map(|d| d.0)
+            .or_else(|| acc.addresses.iter().next().copied());
         Alert {
             time: rfc3339(acc.first_ns),
             host: key.host,

@@ -47,12 +47,30 @@ impl DnsCache {
         self.map.is_empty()
     }
 
-    pub fn insert(&mut self, client: IpAddr, addr: IpAddr, name: Arc<str>, ttl_seconds: u32, now_ns: u64) {
+    pub fn insert(
+        &mut self,
+        client: IpAddr,
+        addr: IpAddr,
+        name: Arc<str>,
+        ttl_seconds: u32,
+        now_ns: u64,
+    ) {
         let ttl = (u64::from(ttl_seconds) * NS).clamp(self.min_ttl_ns, self.max_ttl_ns);
         let key = (client, addr);
         let inserted = self.next_insert;
         self.next_insert += 1;
-        if self.map.insert(key, Entry { name, expires_ns: now_ns.saturating_add(ttl), inserted }).is_none() {
+        if self
+            .map
+            .insert(
+                key,
+                Entry {
+                    name,
+                    expires_ns: now_ns.saturating_add(ttl),
+                    inserted,
+                },
+            )
+            .is_none()
+        {
             while self.map.len() > self.max_entries {
                 self.evict_one();
             }
@@ -61,7 +79,8 @@ impl DnsCache {
         // Stale order entries (from refreshed keys) are bounded by compacting when they dominate.
         if self.order.len() > 2 * self.max_entries {
             let map = &self.map;
-            self.order.retain(|(k, ins)| map.get(k).is_some_and(|e| e.inserted == *ins));
+            self.order
+                .retain(|(k, ins)| map.get(k).is_some_and(|e| e.inserted == *ins));
         }
     }
 
@@ -76,7 +95,10 @@ impl DnsCache {
     }
 
     pub fn lookup(&self, client: IpAddr, addr: IpAddr, now_ns: u64) -> Option<Arc<str>> {
-        self.map.get(&(client, addr)).filter(|e| e.expires_ns > now_ns).map(|e| e.name.clone())
+        self.map
+            .get(&(client, addr))
+            .filter(|e| e.expires_ns > now_ns)
+            .map(|e| e.name.clone())
     }
 }
 
@@ -92,8 +114,16 @@ mod tests {
     fn names_expire_and_are_per_client() {
         let mut c = DnsCache::new(10, 1, 100);
         c.insert(ip("10.0.0.1"), ip("192.0.2.5"), "pawns.app".into(), 30, 0);
-        assert_eq!(c.lookup(ip("10.0.0.1"), ip("192.0.2.5"), 29 * NS).as_deref(), Some("pawns.app"));
-        assert_eq!(c.lookup(ip("10.0.0.2"), ip("192.0.2.5"), 0), None, "another client did not resolve it");
+        assert_eq!(
+            c.lookup(ip("10.0.0.1"), ip("192.0.2.5"), 29 * NS)
+                .as_deref(),
+            Some("pawns.app")
+        );
+        assert_eq!(
+            c.lookup(ip("10.0.0.2"), ip("192.0.2.5"), 0),
+            None,
+            "another client did not resolve it"
+        );
         assert_eq!(c.lookup(ip("10.0.0.1"), ip("192.0.2.5"), 31 * NS), None);
     }
 
@@ -101,8 +131,20 @@ mod tests {
     fn bounded_with_counted_eviction() {
         let mut c = DnsCache::new(3, 1, 100);
         for i in 0..10u8 {
-            c.insert(ip("10.0.0.1"), IpAddr::from([192, 0, 2, i]), "x".into(), 60, 0);
-            c.insert(ip("10.0.0.1"), IpAddr::from([192, 0, 2, 0]), "refresh".into(), 60, 0);
+            c.insert(
+                ip("10.0.0.1"),
+                IpAddr::from([192, 0, 2, i]),
+                "x".into(),
+                60,
+                0,
+            );
+            c.insert(
+                ip("10.0.0.1"),
+                IpAddr::from([192, 0, 2, 0]),
+                "refresh".into(),
+                60,
+                0,
+            );
         }
         assert!(c.len() <= 3);
         assert!(c.evicted >= 7);

@@ -6,11 +6,11 @@
 //! DNS over TCP on port 53. Inspection ends when the names are read, the protocol is unknown,
 //! a gap appears, or the buffer budget is spent; then the state is freed.
 use super::stream::StreamDir;
+use crate::decode::bittorrent;
 use crate::decode::dns::{self, DnsMessage};
 use crate::decode::http::{self, HttpParse, RequestHead};
 use crate::decode::socks::{self, SocksParse, SocksRequest};
 use crate::decode::tls::{self, ClientHelloInfo, TlsParse};
-use crate::decode::bittorrent;
 
 /// Client bytes buffered while a head or hello is incomplete (a ClientHello with post-quantum
 /// key shares is ~2 KB; HTTP heads above 16 KB are refused by common servers).
@@ -85,7 +85,10 @@ impl AppState {
         }
         if from_orig {
             let mut fresh = std::mem::take(&mut self.client_buf);
-            self.client.segment(seq, syn, captured, declared, max_pending, &mut |d| fresh.extend_from_slice(d));
+            self.client
+                .segment(seq, syn, captured, declared, max_pending, &mut |d| {
+                    fresh.extend_from_slice(d)
+                });
             self.client_buf = fresh;
             self.client_progress(events);
             if self.client.gap && self.mode != Mode::DnsTcp {
@@ -93,7 +96,10 @@ impl AppState {
             }
         } else if self.mode == Mode::DnsTcp {
             let mut fresh = std::mem::take(&mut self.server_buf);
-            self.server.segment(seq, syn, captured, declared, max_pending, &mut |d| fresh.extend_from_slice(d));
+            self.server
+                .segment(seq, syn, captured, declared, max_pending, &mut |d| {
+                    fresh.extend_from_slice(d)
+                });
             self.server_buf = fresh;
             dns_tcp_messages(&mut self.server_buf, false, events);
         } else {
@@ -134,7 +140,9 @@ impl AppState {
                     return;
                 }
                 Mode::Detect => {
-                    let Some(&first) = self.client_buf.first() else { return };
+                    let Some(&first) = self.client_buf.first() else {
+                        return;
+                    };
                     self.mode = match first {
                         0x16 => Mode::Tls,
                         0x04 | 0x05 => Mode::Socks,
@@ -183,7 +191,11 @@ impl AppState {
                     HttpParse::Done(request) => {
                         let head_len = request.head_len.min(self.client_buf.len());
                         let connect = request.method.eq_ignore_ascii_case("CONNECT");
-                        let body = if request.chunked { None } else { Some(request.content_length.unwrap_or(0)) };
+                        let body = if request.chunked {
+                            None
+                        } else {
+                            Some(request.content_length.unwrap_or(0))
+                        };
                         events.push(AppEvent::Http(request));
                         self.client_buf.drain(..head_len);
                         self.http_requests += 1;
@@ -233,7 +245,9 @@ fn dns_tcp_messages(buf: &mut Vec<u8>, from_orig: bool, events: &mut Vec<AppEven
     let mut at = 0;
     while let (Some(&hi), Some(&lo)) = (buf.get(at), buf.get(at + 1)) {
         let len = usize::from(u16::from_be_bytes([hi, lo]));
-        let Some(message) = buf.get(at + 2..at + 2 + len) else { break };
+        let Some(message) = buf.get(at + 2..at + 2 + len) else {
+            break;
+        };
         if let Ok(msg) = dns::parse_message(message) {
             events.push(AppEvent::Dns { from_orig, msg });
         }

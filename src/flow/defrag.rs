@@ -56,7 +56,11 @@ pub struct Defragmenter {
 
 impl Defragmenter {
     pub fn new(max_datagrams: usize, timeout_ns: u64) -> Defragmenter {
-        Defragmenter { datagrams: FxHashMap::default(), max_datagrams, timeout_ns }
+        Defragmenter {
+            datagrams: FxHashMap::default(),
+            max_datagrams,
+            timeout_ns,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -68,7 +72,12 @@ impl Defragmenter {
     }
 
     pub fn add(&mut self, ts_ns: u64, frag: &Fragment<'_>) -> DefragOutcome {
-        let key = FragKey { src: frag.src, dst: frag.dst, proto: frag.proto, id: frag.id };
+        let key = FragKey {
+            src: frag.src,
+            dst: frag.dst,
+            proto: frag.proto,
+            id: frag.id,
+        };
         if frag.cut {
             self.datagrams.remove(&key);
             return DefragOutcome::Dropped(DropReason::FragmentSliced);
@@ -111,7 +120,10 @@ impl Defragmenter {
             }
             let stop = s.min(end);
             if stop > cursor {
-                let src = frag.payload.get((cursor - start) as usize..(stop - start) as usize).unwrap_or(&[]);
+                let src = frag
+                    .payload
+                    .get((cursor - start) as usize..(stop - start) as usize)
+                    .unwrap_or(&[]);
                 if let Some(dst) = dg.data.get_mut(cursor as usize..stop as usize) {
                     dst.copy_from_slice(src);
                 }
@@ -134,7 +146,9 @@ impl Defragmenter {
         dg.ip_len_sum = dg.ip_len_sum.saturating_add(frag.ip_len);
         // Overlapping fragments may reach past the end the last fragment set (tshark and most
         // stacks accept that); the datagram is complete once [0, total) is covered.
-        let complete = dg.total.is_some_and(|t| dg.have.first().is_some_and(|&(s, e)| s == 0 && e >= t));
+        let complete = dg
+            .total
+            .is_some_and(|t| dg.have.first().is_some_and(|&(s, e)| s == 0 && e >= t));
         if !complete {
             return DefragOutcome::Pending;
         }
@@ -157,7 +171,8 @@ impl Defragmenter {
     pub fn expire(&mut self, now_ns: u64) -> u64 {
         let before = self.datagrams.len();
         let timeout = self.timeout_ns;
-        self.datagrams.retain(|_, dg| now_ns.saturating_sub(dg.first_ns) < timeout);
+        self.datagrams
+            .retain(|_, dg| now_ns.saturating_sub(dg.first_ns) < timeout);
         (before - self.datagrams.len()) as u64
     }
 }
@@ -188,8 +203,14 @@ mod tests {
         let c = [3u8; 5];
         assert_eq!(d.add(0, &frag(32, false, &c)), DefragOutcome::Pending);
         assert_eq!(d.add(0, &frag(0, true, &a)), DefragOutcome::Pending);
-        assert_eq!(d.add(0, &frag(8, true, &b)), DefragOutcome::Pending, "overlap keeps first bytes");
-        let DefragOutcome::Pending = d.add(0, &frag(8, true, &b)) else { panic!() };
+        assert_eq!(
+            d.add(0, &frag(8, true, &b)),
+            DefragOutcome::Pending,
+            "overlap keeps first bytes"
+        );
+        let DefragOutcome::Pending = d.add(0, &frag(8, true, &b)) else {
+            panic!()
+        };
         match d.add(0, &frag(24, true, &[4u8; 8])) {
             DefragOutcome::Complete(r) => {
                 assert_eq!(r.payload.len(), 37);
@@ -209,7 +230,10 @@ mod tests {
         assert_eq!(d.add(0, &frag(0, true, &[0; 8])), DefragOutcome::Pending);
         let mut other = frag(0, true, &[0; 8]);
         other.id = 8;
-        assert_eq!(d.add(0, &other), DefragOutcome::Dropped(DropReason::FragmentTableFull));
+        assert_eq!(
+            d.add(0, &other),
+            DefragOutcome::Dropped(DropReason::FragmentTableFull)
+        );
         assert_eq!(d.expire(100), 1);
         assert!(d.is_empty());
     }
@@ -218,6 +242,9 @@ mod tests {
     fn oversized_datagram_is_dropped() {
         let mut d = Defragmenter::new(4, 10);
         let payload = [0u8; 8];
-        assert_eq!(d.add(0, &frag(65_528, true, &payload)), DefragOutcome::Dropped(DropReason::FragmentOverlapOrTooLong));
+        assert_eq!(
+            d.add(0, &frag(65_528, true, &payload)),
+            DefragOutcome::Dropped(DropReason::FragmentOverlapOrTooLong)
+        );
     }
 }

@@ -11,7 +11,19 @@ pub struct FlowKey {
 
 impl FlowKey {
     pub fn new(src: (IpAddr, u16), dst: (IpAddr, u16), proto: u8) -> FlowKey {
-        if src <= dst { FlowKey { a: src, b: dst, proto } } else { FlowKey { a: dst, b: src, proto } }
+        if src <= dst {
+            FlowKey {
+                a: src,
+                b: dst,
+                proto,
+            }
+        } else {
+            FlowKey {
+                a: dst,
+                b: src,
+                proto,
+            }
+        }
     }
 }
 

@@ -109,14 +109,21 @@ mod tests {
         let mut s = StreamDir::default();
         let mut out = Vec::new();
         for (seq, syn, data) in segments {
-            s.segment(*seq, *syn, data, data.len() as u32, 1024, &mut |d| out.extend_from_slice(d));
+            s.segment(*seq, *syn, data, data.len() as u32, 1024, &mut |d| {
+                out.extend_from_slice(d)
+            });
         }
         (out, s.gap)
     }
 
     #[test]
     fn in_order_out_of_order_and_retransmit() {
-        let (out, gap) = run(&[(99, true, b""), (100, false, b"abc"), (106, false, b"ghi"), (103, false, b"def")]);
+        let (out, gap) = run(&[
+            (99, true, b""),
+            (100, false, b"abc"),
+            (106, false, b"ghi"),
+            (103, false, b"def"),
+        ]);
         assert_eq!(out, b"abcdefghi");
         assert!(!gap);
         let (out, _) = run(&[(100, false, b"abc"), (100, false, b"abcdef")]);

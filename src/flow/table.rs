@@ -135,13 +135,21 @@ impl FlowTable {
     }
 
     /// Accounts one transport layer of a frame. `wire_len` is the frame's length on the wire.
-    pub fn packet(&mut self, ts_ns: u64, wire_len: u32, t: &Transport<'_>, sink: &mut dyn FlowSink) {
+    pub fn packet(
+        &mut self,
+        ts_ns: u64,
+        wire_len: u32,
+        t: &Transport<'_>,
+        sink: &mut dyn FlowSink,
+    ) {
         let key = FlowKey::new((t.src, t.sport), (t.dst, t.dport), t.proto);
         let slot = match self.index.get(&key) {
             Some(&slot) => slot,
             None => self.create(key, ts_ns, t, sink),
         };
-        let Some(Some(flow)) = self.slots.get_mut(slot as usize) else { return };
+        let Some(Some(flow)) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
         let from_orig = (t.src, t.sport) == flow.orig;
         flow.last_ns = flow.last_ns.max(ts_ns);
         if from_orig {
@@ -158,7 +166,8 @@ impl FlowTable {
 
         match t.proto {
             ip_proto::TCP => {
-                flow.tcp.observe(from_orig, t.tcp_flags, t.seq, t.ack, t.payload_len);
+                flow.tcp
+                    .observe(from_orig, t.tcp_flags, t.seq, t.ack, t.payload_len);
                 if t.tcp_flags & flags::FIN != 0 {
                     flow.fins |= if from_orig { 1 } else { 2 };
                 }
@@ -197,7 +206,8 @@ impl FlowTable {
                     }
                 } else if flow.orig_pkts + flow.resp_pkts <= BITTORRENT_PROBE_PACKETS
                     && flow.services & service::BITTORRENT == 0
-                    && (bittorrent::is_dht_message(t.payload) || bittorrent::is_utp_packet(t.payload))
+                    && (bittorrent::is_dht_message(t.payload)
+                        || bittorrent::is_utp_packet(t.payload))
                 {
                     self.events.push(AppEvent::BitTorrent);
                 }
@@ -205,7 +215,8 @@ impl FlowTable {
             _ => {}
         }
 
-        let active_due = ts_ns.saturating_sub(flow.last_update_ns) >= self.config.active_timeout_seconds * NS;
+        let active_due =
+            ts_ns.saturating_sub(flow.last_update_ns) >= self.config.active_timeout_seconds * NS;
         self.apply_events(slot, ts_ns, sink);
         if active_due {
             if let Some(Some(flow)) = self.slots.get_mut(slot as usize) {
@@ -220,7 +231,9 @@ impl FlowTable {
         if self.events.is_empty() {
             return;
         }
-        let Some(Some(flow)) = self.slots.get_mut(slot as usize) else { return };
+        let Some(Some(flow)) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
         for event in self.events.drain(..) {
             match event {
                 AppEvent::Dns { from_orig, msg } => {
@@ -230,22 +243,30 @@ impl FlowTable {
                 AppEvent::Tls(hello) => {
                     flow.services |= service::SSL;
                     if let Some(sni) = &hello.sni {
-                        flow.names_mut().sni.get_or_insert_with(|| sni.as_str().into());
+                        flow.names_mut()
+                            .sni
+                            .get_or_insert_with(|| sni.as_str().into());
                     }
                     sink.tls(flow, ts_ns, &hello);
                 }
                 AppEvent::Http(request) => {
                     flow.services |= service::HTTP;
                     if request.method.eq_ignore_ascii_case("CONNECT") {
-                        flow.names_mut().connect_target.get_or_insert_with(|| request.uri.as_str().into());
+                        flow.names_mut()
+                            .connect_target
+                            .get_or_insert_with(|| request.uri.as_str().into());
                     } else if let Some(host) = &request.host {
-                        flow.names_mut().http_host.get_or_insert_with(|| host.as_str().into());
+                        flow.names_mut()
+                            .http_host
+                            .get_or_insert_with(|| host.as_str().into());
                     }
                     sink.http(flow, ts_ns, &request);
                 }
                 AppEvent::Socks(request) => {
                     flow.services |= service::SOCKS;
-                    flow.names_mut().socks_target.get_or_insert_with(|| request.target.as_str().into());
+                    flow.names_mut()
+                        .socks_target
+                        .get_or_insert_with(|| request.target.as_str().into());
                     sink.socks(flow, ts_ns, &request);
                 }
                 AppEvent::BitTorrent => flow.services |= service::BITTORRENT,
@@ -253,13 +274,24 @@ impl FlowTable {
         }
     }
 
-    fn create(&mut self, key: FlowKey, ts_ns: u64, t: &Transport<'_>, sink: &mut dyn FlowSink) -> u32 {
+    fn create(
+        &mut self,
+        key: FlowKey,
+        ts_ns: u64,
+        t: &Transport<'_>,
+        sink: &mut dyn FlowSink,
+    ) -> u32 {
         if self.index.len() >= self.config.max_flows {
             self.evict_oldest(sink);
         }
         // A connection first seen at its SYN-ACK was opened by the other side.
-        let flipped = t.proto == ip_proto::TCP && tcp_state::first_packet_is_from_responder(t.tcp_flags);
-        let (orig, resp) = if flipped { ((t.dst, t.dport), (t.src, t.sport)) } else { ((t.src, t.sport), (t.dst, t.dport)) };
+        let flipped =
+            t.proto == ip_proto::TCP && tcp_state::first_packet_is_from_responder(t.tcp_flags);
+        let (orig, resp) = if flipped {
+            ((t.dst, t.dport), (t.src, t.sport))
+        } else {
+            ((t.src, t.sport), (t.dst, t.dport))
+        };
         let class = match t.proto {
             ip_proto::TCP => QueueClass::TcpOpen,
             ip_proto::UDP => QueueClass::Udp,
@@ -298,7 +330,12 @@ impl FlowTable {
             resp_payload_bytes: 0,
             tcp,
             services: 0,
-            names: dns_name.map(|name| Box::new(FlowNames { dns_name: Some(name), ..FlowNames::default() })),
+            names: dns_name.map(|name| {
+                Box::new(FlowNames {
+                    dns_name: Some(name),
+                    ..FlowNames::default()
+                })
+            }),
             app,
             last_update_ns: ts_ns,
             closed: false,
@@ -313,13 +350,20 @@ impl FlowTable {
             *entry = Some(flow);
         }
         self.index.insert(key, slot);
-        self.queues[class as usize].push_back(QueueEntry { slot, generation, ts_ns });
+        self.queues[class as usize].push_back(QueueEntry {
+            slot,
+            generation,
+            ts_ns,
+        });
         slot
     }
 
     fn remove(&mut self, slot: u32, sink: &mut dyn FlowSink) {
-        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::take) else { return };
-        self.index.remove(&FlowKey::new(flow.orig, flow.resp, flow.proto));
+        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.index
+            .remove(&FlowKey::new(flow.orig, flow.resp, flow.proto));
         if let Some(g) = self.generations.get_mut(slot as usize) {
             *g = g.wrapping_add(1);
         }
@@ -330,7 +374,8 @@ impl FlowTable {
     /// Is this queue entry the flow's current one? Returns the flow's last-seen time if so.
     fn entry_state(&self, class: usize, entry: &QueueEntry) -> Option<(u64, u64)> {
         let flow = self.slots.get(entry.slot as usize)?.as_ref()?;
-        (flow.generation == entry.generation && flow.queue as usize == class).then_some((flow.last_ns, flow.queued_ns))
+        (flow.generation == entry.generation && flow.queue as usize == class)
+            .then_some((flow.last_ns, flow.queued_ns))
     }
 
     /// Ends flows idle past their timeout at event time `now_ns`.
@@ -362,7 +407,11 @@ impl FlowTable {
         if let Some(Some(flow)) = self.slots.get_mut(slot as usize) {
             flow.queued_ns = last_ns;
             let generation = flow.generation;
-            self.queues[class].push_back(QueueEntry { slot, generation, ts_ns: last_ns });
+            self.queues[class].push_back(QueueEntry {
+                slot,
+                generation,
+                ts_ns: last_ns,
+            });
         }
     }
 
@@ -375,10 +424,14 @@ impl FlowTable {
                 .min()
                 .map(|(_, c)| c);
             let Some(class) = class else { return };
-            let Some(entry) = self.queues[class].pop_front() else { return };
+            let Some(entry) = self.queues[class].pop_front() else {
+                return;
+            };
             match self.entry_state(class, &entry) {
                 None => continue,
-                Some((last_ns, queued_ns)) if last_ns > queued_ns => self.requeue(class, entry.slot, last_ns),
+                Some((last_ns, queued_ns)) if last_ns > queued_ns => {
+                    self.requeue(class, entry.slot, last_ns)
+                }
                 Some(_) => {
                     self.counters.flows_evicted += 1;
                     self.remove(entry.slot, sink);

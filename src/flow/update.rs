@@ -23,8 +23,13 @@ pub mod service {
     pub const HTTP: u8 = 4;
     pub const SOCKS: u8 = 8;
     pub const BITTORRENT: u8 = 16;
-    pub const NAMES: [(u8, &str); 5] =
-        [(DNS, "dns"), (HTTP, "http"), (SOCKS, "socks"), (SSL, "ssl"), (BITTORRENT, "bittorrent")];
+    pub const NAMES: [(u8, &str); 5] = [
+        (DNS, "dns"),
+        (HTTP, "http"),
+        (SOCKS, "socks"),
+        (SSL, "ssl"),
+        (BITTORRENT, "bittorrent"),
+    ];
 }
 
 /// Names a flow carries, allocated once per flow that has any.
@@ -101,7 +106,13 @@ pub struct FlowUpdate {
 /// Receives everything the flow table learns. The pipeline implements it.
 pub trait FlowSink {
     /// Name the client resolved for the server's address, if any (the DNS cache).
-    fn resolved_name(&mut self, uid: Uid, client: IpAddr, server: (IpAddr, u16), ts_ns: u64) -> Option<Arc<str>>;
+    fn resolved_name(
+        &mut self,
+        uid: Uid,
+        client: IpAddr,
+        server: (IpAddr, u16),
+        ts_ns: u64,
+    ) -> Option<Arc<str>>;
     fn flow(&mut self, flow: &Flow, kind: UpdateKind);
     fn dns(&mut self, flow: &Flow, ts_ns: u64, from_orig: bool, msg: &DnsMessage);
     fn tls(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo);

@@ -20,12 +20,17 @@ const MAX_READ_BUFFER: usize = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a pcap or pcapng file")]
     NotACapture { path: PathBuf },
     #[error("{path}: empty file")]
     Empty { path: PathBuf },
-    #[error("{path}: unsupported link type {linktype} (supported: Ethernet, Linux SLL/SLL2, raw IP, BSD loopback)")]
+    #[error(
+        "{path}: unsupported link type {linktype} (supported: Ethernet, Linux SLL/SLL2, raw IP, BSD loopback)"
+    )]
     UnsupportedLinkType { path: PathBuf, linktype: i32 },
 }
 
@@ -39,7 +44,13 @@ pub struct FileProblem {
 
 impl std::fmt::Display for FileProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at byte offset {}: {}", self.path.display(), self.offset, self.what)
+        write!(
+            f,
+            "{} at byte offset {}: {}",
+            self.path.display(),
+            self.offset,
+            self.what
+        )
     }
 }
 
@@ -97,7 +108,12 @@ impl CaptureReader {
             files.push(file);
             problems.extend(early);
         }
-        Ok(CaptureReader { files, current: None, problems, counters: ReaderCounters::default() })
+        Ok(CaptureReader {
+            files,
+            current: None,
+            problems,
+            counters: ReaderCounters::default(),
+        })
     }
 
     /// Problems found so far (truncation, corruption), each naming its file and offset.
@@ -139,11 +155,22 @@ impl CaptureReader {
 
 impl FileReader {
     fn open(path: &Path) -> Result<(FileReader, Vec<FileProblem>), SourceError> {
-        let file = File::open(path).map_err(|source| SourceError::Open { path: path.to_path_buf(), source })?;
+        let file = File::open(path).map_err(|source| SourceError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let reader = match create_reader(READ_BUFFER, file) {
             Ok(r) => r,
-            Err(PcapError::Eof) => return Err(SourceError::Empty { path: path.to_path_buf() }),
-            Err(_) => return Err(SourceError::NotACapture { path: path.to_path_buf() }),
+            Err(PcapError::Eof) => {
+                return Err(SourceError::Empty {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(_) => {
+                return Err(SourceError::NotACapture {
+                    path: path.to_path_buf(),
+                });
+            }
         };
         let mut file_reader = FileReader {
             path: path.to_path_buf(),
@@ -162,7 +189,10 @@ impl FileReader {
         if file_reader.legacy {
             if let Some(iface) = file_reader.interfaces.first() {
                 if !link_type_supported(iface.linktype) {
-                    return Err(SourceError::UnsupportedLinkType { path: path.to_path_buf(), linktype: iface.linktype });
+                    return Err(SourceError::UnsupportedLinkType {
+                        path: path.to_path_buf(),
+                        linktype: iface.linktype,
+                    });
                 }
             }
         }
@@ -177,7 +207,11 @@ impl FileReader {
                     let frame = match block {
                         PcapBlockOwned::LegacyHeader(header) => {
                             self.legacy = true;
-                            let units = if header.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
+                            let units = if header.is_nanosecond_precision() {
+                                1_000_000_000
+                            } else {
+                                1_000_000
+                            };
                             self.interfaces = vec![Interface {
                                 linktype: header.network.0,
                                 units_per_second: units,
@@ -188,7 +222,9 @@ impl FileReader {
                         PcapBlockOwned::Legacy(b) => self.interfaces.first().map(|iface| {
                             let ts = u64::from(b.ts_sec)
                                 .saturating_mul(1_000_000_000)
-                                .saturating_add(u64::from(b.ts_usec) * (1_000_000_000 / iface.units_per_second));
+                                .saturating_add(
+                                    u64::from(b.ts_usec) * (1_000_000_000 / iface.units_per_second),
+                                );
                             (ts, iface.linktype, b.origlen, b.data)
                         }),
                         PcapBlockOwned::NG(Block::SectionHeader(_)) => {
@@ -207,12 +243,21 @@ impl FileReader {
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                             match self.interfaces.get(epb.if_id as usize) {
                                 Some(iface) => {
-                                    let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                    let ns = u128::from(raw) * 1_000_000_000 / u128::from(iface.units_per_second.max(1));
-                                    let ts = (ns as i128 + i128::from(iface.offset_seconds) * 1_000_000_000)
-                                        .clamp(0, i128::from(u64::MAX)) as u64;
+                                    let raw =
+                                        (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                                    let ns = u128::from(raw) * 1_000_000_000
+                                        / u128::from(iface.units_per_second.max(1));
+                                    let ts = (ns as i128
+                                        + i128::from(iface.offset_seconds) * 1_000_000_000)
+                                        .clamp(0, i128::from(u64::MAX))
+                                        as u64;
                                     let caplen = (epb.caplen as usize).min(epb.data.len());
-                                    Some((ts, iface.linktype, epb.origlen, epb.data.get(..caplen).unwrap_or(&[])))
+                                    Some((
+                                        ts,
+                                        iface.linktype,
+                                        epb.origlen,
+                                        epb.data.get(..caplen).unwrap_or(&[]),
+                                    ))
                                 }
                                 None => {
                                     counters.frames_on_unknown_interface += 1;
@@ -220,11 +265,18 @@ impl FileReader {
                                 }
                             }
                         }
-                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => self.interfaces.first().map(|iface| {
-                            // Simple packets carry no timestamp: keep the previous one.
-                            let caplen = (spb.origlen as usize).min(spb.data.len());
-                            (self.last_ts_ns, iface.linktype, spb.origlen, spb.data.get(..caplen).unwrap_or(&[]))
-                        }),
+                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                            self.interfaces.first().map(|iface| {
+                                // Simple packets carry no timestamp: keep the previous one.
+                                let caplen = (spb.origlen as usize).min(spb.data.len());
+                                (
+                                    self.last_ts_ns,
+                                    iface.linktype,
+                                    spb.origlen,
+                                    spb.data.get(..caplen).unwrap_or(&[]),
+                                )
+                            })
+                        }
                         PcapBlockOwned::NG(_) => None,
                     };
                     let mut got = false;
@@ -234,7 +286,12 @@ impl FileReader {
                             self.buf.extend_from_slice(data);
                             // Some writers leave orig_len 0 or below caplen; the frame is at least what was captured.
                             let orig_len = orig_len.max(data.len() as u32);
-                            self.head = Some(Head { ts_ns, linktype: linktype as u32, orig_len, len: data.len() });
+                            self.head = Some(Head {
+                                ts_ns,
+                                linktype: linktype as u32,
+                                orig_len,
+                                len: data.len(),
+                            });
                             self.last_ts_ns = ts_ns;
                             got = true;
                         } else {
@@ -250,7 +307,10 @@ impl FileReader {
                 Err(PcapError::Eof) => self.done = true,
                 Err(PcapError::Incomplete(_)) => {
                     if self.reader.reader_exhausted() {
-                        self.problem(problems, "file ends inside a record (truncated capture)".into());
+                        self.problem(
+                            problems,
+                            "file ends inside a record (truncated capture)".into(),
+                        );
                     } else if self.reader.refill().is_err() {
                         self.problem(problems, "read error".into());
                     }
@@ -258,20 +318,30 @@ impl FileReader {
                 Err(PcapError::BufferTooSmall) => {
                     let size = self.reader.data().len().max(READ_BUFFER) * 2;
                     if size > MAX_READ_BUFFER || !self.reader.grow(size) {
-                        self.problem(problems, format!("record larger than {MAX_READ_BUFFER} bytes (corrupt length)"));
+                        self.problem(
+                            problems,
+                            format!("record larger than {MAX_READ_BUFFER} bytes (corrupt length)"),
+                        );
                     }
                 }
-                Err(PcapError::UnexpectedEof) => {
-                    self.problem(problems, "file ends inside a record (truncated capture)".into())
+                Err(PcapError::UnexpectedEof) => self.problem(
+                    problems,
+                    "file ends inside a record (truncated capture)".into(),
+                ),
+                Err(PcapError::NomError(_, kind)) => {
+                    self.problem(problems, format!("corrupt record ({kind:?})"))
                 }
-                Err(PcapError::NomError(_, kind)) => self.problem(problems, format!("corrupt record ({kind:?})")),
                 Err(_) => self.problem(problems, "corrupt record".into()),
             }
         }
     }
 
     fn problem(&mut self, problems: &mut Vec<FileProblem>, what: String) {
-        problems.push(FileProblem { path: self.path.clone(), offset: self.offset, what });
+        problems.push(FileProblem {
+            path: self.path.clone(),
+            offset: self.offset,
+            what,
+        });
         self.done = true;
     }
 }
