@@ -227,13 +227,7 @@ mod tests {
     //! tests/data/app/extract.py.
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::decode::hex;
 
     /// ndpi bittorrent.pcap, first connection, client side (68 bytes): 13 "BitTorrent
     /// protocol", 8 reserved bytes (00 00 00 00 00 10 00 05: extension protocol, DHT, fast),

@@ -878,13 +878,7 @@ mod tests {
     use super::*;
 
     /// Bytes from hex; whitespace is ignored.
-    fn hex(text: &str) -> Vec<u8> {
-        let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::decode::hex;
 
     fn parse(bytes: &[u8]) -> DnsMessage {
         parse_message(bytes).expect("DNS message")

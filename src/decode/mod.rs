@@ -5,3 +5,13 @@ pub mod http;
 pub mod packet;
 pub mod socks;
 pub mod tls;
+
+/// Test input written as commented hex: every non-hex-digit character is ignored.
+#[cfg(test)]
+pub(crate) fn hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}

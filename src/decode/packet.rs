@@ -599,13 +599,7 @@ mod tests {
         4500 0020 0001 0000 4011 0000 0a000001 c0000201 \
         04d2 0035 000c 0000 deadbeef";
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::decode::hex;
 
     #[test]
     fn vlan_udp() {

@@ -393,13 +393,7 @@ mod tests {
         FB_V6,
     ];
 
-    fn hex(s: &str) -> Vec<u8> {
-        let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::decode::hex;
 
     fn hello(stream: &[u8]) -> ClientHelloInfo {
         match parse_client_hello(stream) {
