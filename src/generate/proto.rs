@@ -265,16 +265,7 @@ pub(crate) fn client_hello(
 ) -> Result<Vec<u8>, GenerateError> {
     let mut b = Vec::with_capacity(512);
     // Record header says TLS 1.0 for middlebox compatibility, as browsers do.
-    b.extend_from_slice(&[TLS_HANDSHAKE, 0x03, 0x01]);
-    let rec = open_len(&mut b, 2);
-    b.push(0x01);
-    let hs = open_len(&mut b, 3);
-    b.extend_from_slice(&[0x03, 0x03]);
-    let mut random = [0u8; 32];
-    rng.fill(&mut random);
-    b.extend_from_slice(&random);
-    b.push(32);
-    b.extend_from_slice(session_id);
+    let (rec, hs) = hello_head(&mut b, 0x01, 0x01, rng, session_id);
     let suites: [u16; 9] = [
         0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8,
     ];
@@ -344,16 +335,7 @@ pub(crate) fn server_flight(
     encrypted_len: usize,
 ) -> Result<Vec<u8>, GenerateError> {
     let mut b = Vec::with_capacity(128 + encrypted_len);
-    b.extend_from_slice(&[TLS_HANDSHAKE, 0x03, 0x03]);
-    let rec = open_len(&mut b, 2);
-    b.push(0x02);
-    let hs = open_len(&mut b, 3);
-    b.extend_from_slice(&[0x03, 0x03]);
-    let mut random = [0u8; 32];
-    rng.fill(&mut random);
-    b.extend_from_slice(&random);
-    b.push(32);
-    b.extend_from_slice(session_id);
+    let (rec, hs) = hello_head(&mut b, 0x02, 0x03, rng, session_id);
     b.extend_from_slice(&[0x13, 0x01, 0x00]);
     let exts = open_len(&mut b, 2);
     ext(&mut b, 0x002b, &[0x03, 0x04])?;
@@ -523,4 +505,26 @@ mod tests {
         let (rest, _) = tls_parser::parse_tls_plaintext(&sf).unwrap();
         assert_eq!(rest[0], TLS_CCS);
     }
+}
+
+/// Record and handshake headers of a Client/ServerHello up to the session id; returns the open
+/// record and handshake length fields for the caller to close.
+fn hello_head(
+    b: &mut Vec<u8>,
+    handshake_type: u8,
+    record_minor: u8,
+    rng: &mut Rng,
+    session_id: &[u8; 32],
+) -> (usize, usize) {
+    b.extend_from_slice(&[TLS_HANDSHAKE, 0x03, record_minor]);
+    let rec = open_len(b, 2);
+    b.push(handshake_type);
+    let hs = open_len(b, 3);
+    b.extend_from_slice(&[0x03, 0x03]);
+    let mut random = [0u8; 32];
+    rng.fill(&mut random);
+    b.extend_from_slice(&random);
+    b.push(32);
+    b.extend_from_slice(session_id);
+    (rec, hs)
 }
