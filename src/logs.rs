@@ -103,17 +103,18 @@ impl ZeekLogs {
         if !services.is_empty() {
             m.insert("service".into(), json!(services.join(",")));
         }
-        m.insert(
-            "duration".into(),
-            json!(((flow.last_ns - flow.first_ns) / 1_000) as f64 / 1e6),
-        );
-        let (orig_bytes, resp_bytes) = if flow.proto == ip_proto::TCP {
-            (flow.tcp.orig_bytes(), flow.tcp.resp_bytes())
-        } else {
-            (flow.orig_payload_bytes, flow.resp_payload_bytes)
-        };
-        m.insert("orig_bytes".into(), json!(orig_bytes));
-        m.insert("resp_bytes".into(), json!(resp_bytes));
+        // Zeek logs duration and payload bytes only for connections that lasted (set_conn).
+        let duration_us = (flow.last_ns - flow.first_ns) / 1_000;
+        if duration_us > 0 {
+            m.insert("duration".into(), json!(duration_us as f64 / 1e6));
+            let (orig_bytes, resp_bytes) = if flow.proto == ip_proto::TCP {
+                (flow.tcp.orig_bytes(), flow.tcp.resp_bytes())
+            } else {
+                (flow.orig_payload_bytes, flow.resp_payload_bytes)
+            };
+            m.insert("orig_bytes".into(), json!(orig_bytes));
+            m.insert("resp_bytes".into(), json!(resp_bytes));
+        }
         let (state, history) = if flow.proto == ip_proto::TCP {
             (flow.tcp.conn_state(), flow.tcp.history())
         } else {

@@ -514,6 +514,7 @@ pub fn replay(
     stats.flows = table.counters.flows_created;
     stats.flows_evicted = table.counters.flows_evicted;
     stats.interim_updates = table.counters.interim_updates;
+    stats.connections_reused = table.counters.connections_reused;
     stats.dns_cache_evicted = sensor.dns_cache.evicted;
     stats.proxyware_observations = sensor.detector.observations;
     stats.alerts = alerts.len() as u64;

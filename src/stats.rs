@@ -14,6 +14,7 @@ pub struct Stats {
     pub flows: u64,
     pub flows_evicted: u64,
     pub interim_updates: u64,
+    pub connections_reused: u64,
     pub dns_messages: u64,
     pub dns_cache_evicted: u64,
     pub tls_client_hellos: u64,
@@ -32,7 +33,7 @@ impl Stats {
     pub fn summary(&self) -> String {
         let mut s = format!(
             "egresswatch: {} file(s), {} frames, {} bytes ({} sliced frames counted at full length)\n\
-             flows: {} ({} evicted at the max_flows bound, {} interim updates)\n\
+             flows: {} ({} evicted at the max_flows bound, {} interim updates, {} connections reused)\n\
              names: {} DNS messages, {} TLS ClientHellos, {} HTTP requests, {} SOCKS requests\n\
              proxyware: {} observations, {} alerts\n",
             self.files,
@@ -42,6 +43,7 @@ impl Stats {
             self.flows,
             self.flows_evicted,
             self.interim_updates,
+            self.connections_reused,
             self.dns_messages,
             self.tls_client_hellos,
             self.http_requests,

@@ -183,10 +183,9 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, DnsError> {
     Ok(msg)
 }
 
-/// Zeek's name for a query type ("A", "AAAA", "HTTPS", ... or the number as text).
-///
-/// The names are Zeek's `DNS::query_types`, with two exceptions asked for by the project's
-/// contract: 255 is "ANY" (Zeek: "*") and unknown types are the bare number (Zeek: "query-N").
+/// Zeek's name for a query type, exactly as its `DNS::query_types` table renders it
+/// ("A", "HTTPS", "*" for ANY, "query-N" for types it does not name), so tools keyed on
+/// Zeek's dns.log values match ours.
 pub fn qtype_name(qtype: u16) -> String {
     let name = match qtype {
         1 => "A",
@@ -270,7 +269,7 @@ pub fn qtype_name(qtype: u16) -> String {
         252 => "AXFR",
         253 => "MAILB",
         254 => "MAILA",
-        255 => "ANY",
+        255 => "*",
         256 => "URI",
         257 => "CAA",
         32768 => "TA",
@@ -279,7 +278,7 @@ pub fn qtype_name(qtype: u16) -> String {
         65282 => "WINS-R",
         65422 => "XPF",
         65521 => "INTEGRITY",
-        _ => return qtype.to_string(),
+        _ => return format!("query-{qtype}"),
     };
     name.to_owned()
 }
@@ -1413,9 +1412,10 @@ mod tests {
             (33, "SRV"),
             (64, "SVCB"),
         ];
-        for (code, name) in types
-            .into_iter()
-            .chain([(65, "HTTPS"), (255, "ANY"), (65534, "65534")])
+        for (code, name) in
+            types
+                .into_iter()
+                .chain([(65, "HTTPS"), (255, "*"), (65534, "query-65534")])
         {
             assert_eq!(qtype_name(code), name);
         }

@@ -86,6 +86,8 @@ pub struct FlowCounters {
     pub flows_created: u64,
     pub flows_evicted: u64,
     pub interim_updates: u64,
+    /// A SYN on a 4-tuple whose connection had ended: the old flow ends, a new one starts.
+    pub connections_reused: u64,
 }
 
 pub struct FlowTable {
@@ -144,6 +146,13 @@ impl FlowTable {
     ) {
         let key = FlowKey::new((t.src, t.sport), (t.dst, t.dport), t.proto);
         let slot = match self.index.get(&key) {
+            Some(&slot) if self.is_reuse(slot, t) => {
+                // A new connection on the same 4-tuple (Zeek's connection reuse): the old
+                // one ends here and the SYN opens a new flow with a new uid.
+                self.counters.connections_reused += 1;
+                self.remove(slot, sink);
+                self.create(key, ts_ns, t, sink)
+            }
             Some(&slot) => slot,
             None => self.create(key, ts_ns, t, sink),
         };
@@ -225,6 +234,12 @@ impl FlowTable {
                 sink.flow(flow, UpdateKind::Interim);
             }
         }
+    }
+
+    fn is_reuse(&self, slot: u32, t: &Transport<'_>) -> bool {
+        t.proto == ip_proto::TCP
+            && matches!(self.slots.get(slot as usize), Some(Some(flow))
+                if flow.tcp.is_reuse(t.tcp_flags, t.seq))
     }
 
     fn apply_events(&mut self, slot: u32, ts_ns: u64, sink: &mut dyn FlowSink) {
@@ -456,5 +471,106 @@ impl FlowTable {
         for q in &mut self.queues {
             q.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::dns::DnsMessage;
+    use crate::decode::http::RequestHead;
+    use crate::decode::socks::SocksRequest;
+    use crate::decode::tls::ClientHelloInfo;
+    use std::sync::Arc;
+
+    /// Records each final flow as (uid, history, orig_pkts).
+    #[derive(Default)]
+    struct Finals(Vec<(Uid, String, u64)>);
+
+    impl FlowSink for Finals {
+        fn resolved_name(
+            &mut self,
+            _: Uid,
+            _: IpAddr,
+            _: (IpAddr, u16),
+            _: u64,
+        ) -> Option<Arc<str>> {
+            None
+        }
+        fn flow(&mut self, flow: &Flow, kind: UpdateKind) {
+            if kind == UpdateKind::Final {
+                self.0.push((flow.uid, flow.tcp.history(), flow.orig_pkts));
+            }
+        }
+        fn dns(&mut self, _: &Flow, _: u64, _: bool, _: &DnsMessage) {}
+        fn tls(&mut self, _: &Flow, _: u64, _: &ClientHelloInfo) {}
+        fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
+        fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
+    }
+
+    fn segment(from_client: bool, tcp_flags: u8, seq: u32, ack: u32) -> Transport<'static> {
+        let client = (IpAddr::from([10, 0, 0, 1]), 40000);
+        let server = (IpAddr::from([192, 0, 2, 1]), 80);
+        let ((src, sport), (dst, dport)) = if from_client {
+            (client, server)
+        } else {
+            (server, client)
+        };
+        Transport {
+            src,
+            dst,
+            proto: ip_proto::TCP,
+            sport,
+            dport,
+            ip_len: 40,
+            tcp_flags,
+            seq,
+            ack,
+            window: 1024,
+            payload: &[],
+            payload_len: 0,
+        }
+    }
+
+    #[test]
+    fn syn_after_close_on_the_same_tuple_starts_a_new_flow() {
+        use flags::{ACK, FIN, SYN};
+        let mut table = FlowTable::new(FlowConfig::default(), 1 << 16);
+        let mut sink = Finals::default();
+        let (c, s) = (1000, 5000);
+        let first = [
+            (true, SYN, c, 0),
+            (false, SYN | ACK, s, c + 1),
+            (true, ACK, c + 1, s + 1),
+            (true, FIN | ACK, c + 1, s + 1),
+            (false, FIN | ACK, s + 1, c + 2),
+            (true, ACK, c + 2, s + 2),
+        ];
+        let second = [
+            (true, SYN, c + 90_000, 0),
+            (false, SYN | ACK, s + 7, c + 90_001),
+        ];
+        let mut ts = 1_000_000_000;
+        for (from_client, f, seq, ack) in first.into_iter().chain(second) {
+            table.packet(ts, 54, &segment(from_client, f, seq, ack), &mut sink);
+            ts += 1_000_000;
+        }
+        assert_eq!(table.counters.connections_reused, 1);
+        assert_eq!(sink.0, vec![(Uid(0), "ShAFf".to_string(), 4)]);
+        table.flush(&mut sink);
+        assert_eq!(sink.0[1], (Uid(1), "Sh".to_string(), 1));
+    }
+
+    #[test]
+    fn retransmitted_syn_stays_in_its_flow() {
+        use flags::SYN;
+        let mut table = FlowTable::new(FlowConfig::default(), 1 << 16);
+        let mut sink = Finals::default();
+        table.packet(1, 54, &segment(true, SYN, 7, 0), &mut sink);
+        table.packet(2, 54, &segment(true, SYN, 7, 0), &mut sink);
+        table.flush(&mut sink);
+        assert_eq!(table.counters.connections_reused, 0);
+        assert_eq!(sink.0.len(), 1);
+        assert_eq!(sink.0[0].2, 2);
     }
 }
