@@ -44,6 +44,10 @@ pub enum Command {
         /// Write Zeek-style conn.log, dns.log, ssl.log, http.log (JSON lines) here.
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
+        /// Baselines: loaded from FILE when it exists, saved to it at the end, so a daily
+        /// replay continues yesterday's history.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
         /// Capture files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -88,6 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             alerts,
             log_dir,
+            state,
             files,
         } => {
             let mut config = load_config(config.as_ref())?;
@@ -113,6 +118,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut table_rows: Vec<Alert> = Vec::new();
             let options = ReplayOptions {
                 log_dir,
+                state,
                 collect: false,
             };
             let report = pipeline::replay(&config, &files, &options, &mut |batch| {
@@ -141,12 +147,15 @@ pub fn run(cli: Cli) -> Result<()> {
             let config = Config::load(&config)?;
             let (matcher, _) = pipeline::load_domains(&config)?;
             let text = toml::to_string_pretty(&config).context("cannot render config")?;
+            // Business hours, allowlists and geo databases are checked by building the engine.
+            let engine = crate::detect::engine::Engine::new(&config)?;
             println!("{text}");
             eprintln!(
-                "config ok: {} home nets, {} proxyware services ({} domains)",
+                "config ok: {} home nets, {} proxyware services ({} domains); {}",
                 config.home_nets.len(),
                 matcher.service_count(),
-                matcher.domain_count()
+                matcher.domain_count(),
+                engine.geo().describe()
             );
             Ok(())
         }

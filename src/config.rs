@@ -1,5 +1,17 @@
 //! Typed configuration. Every key has a default here; `config/egresswatch.toml` lists them all
 //! with comments, and a test proves that file parses to exactly `Config::default()`.
+pub use crate::detect::allowlist::{AllowlistConfig, SegmentConfig, SegmentPolicy};
+pub use crate::detect::clock::ClockConfig;
+pub use crate::detect::fanout::FanOutConfig;
+pub use crate::detect::flood::FloodConfig;
+pub use crate::detect::geo_unusual::GeoUnusualConfig;
+pub use crate::detect::long_lived::LongLivedConfig;
+pub use crate::detect::relay::RelayConfig;
+pub use crate::detect::score::ScoringConfig;
+pub use crate::detect::sustained::SustainedConfig;
+pub use crate::detect::torrent::TorrentConfig;
+pub use crate::detect::windows::WindowsConfig;
+pub use crate::enrich::geo::GeoConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +44,30 @@ pub struct Config {
     pub reassembly: ReassemblyConfig,
     pub dns: DnsConfig,
     pub proxyware: ProxywareConfig,
+    /// Per-host windows and baselines (DET0028 TimeWindow).
+    pub windows: WindowsConfig,
+    /// Business hours for off-hours weighting (DET0028 TimeWindow).
+    pub business_hours: ClockConfig,
+    pub geo: GeoConfig,
+    /// Known-good destinations and hosts behavioural detectors never score.
+    pub allowlist: AllowlistConfig,
+    /// Network segments with their own policy (`[[segments]]`).
+    pub segments: Vec<SegmentConfig>,
+    pub scoring: ScoringConfig,
+    pub detectors: DetectorsConfig,
+}
+
+/// One table per behavioural detector; thresholds are DET0028's mutable elements.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectorsConfig {
+    pub long_lived: LongLivedConfig,
+    pub sustained: SustainedConfig,
+    pub fanout: FanOutConfig,
+    pub torrent: TorrentConfig,
+    pub flood: FloodConfig,
+    pub relay: RelayConfig,
+    pub geo_unusual: GeoUnusualConfig,
 }
 
 impl Default for Config {
@@ -42,6 +78,13 @@ impl Default for Config {
             reassembly: ReassemblyConfig::default(),
             dns: DnsConfig::default(),
             proxyware: ProxywareConfig::default(),
+            windows: WindowsConfig::default(),
+            business_hours: ClockConfig::default(),
+            geo: GeoConfig::default(),
+            allowlist: AllowlistConfig::default(),
+            segments: Vec::new(),
+            scoring: ScoringConfig::default(),
+            detectors: DetectorsConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::decode::http::RequestHead;
 use crate::decode::packet::{Decoded, Layer, Transport, decode_frame, decode_transport, ip_proto};
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::ClientHelloInfo;
+use crate::detect::engine::{Engine, EngineError};
 use crate::detect::proxyware::{NameObservation, ProxywareDetector};
 use crate::enrich::dns_cache::DnsCache;
 use crate::enrich::domains::DomainMatcher;
@@ -38,6 +39,8 @@ pub enum PipelineError {
     Logs(io::Error),
     #[error("alert output: {0}")]
     Alerts(io::Error),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("proxyware domain list {path}: {reason}")]
     DomainList { path: String, reason: String },
 }
@@ -45,6 +48,8 @@ pub enum PipelineError {
 #[derive(Debug, Clone, Default)]
 pub struct ReplayOptions {
     pub log_dir: Option<PathBuf>,
+    /// Baseline state loaded at the start (when the file exists) and saved at the end.
+    pub state: Option<PathBuf>,
     /// Keep every name and finished flow in the report (tests and small captures only).
     pub collect: bool,
 }
@@ -95,24 +100,13 @@ pub fn load_domains(config: &Config) -> Result<(DomainMatcher, DomainMatcher), P
         path: shown.clone(),
         reason: e.to_string(),
     })?;
-    let allow_text: String = std::iter::once("[allowlist]".to_string())
-        .chain(
-            config
-                .proxyware
-                .allow_domains
-                .iter()
-                .map(|d| format!("{} config", d.trim().to_ascii_lowercase())),
-        )
-        .collect::<Vec<_>>()
-        .join("\n");
-    let allow = if config.proxyware.allow_domains.is_empty() {
-        DomainMatcher::default()
-    } else {
-        DomainMatcher::parse(&allow_text).map_err(|e| PipelineError::DomainList {
-            path: "proxyware.allow_domains".into(),
-            reason: e.to_string(),
-        })?
-    };
+    let allow =
+        DomainMatcher::from_list("allowlist", &config.proxyware.allow_domains).map_err(|e| {
+            PipelineError::DomainList {
+                path: "proxyware.allow_domains".into(),
+                reason: e.to_string(),
+            }
+        })?;
     Ok((matcher, allow))
 }
 
@@ -121,6 +115,7 @@ struct Sensor<'c> {
     config: &'c Config,
     dns_cache: DnsCache,
     detector: ProxywareDetector,
+    engine: Engine,
     logs: Option<ZeekLogs>,
     log_error: Option<io::Error>,
     stats: Stats,
@@ -237,7 +232,7 @@ impl Sensor<'_> {
         });
     }
 
-    fn update_for(&self, flow: &Flow, kind: UpdateKind) -> FlowUpdate {
+    fn update_for<'f>(&self, flow: &'f Flow, kind: UpdateKind) -> FlowUpdate<'f> {
         let orig_inside = self.config.is_inside(flow.orig.0) || !self.config.is_inside(flow.resp.0);
         let (inside, outside, out_b, in_b, out_p, in_p) = if orig_inside {
             (
@@ -258,6 +253,11 @@ impl Sensor<'_> {
                 flow.orig_pkts,
             )
         };
+        let conn_state = if flow.proto == ip_proto::TCP {
+            flow.tcp.conn_state()
+        } else {
+            crate::flow::tcp_state::udp_conn_state(flow.orig_pkts, flow.resp_pkts)
+        };
         FlowUpdate {
             uid: flow.uid,
             kind,
@@ -266,12 +266,17 @@ impl Sensor<'_> {
             inside_port: inside.1,
             outside: outside.0,
             outside_port: outside.1,
+            inbound: !orig_inside,
             first_ns: flow.first_ns,
             last_ns: flow.last_ns,
             bytes_out: out_b,
             bytes_in: in_b,
             pkts_out: out_p,
             pkts_in: in_p,
+            answered: flow.resp_pkts > 0,
+            conn_state,
+            services: flow.services,
+            names: flow.names(),
         }
     }
 }
@@ -292,6 +297,7 @@ impl FlowSink for Sensor<'_> {
         let update = self.update_for(flow, kind);
         self.detector
             .flow_update(&update, kind == UpdateKind::Final);
+        self.engine.flow_update(&update);
         if kind == UpdateKind::Interim {
             return;
         }
@@ -399,6 +405,10 @@ pub fn replay(
     on_alerts: &mut dyn FnMut(&[Alert]) -> io::Result<()>,
 ) -> Result<RunReport, PipelineError> {
     let (matcher, allow) = load_domains(config)?;
+    let mut engine = Engine::new(config)?;
+    if let Some(path) = &options.state {
+        engine.load_state(path)?;
+    }
     let mut reader = CaptureReader::open(paths)?;
     let logs = match &options.log_dir {
         Some(dir) => Some(ZeekLogs::create(Path::new(dir), config).map_err(PipelineError::Logs)?),
@@ -412,6 +422,7 @@ pub fn replay(
             config.dns.cache_max_ttl_seconds,
         ),
         detector: ProxywareDetector::new(matcher, allow, config.proxyware.clone()),
+        engine,
         logs,
         log_error: None,
         stats: Stats {
@@ -494,14 +505,27 @@ pub fn replay(
                 on_alerts(&batch).map_err(PipelineError::Alerts)?;
                 alerts.extend(batch);
             }
+            if sensor.engine.window_due(now_ns).is_some() {
+                // Counters up to now reach the windows before they close.
+                table.checkpoint(&mut sensor);
+                let batch = sensor.engine.close_window();
+                if !batch.is_empty() {
+                    on_alerts(&batch).map_err(PipelineError::Alerts)?;
+                    alerts.extend(batch);
+                }
+            }
             next_tick = now_ns - now_ns % TICK_NS + TICK_NS;
         }
     }
     table.flush(&mut sensor);
-    let batch = sensor.detector.finish();
+    let mut batch = sensor.detector.finish();
+    batch.extend(sensor.engine.finish());
     if !batch.is_empty() {
         on_alerts(&batch).map_err(PipelineError::Alerts)?;
         alerts.extend(batch);
+    }
+    if let Some(path) = &options.state {
+        sensor.engine.save_state(path)?;
     }
     if let Some(logs) = sensor.logs.as_mut() {
         let result = logs.finish();
@@ -517,6 +541,15 @@ pub fn replay(
     stats.connections_reused = table.counters.connections_reused;
     stats.dns_cache_evicted = sensor.dns_cache.evicted;
     stats.proxyware_observations = sensor.detector.observations;
+    let scored = &sensor.engine.scorer().counters;
+    stats.findings = scored.findings;
+    stats.below_min_score = scored.below_min_score;
+    stats.suppressed_repeats = scored.suppressed_repeats;
+    stats.suppressed_by_segment = scored.suppressed_by_segment;
+    stats.windows_closed = sensor.engine.counters.windows_closed;
+    stats.allowlisted_updates = sensor.engine.counters.allowlisted_updates;
+    stats.hosts_evicted = sensor.engine.hosts_evicted();
+    stats.geo = sensor.engine.geo().describe();
     stats.alerts = alerts.len() as u64;
     stats.file_problems = reader.problems().iter().map(|p| p.to_string()).collect();
     if reader.counters.frames_on_unsupported_link > 0 {

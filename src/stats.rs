@@ -21,6 +21,14 @@ pub struct Stats {
     pub http_requests: u64,
     pub socks_requests: u64,
     pub proxyware_observations: u64,
+    pub windows_closed: u64,
+    pub findings: u64,
+    pub below_min_score: u64,
+    pub suppressed_repeats: u64,
+    pub suppressed_by_segment: u64,
+    pub allowlisted_updates: u64,
+    pub hosts_evicted: u64,
+    pub geo: String,
     pub alerts: u64,
     pub file_problems: Vec<String>,
 }
@@ -35,7 +43,10 @@ impl Stats {
             "egresswatch: {} file(s), {} frames, {} bytes ({} sliced frames counted at full length)\n\
              flows: {} ({} evicted at the max_flows bound, {} interim updates, {} connections reused)\n\
              names: {} DNS messages, {} TLS ClientHellos, {} HTTP requests, {} SOCKS requests\n\
-             proxyware: {} observations, {} alerts\n",
+             proxyware: {} observations\n\
+             behaviour: {} windows, {} findings, {} allowlisted flow updates, {} below min score, \
+             {} repeats folded, {} suppressed by segment, {} hosts evicted\n\
+             alerts: {}\n",
             self.files,
             self.frames,
             self.wire_bytes,
@@ -49,8 +60,19 @@ impl Stats {
             self.http_requests,
             self.socks_requests,
             self.proxyware_observations,
+            self.windows_closed,
+            self.findings,
+            self.allowlisted_updates,
+            self.below_min_score,
+            self.suppressed_repeats,
+            self.suppressed_by_segment,
+            self.hosts_evicted,
             self.alerts,
         );
+        if !self.geo.is_empty() {
+            s.push_str(&self.geo);
+            s.push('\n');
+        }
         if self.fragments_reassembled > 0 {
             s.push_str(&format!(
                 "fragments: {} datagrams reassembled\n",

@@ -19,6 +19,7 @@ fn run(path: &Path) -> RunReport {
     let options = ReplayOptions {
         log_dir: None,
         collect: true,
+        ..Default::default()
     };
     replay(
         &Config::default(),

@@ -32,6 +32,7 @@ fn replay_capture(name: &str, config: &Config) -> RunReport {
     let options = ReplayOptions {
         log_dir: None,
         collect: true,
+        ..Default::default()
     };
     replay(config, &[capture(name)], &options, &mut |_| Ok(())).unwrap()
 }

@@ -159,6 +159,22 @@ impl DomainMatcher {
         })
     }
 
+    /// A matcher for a plain list of domains from the config (allowlists), one service `key`.
+    pub fn from_list(key: &str, domains: &[String]) -> Result<DomainMatcher, DomainListError> {
+        if domains.is_empty() {
+            return Ok(DomainMatcher::default());
+        }
+        let text: String = std::iter::once(format!("[{key}]"))
+            .chain(
+                domains
+                    .iter()
+                    .map(|d| format!("{} config", d.trim().to_ascii_lowercase())),
+            )
+            .collect::<Vec<_>>()
+            .join("\n");
+        DomainMatcher::parse(&text)
+    }
+
     /// Case-insensitive; a trailing dot is ignored.
     ///
     /// Walks the name's label suffixes from the longest, so the most specific

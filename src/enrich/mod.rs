@@ -1,3 +1,4 @@
-//! Enrichment: names for addresses, service lists.
+//! Enrichment: names for addresses, service lists, country and ASN.
 pub mod dns_cache;
 pub mod domains;
+pub mod geo;

@@ -45,8 +45,9 @@ pub struct Flow {
     pub services: u8,
     pub names: Option<Box<FlowNames>>,
     app: Option<Box<AppState>>,
-    /// Event time of the last interim or final update.
+    /// Event time of the last interim update, and whether there was one.
     last_update_ns: u64,
+    updated: bool,
     closed: bool,
     /// FIN seen from the originator (bit 0) and responder (bit 1).
     fins: u8,
@@ -230,6 +231,7 @@ impl FlowTable {
         if active_due {
             if let Some(Some(flow)) = self.slots.get_mut(slot as usize) {
                 flow.last_update_ns = ts_ns;
+                flow.updated = true;
                 self.counters.interim_updates += 1;
                 sink.flow(flow, UpdateKind::Interim);
             }
@@ -353,6 +355,7 @@ impl FlowTable {
             }),
             app,
             last_update_ns: ts_ns,
+            updated: false,
             closed: false,
             fins: 0,
             queue: class,
@@ -452,6 +455,19 @@ impl FlowTable {
                     self.remove(entry.slot, sink);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Reports every flow with packets since its last update (an interim update), so counters
+    /// up to now are known before a detection window closes. O(flows), once per window.
+    pub fn checkpoint(&mut self, sink: &mut dyn FlowSink) {
+        for flow in self.slots.iter_mut().flatten() {
+            if !flow.updated || flow.last_ns > flow.last_update_ns {
+                flow.updated = true;
+                flow.last_update_ns = flow.last_ns;
+                self.counters.interim_updates += 1;
+                sink.flow(flow, UpdateKind::Interim);
             }
         }
     }

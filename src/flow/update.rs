@@ -85,9 +85,10 @@ impl NameSource {
     }
 }
 
-/// The sensor-wide view of a flow: oriented inside -> outside.
+/// The sensor-wide view of a flow: oriented inside -> outside. Counters are cumulative since
+/// the flow began; a long flow sends several (interim, then final) with the same `uid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlowUpdate {
+pub struct FlowUpdate<'a> {
     pub uid: Uid,
     pub kind: UpdateKind,
     pub proto: u8,
@@ -95,12 +96,39 @@ pub struct FlowUpdate {
     pub inside_port: u16,
     pub outside: IpAddr,
     pub outside_port: u16,
+    /// The outside side opened the flow (an inside host accepting a connection).
+    pub inbound: bool,
     pub first_ns: u64,
     pub last_ns: u64,
     pub bytes_out: u64,
     pub bytes_in: u64,
     pub pkts_out: u64,
     pub pkts_in: u64,
+    /// The responder has sent at least one packet.
+    pub answered: bool,
+    /// Zeek's conn_state as of this update ("S0", "SF", "REJ", ...; UDP "S0"/"SF"/"OTH").
+    pub conn_state: &'static str,
+    /// `service` bits (DNS, SSL, HTTP, SOCKS, BITTORRENT).
+    pub services: u8,
+    /// Names the flow carries (packet sources only).
+    pub names: Option<&'a FlowNames>,
+}
+
+impl FlowUpdate<'_> {
+    /// The flow's best name (SNI, HTTP Host, CONNECT/SOCKS target, then DNS cache).
+    pub fn name(&self) -> Option<&str> {
+        self.names.and_then(FlowNames::best)
+    }
+
+    pub fn duration_ns(&self) -> u64 {
+        self.last_ns.saturating_sub(self.first_ns)
+    }
+
+    /// A TCP connection attempt nobody accepted: no answer, rejected, or reset unanswered.
+    pub fn unanswered_attempt(&self) -> bool {
+        self.proto == crate::decode::packet::ip_proto::TCP
+            && (!self.answered || matches!(self.conn_state, "S0" | "REJ" | "RSTOS0" | "SH" | "SHR"))
+    }
 }
 
 /// Receives everything the flow table learns. The pipeline implements it.

@@ -1,0 +1,336 @@
+//! The behavioural engine: enriches each flow update once (deltas, geo, allowlist, history),
+//! feeds the host windows and the detectors, and at each window's end turns findings into
+//! scored alerts.
+use super::allowlist::Allowlist;
+use super::clock::{BusinessClock, ClockError};
+use super::fanout::FanOutDetector;
+use super::flood::FloodDetector;
+use super::geo_unusual::GeoUnusualDetector;
+use super::long_lived::LongLivedDetector;
+use super::relay::RelayDetector;
+use super::score::{DestinationFacts, Scorer};
+use super::sustained::SustainedDetector;
+use super::torrent::TorrentDetector;
+use super::windows::{HostWindows, WindowsState};
+use super::{Delta, Detector, Finding, FlowView};
+use crate::alert::Alert;
+use crate::config::Config;
+use crate::enrich::domains::DomainListError;
+use crate::enrich::geo::{Geo, GeoError, GeoInfo};
+use crate::flow::key::Uid;
+use crate::flow::update::{FlowUpdate, UpdateKind};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+const NS: u64 = 1_000_000_000;
+/// Destinations remembered for first-seen; beyond it the set is not grown (counted).
+const MAX_KNOWN_DESTINATIONS: usize = 500_000;
+/// Destinations tracked for prevalence within one window.
+const MAX_WINDOW_DESTINATIONS: usize = 200_000;
+/// Distinct hosts counted per destination for prevalence (enough to pass any threshold).
+const MAX_HOSTS_PER_DESTINATION: usize = 64;
+const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    #[error(transparent)]
+    Clock(#[from] ClockError),
+    #[error("allowlist.domains: {0}")]
+    Allowlist(#[from] DomainListError),
+    #[error("state file {path}: {reason}")]
+    State { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    pub updates: u64,
+    pub allowlisted_updates: u64,
+    pub windows_closed: u64,
+    pub known_destinations_full: u64,
+}
+
+/// Saved with `--state FILE`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    known_destinations: Vec<IpAddr>,
+    windows: WindowsState,
+}
+
+/// Per-flow memory between updates (only flows that have had an interim update).
+struct FlowMemo {
+    reported: Delta,
+    geo: GeoInfo,
+    allowlisted: bool,
+}
+
+#[derive(Default)]
+struct WindowFacts {
+    destinations: FxHashMap<IpAddr, Vec<IpAddr>>,
+    active_hosts: FxHashSet<IpAddr>,
+    known_before: FxHashSet<IpAddr>,
+}
+
+impl DestinationFacts for WindowFacts {
+    fn prevalence(&self, dest: IpAddr) -> (u64, u64) {
+        let hosts = self.destinations.get(&dest).map_or(0, |h| h.len() as u64);
+        (hosts, self.active_hosts.len() as u64)
+    }
+
+    fn first_seen(&self, dest: IpAddr) -> bool {
+        !self.known_before.contains(&dest)
+    }
+}
+
+pub struct Engine {
+    home: Config,
+    geo: Geo,
+    clock: BusinessClock,
+    allowlist: Allowlist,
+    windows: HostWindows,
+    detectors: Vec<Box<dyn Detector>>,
+    scorer: Scorer,
+    flows: FxHashMap<Uid, FlowMemo>,
+    window: Option<(u64, u64)>,
+    findings: Vec<Finding>,
+    facts: WindowFacts,
+    known_destinations: FxHashSet<IpAddr>,
+    pub counters: EngineCounters,
+}
+
+impl Engine {
+    pub fn new(config: &Config) -> Result<Engine, EngineError> {
+        let clock = BusinessClock::new(&config.business_hours)?;
+        let d = &config.detectors;
+        let detectors: Vec<Box<dyn Detector>> = vec![
+            Box::new(LongLivedDetector::new(d.long_lived.clone())),
+            Box::new(SustainedDetector::new(d.sustained.clone())),
+            Box::new(FanOutDetector::new(d.fanout.clone())),
+            Box::new(TorrentDetector::new(d.torrent.clone())),
+            Box::new(FloodDetector::new(d.flood.clone())),
+            Box::new(RelayDetector::new(d.relay.clone())),
+            Box::new(GeoUnusualDetector::new(d.geo_unusual.clone())),
+        ];
+        Ok(Engine {
+            home: config.clone(),
+            geo: Geo::open(&config.geo)?,
+            allowlist: Allowlist::new(&config.allowlist)?,
+            windows: HostWindows::new(config.windows.clone(), clock.clone()),
+            clock,
+            detectors,
+            scorer: Scorer::new(config.scoring.clone(), config.segments.clone()),
+            flows: FxHashMap::default(),
+            window: None,
+            findings: Vec::new(),
+            facts: WindowFacts::default(),
+            known_destinations: FxHashSet::default(),
+            counters: EngineCounters::default(),
+        })
+    }
+
+    pub fn geo(&self) -> &Geo {
+        &self.geo
+    }
+
+    fn window_ns(&self) -> u64 {
+        self.windows.config().window_seconds.max(1) * NS
+    }
+
+    pub fn flow_update(&mut self, update: &FlowUpdate<'_>) {
+        self.counters.updates += 1;
+        if self.window.is_none() {
+            let w = self.window_ns();
+            let start = update.last_ns - update.last_ns % w;
+            self.window = Some((start, start + w));
+        }
+        let is_final = update.kind == UpdateKind::Final;
+        let totals = Delta {
+            bytes_out: update.bytes_out,
+            bytes_in: update.bytes_in,
+            pkts_out: update.pkts_out,
+            pkts_in: update.pkts_in,
+        };
+        let memo = if is_final {
+            self.flows.remove(&update.uid)
+        } else {
+            self.flows.get(&update.uid).map(|m| FlowMemo {
+                reported: m.reported,
+                geo: m.geo.clone(),
+                allowlisted: m.allowlisted,
+            })
+        };
+        let first_update = memo.is_none();
+        let (reported, geo, allowlisted) = match memo {
+            Some(m) => (m.reported, m.geo, m.allowlisted),
+            None => {
+                let geo = self.geo.lookup(update.outside);
+                let allowlisted = self.allowlist.destination(update, &geo).is_some();
+                (Delta::default(), geo, allowlisted)
+            }
+        };
+        if !is_final {
+            self.flows.insert(
+                update.uid,
+                FlowMemo {
+                    reported: totals,
+                    geo: geo.clone(),
+                    allowlisted,
+                },
+            );
+        }
+        if allowlisted {
+            self.counters.allowlisted_updates += 1;
+        }
+        let delta = Delta {
+            bytes_out: totals.bytes_out.saturating_sub(reported.bytes_out),
+            bytes_in: totals.bytes_in.saturating_sub(reported.bytes_in),
+            pkts_out: totals.pkts_out.saturating_sub(reported.pkts_out),
+            pkts_in: totals.pkts_in.saturating_sub(reported.pkts_in),
+        };
+        let host_inside = self.home.is_inside(update.inside);
+        if host_inside && !allowlisted && first_update {
+            self.note_destination(update.inside, update.outside);
+        }
+        let view = FlowView {
+            update,
+            delta,
+            first_update,
+            geo: &geo,
+            allowlisted,
+            history: self.windows.history(update.inside),
+            off_hours: self.clock.is_off_hours(update.last_ns),
+            host_inside,
+            host_allowlisted: self.allowlist.inside_host(update.inside),
+        };
+        if !allowlisted {
+            for detector in &mut self.detectors {
+                detector.flow(&view, &mut self.findings);
+            }
+        }
+        if host_inside {
+            // The windows keep the history themselves; the view's borrow of it ends here.
+            let view = FlowView {
+                update,
+                delta,
+                first_update,
+                geo: &geo,
+                allowlisted,
+                history: None,
+                off_hours: view.off_hours,
+                host_inside,
+                host_allowlisted: view.host_allowlisted,
+            };
+            self.windows.flow(&view);
+        }
+    }
+
+    fn note_destination(&mut self, host: IpAddr, dest: IpAddr) {
+        self.facts.active_hosts.insert(host);
+        if self.facts.destinations.len() < MAX_WINDOW_DESTINATIONS
+            || self.facts.destinations.contains_key(&dest)
+        {
+            let hosts = self.facts.destinations.entry(dest).or_default();
+            if hosts.len() < MAX_HOSTS_PER_DESTINATION && !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+
+    /// The open window's end, if event time `now_ns` has passed it.
+    pub fn window_due(&self, now_ns: u64) -> Option<u64> {
+        self.window.map(|(_, end)| end).filter(|&end| now_ns >= end)
+    }
+
+    /// Closes the open window (call after the flow table's checkpoint) and returns its alerts.
+    pub fn close_window(&mut self) -> Vec<Alert> {
+        let Some((start, end)) = self.window.take() else {
+            return Vec::new();
+        };
+        self.counters.windows_closed += 1;
+        let closed = self.windows.close(start, end);
+        for detector in &mut self.detectors {
+            detector.window(&closed, &mut self.findings);
+        }
+        let findings: Vec<Finding> = std::mem::take(&mut self.findings)
+            .into_iter()
+            .filter(|f| !self.allowlist.inside_host(f.host))
+            .collect();
+        let mut facts = std::mem::take(&mut self.facts);
+        facts.known_before = std::mem::take(&mut self.known_destinations);
+        let alerts = self.scorer.close_window(start, end, findings, &facts);
+        // This window's destinations become known for the next one.
+        let mut known = std::mem::take(&mut facts.known_before);
+        for dest in facts.destinations.into_keys() {
+            if known.len() >= MAX_KNOWN_DESTINATIONS {
+                self.counters.known_destinations_full += 1;
+                break;
+            }
+            known.insert(dest);
+        }
+        self.known_destinations = known;
+        alerts
+    }
+
+    /// End of input: closes the open window.
+    pub fn finish(&mut self) -> Vec<Alert> {
+        self.close_window()
+    }
+
+    pub fn scorer(&self) -> &Scorer {
+        &self.scorer
+    }
+
+    pub fn hosts_evicted(&self) -> u64 {
+        self.windows.evicted() + self.detectors.iter().map(|d| d.evicted()).sum::<u64>()
+    }
+
+    /// Loads baselines saved by an earlier run; a missing file is a first run.
+    pub fn load_state(&mut self, path: &Path) -> Result<bool, EngineError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(state_error(path, e.to_string())),
+        };
+        let state: StateFile =
+            serde_json::from_str(&text).map_err(|e| state_error(path, e.to_string()))?;
+        if state.version != STATE_VERSION {
+            return Err(state_error(
+                path,
+                format!(
+                    "version {} (this build reads {STATE_VERSION})",
+                    state.version
+                ),
+            ));
+        }
+        self.known_destinations = state.known_destinations.into_iter().collect();
+        self.windows.restore(state.windows);
+        Ok(true)
+    }
+
+    pub fn save_state(&self, path: &Path) -> Result<(), EngineError> {
+        let mut known: Vec<IpAddr> = self.known_destinations.iter().copied().collect();
+        known.sort_unstable();
+        let state = StateFile {
+            version: STATE_VERSION,
+            known_destinations: known,
+            windows: self.windows.state(),
+        };
+        let text = serde_json::to_string(&state).map_err(|e| state_error(path, e.to_string()))?;
+        // Write beside and rename, so a crash never leaves half a state file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| state_error(path, e.to_string()))
+    }
+}
+
+fn state_error(path: &Path, reason: String) -> EngineError {
+    EngineError::State {
+        path: path.to_path_buf(),
+        reason,
+    }
+}

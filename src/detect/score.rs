@@ -1,0 +1,239 @@
+//! Combines one host's findings in one window into one scored, explained alert, with RITA-style
+//! modifiers (prevalence of the destination across hosts, first-seen), segment policies and
+//! suppression of repeats.
+use super::allowlist::{SegmentConfig, SegmentPolicy, segment_for};
+use super::{Branch, Finding};
+use crate::alert::{Alert, TECHNIQUE, rfc3339, severity};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+const NS: u64 = 1_000_000_000;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Combined scores below this raise no alert (counted in the summary).
+    pub min_alert_score: u8,
+    /// Added for each further branch that fired for the host in the same window.
+    pub extra_branch_bonus: u8,
+    /// A destination contacted by at least this share of the window's active hosts (and at
+    /// least `prevalence_min_hosts` of them) is common here: the score drops by `prevalence_penalty`.
+    pub prevalence_share: f64,
+    pub prevalence_min_hosts: u64,
+    pub prevalence_penalty: u8,
+    /// Added when no inside host had contacted the strongest finding's destination before.
+    pub first_seen_bonus: u8,
+    /// Another alert for the same host and branch within this long is folded into a count,
+    /// unless its score is at least `repeat_score_step` higher.
+    pub repeat_suppress_seconds: u64,
+    pub repeat_score_step: u8,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        ScoringConfig {
+            min_alert_score: 40,
+            extra_branch_bonus: 5,
+            prevalence_share: 0.25,
+            prevalence_min_hosts: 3,
+            prevalence_penalty: 15,
+            first_seen_bonus: 5,
+            repeat_suppress_seconds: 3600,
+            repeat_score_step: 10,
+        }
+    }
+}
+
+/// What the engine knows about destinations, for the modifiers.
+pub trait DestinationFacts {
+    /// Inside hosts that contacted `dest` in the window, and hosts active in the window.
+    fn prevalence(&self, dest: IpAddr) -> (u64, u64);
+    /// True when `dest` had not been contacted by any inside host before this window.
+    fn first_seen(&self, dest: IpAddr) -> bool;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScoreCounters {
+    pub findings: u64,
+    pub below_min_score: u64,
+    pub suppressed_repeats: u64,
+    pub suppressed_by_segment: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LastAlert {
+    window_start_ns: u64,
+    score: u8,
+    folded: u64,
+}
+
+pub struct Scorer {
+    config: ScoringConfig,
+    segments: Vec<SegmentConfig>,
+    last: BTreeMap<(IpAddr, Branch), LastAlert>,
+    pub counters: ScoreCounters,
+}
+
+impl Scorer {
+    pub fn new(config: ScoringConfig, segments: Vec<SegmentConfig>) -> Scorer {
+        Scorer {
+            config,
+            segments,
+            last: BTreeMap::new(),
+            counters: ScoreCounters::default(),
+        }
+    }
+
+    /// Turns the window's findings into alerts, sorted by host then branch.
+    pub fn close_window(
+        &mut self,
+        window_start_ns: u64,
+        window_end_ns: u64,
+        findings: Vec<Finding>,
+        facts: &dyn DestinationFacts,
+    ) -> Vec<Alert> {
+        self.counters.findings += findings.len() as u64;
+        let mut by_host: BTreeMap<IpAddr, Vec<Finding>> = BTreeMap::new();
+        for f in findings {
+            by_host.entry(f.host).or_default().push(f);
+        }
+        let mut alerts = Vec::new();
+        for (host, mut list) in by_host {
+            // Strongest first; ties broken by branch then time, so output is deterministic.
+            list.sort_by(|a, b| {
+                b.strength
+                    .cmp(&a.strength)
+                    .then(a.branch.cmp(&b.branch))
+                    .then(a.ts_ns.cmp(&b.ts_ns))
+            });
+            if let Some(alert) = self.score_host(host, window_start_ns, window_end_ns, &list, facts)
+            {
+                alerts.push(alert);
+            }
+        }
+        // Forget repeat state older than the suppression span, so it stays bounded.
+        let horizon = window_start_ns.saturating_sub(self.config.repeat_suppress_seconds * NS);
+        self.last.retain(|_, l| l.window_start_ns >= horizon);
+        alerts
+    }
+
+    fn score_host(
+        &mut self,
+        host: IpAddr,
+        window_start_ns: u64,
+        window_end_ns: u64,
+        list: &[Finding],
+        facts: &dyn DestinationFacts,
+    ) -> Option<Alert> {
+        let top = list.first()?;
+        let mut branches: Vec<Branch> = list.iter().map(|f| f.branch).collect();
+        branches.sort_unstable();
+        branches.dedup();
+        let mut score = u32::from(top.strength)
+            + u32::from(self.config.extra_branch_bonus) * (branches.len() as u32 - 1);
+        let mut modifiers = Vec::new();
+        if let Some((dest, _)) = top.destination {
+            let (hosts, active) = facts.prevalence(dest);
+            if hosts >= self.config.prevalence_min_hosts
+                && active > 0
+                && hosts as f64 / active as f64 >= self.config.prevalence_share
+            {
+                score = score.saturating_sub(u32::from(self.config.prevalence_penalty));
+                modifiers.push(json!({"modifier": "prevalent_destination", "hosts": hosts, "active_hosts": active, "change": -i32::from(self.config.prevalence_penalty)}));
+            } else if facts.first_seen(dest) {
+                score += u32::from(self.config.first_seen_bonus);
+                modifiers.push(json!({"modifier": "first_seen_destination", "change": self.config.first_seen_bonus}));
+            }
+        }
+        if let Some(segment) = segment_for(&self.segments, host, top.branch.as_str()) {
+            match segment.policy {
+                SegmentPolicy::Suppress => {
+                    self.counters.suppressed_by_segment += 1;
+                    return None;
+                }
+                SegmentPolicy::Lower => {
+                    score = score.saturating_sub(u32::from(segment.score_penalty));
+                    modifiers.push(json!({"modifier": "segment", "segment": segment.name, "change": -i32::from(segment.score_penalty)}));
+                }
+            }
+        }
+        let score = score.min(100) as u8;
+        if score < self.config.min_alert_score {
+            self.counters.below_min_score += 1;
+            return None;
+        }
+        let key = (host, top.branch);
+        let mut folded = 0;
+        if let Some(last) = self.last.get_mut(&key) {
+            let recent =
+                window_start_ns < last.window_start_ns + self.config.repeat_suppress_seconds * NS;
+            if recent && score < last.score.saturating_add(self.config.repeat_score_step) {
+                last.folded += 1;
+                self.counters.suppressed_repeats += 1;
+                return None;
+            }
+            folded = last.folded;
+        }
+        self.last.insert(
+            key,
+            LastAlert {
+                window_start_ns,
+                score,
+                folded: 0,
+            },
+        );
+
+        let first_ts = list
+            .iter()
+            .map(|f| f.ts_ns)
+            .min()
+            .unwrap_or(window_start_ns);
+        let clauses: Vec<&str> = list.iter().map(|f| f.summary.as_str()).collect();
+        let findings: Vec<serde_json::Value> = list
+            .iter()
+            .map(|f| {
+                json!({
+                    "branch": f.branch.as_str(),
+                    "analytic": f.branch.analytic(),
+                    "strength": f.strength,
+                    "time": rfc3339(f.ts_ns),
+                    "summary": f.summary,
+                    "destination": f.destination.map(|(ip, port)| format!("{ip}:{port}")),
+                    "destination_name": f.destination_name,
+                    "bytes_out": f.bytes_out,
+                    "bytes_in": f.bytes_in,
+                    "duration_s": f.duration_s,
+                    "details": f.evidence,
+                })
+            })
+            .collect();
+        Some(Alert {
+            time: rfc3339(first_ts),
+            host,
+            destination_ip: top.destination.map(|d| d.0),
+            destination_hostname: top.destination_name.clone(),
+            destination_port: top.destination.map(|d| d.1),
+            detection_branch: top.branch.as_str(),
+            technique: TECHNIQUE,
+            analytic: top.branch.analytic(),
+            score,
+            severity: severity(score),
+            bytes_out: top.bytes_out,
+            bytes_in: top.bytes_in,
+            duration_s: top.duration_s,
+            country: top.country.clone(),
+            asn: top.asn,
+            window_start: rfc3339(window_start_ns),
+            window_end: rfc3339(window_end_ns),
+            count: list.len() as u64,
+            reason: format!("{host} {}", clauses.join("; ")),
+            evidence: json!({
+                "findings": findings,
+                "modifiers": modifiers,
+                "repeats_folded_since_last_alert": folded,
+            }),
+        })
+    }
+}
