@@ -7,6 +7,7 @@ use crate::decode::http::RequestHead;
 use crate::decode::packet::{Decoded, Layer, Transport, decode_frame, decode_transport, ip_proto};
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::ClientHelloInfo;
+use crate::detect::allowlist::apply_segment_policy;
 use crate::detect::engine::{Engine, EngineError};
 use crate::detect::proxyware::{NameObservation, ProxywareDetector};
 use crate::enrich::dns_cache::DnsCache;
@@ -129,6 +130,13 @@ impl Sensor<'_> {
     /// The inside host of a client-server pair, if the client is inside.
     fn inside_client(&self, client: IpAddr) -> Option<IpAddr> {
         self.config.is_inside(client).then_some(client)
+    }
+
+    /// Segment policies for ProxywareDomain alerts (behavioural ones get them in the scorer).
+    fn segment_policy(&mut self, alerts: &mut Vec<Alert>) {
+        let before = alerts.len();
+        alerts.retain_mut(|a| apply_segment_policy(&self.config.segments, a));
+        self.stats.suppressed_by_segment += (before - alerts.len()) as u64;
     }
 
     fn log(&mut self, result: io::Result<()>) {
@@ -500,7 +508,8 @@ pub fn replay(
                     .stats
                     .drop(crate::decode::packet::DropReason::FragmentTimeout.name());
             }
-            let batch = sensor.detector.close_windows(now_ns);
+            let mut batch = sensor.detector.close_windows(now_ns);
+            sensor.segment_policy(&mut batch);
             if !batch.is_empty() {
                 on_alerts(&batch).map_err(PipelineError::Alerts)?;
                 alerts.extend(batch);
@@ -519,6 +528,7 @@ pub fn replay(
     }
     table.flush(&mut sensor);
     let mut batch = sensor.detector.finish();
+    sensor.segment_policy(&mut batch);
     batch.extend(sensor.engine.finish());
     if !batch.is_empty() {
         on_alerts(&batch).map_err(PipelineError::Alerts)?;
@@ -545,7 +555,7 @@ pub fn replay(
     stats.findings = scored.findings;
     stats.below_min_score = scored.below_min_score;
     stats.suppressed_repeats = scored.suppressed_repeats;
-    stats.suppressed_by_segment = scored.suppressed_by_segment;
+    stats.suppressed_by_segment += scored.suppressed_by_segment;
     stats.windows_closed = sensor.engine.counters.windows_closed;
     stats.allowlisted_updates = sensor.engine.counters.allowlisted_updates;
     stats.hosts_evicted = sensor.engine.hosts_evicted();

@@ -129,6 +129,28 @@ impl Allowlist {
     }
 }
 
+/// Applies the segment policy to a finished alert (ProxywareDomain alerts, which the domain
+/// detector scores itself). Returns false when the alert is suppressed.
+pub fn apply_segment_policy(segments: &[SegmentConfig], alert: &mut crate::alert::Alert) -> bool {
+    let Some(segment) = segment_for(segments, alert.host, alert.detection_branch) else {
+        return true;
+    };
+    match segment.policy {
+        SegmentPolicy::Suppress => false,
+        SegmentPolicy::Lower => {
+            alert.score = alert.score.saturating_sub(segment.score_penalty);
+            alert.severity = crate::alert::severity(alert.score);
+            if let Some(map) = alert.evidence.as_object_mut() {
+                map.insert(
+                    "segment".into(),
+                    serde_json::json!({"segment": segment.name, "change": -i32::from(segment.score_penalty)}),
+                );
+            }
+            true
+        }
+    }
+}
+
 /// The first configured segment containing `host` whose policy covers `branch`.
 pub fn segment_for<'s>(
     segments: &'s [SegmentConfig],
@@ -139,4 +161,92 @@ pub fn segment_for<'s>(
         s.cidrs.iter().any(|c| c.contains(host))
             && (s.branches.is_empty() || s.branches.iter().any(|b| b == branch))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::key::Uid;
+    use crate::flow::update::{FlowNames, UpdateKind};
+
+    fn update<'a>(outside: [u8; 4], port: u16, names: Option<&'a FlowNames>) -> FlowUpdate<'a> {
+        FlowUpdate {
+            uid: Uid(1),
+            kind: UpdateKind::Final,
+            proto: 6,
+            inside: IpAddr::from([10, 0, 0, 5]),
+            inside_port: 50000,
+            outside: IpAddr::from(outside),
+            outside_port: port,
+            inbound: false,
+            first_ns: 0,
+            last_ns: 1,
+            bytes_out: 1,
+            bytes_in: 1,
+            pkts_out: 1,
+            pkts_in: 1,
+            answered: true,
+            conn_state: "SF",
+            services: 0,
+            names,
+        }
+    }
+
+    #[test]
+    fn destinations_are_allowlisted_by_cidr_port_asn_and_whole_label_name() {
+        let config = AllowlistConfig {
+            destination_cidrs: vec!["192.0.2.0/24".parse().unwrap()],
+            asns: vec![64500],
+            ports: vec![5201],
+            ..AllowlistConfig::default()
+        };
+        let allow = Allowlist::new(&config).unwrap();
+        let none = GeoInfo::default();
+        assert_eq!(
+            allow.destination(&update([192, 0, 2, 9], 443, None), &none),
+            Some("destination_cidr")
+        );
+        assert_eq!(
+            allow.destination(&update([203, 0, 113, 1], 5201, None), &none),
+            Some("port")
+        );
+        let in_asn = GeoInfo {
+            asn: Some(64500),
+            ..GeoInfo::default()
+        };
+        assert_eq!(
+            allow.destination(&update([203, 0, 113, 1], 443, None), &in_asn),
+            Some("asn")
+        );
+        let speedtest = FlowNames {
+            sni: Some("www.speedtest.net".into()),
+            ..FlowNames::default()
+        };
+        assert_eq!(
+            allow.destination(&update([203, 0, 113, 1], 443, Some(&speedtest)), &none),
+            Some("domain")
+        );
+        let lookalike = FlowNames {
+            dns_name: Some("notspeedtest.net".into()),
+            ..FlowNames::default()
+        };
+        assert_eq!(
+            allow.destination(&update([203, 0, 113, 1], 443, Some(&lookalike)), &none),
+            None
+        );
+    }
+
+    #[test]
+    fn segments_match_host_and_branch() {
+        let segments = vec![SegmentConfig {
+            name: "byod".into(),
+            cidrs: vec!["10.50.0.0/16".parse().unwrap()],
+            policy: SegmentPolicy::Lower,
+            score_penalty: 30,
+            branches: vec!["ProxywareDomain".into()],
+        }];
+        assert!(segment_for(&segments, IpAddr::from([10, 50, 1, 2]), "ProxywareDomain").is_some());
+        assert!(segment_for(&segments, IpAddr::from([10, 50, 1, 2]), "FanOut").is_none());
+        assert!(segment_for(&segments, IpAddr::from([10, 51, 1, 2]), "ProxywareDomain").is_none());
+    }
 }

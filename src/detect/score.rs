@@ -1,7 +1,7 @@
 //! Combines one host's findings in one window into one scored, explained alert, with RITA-style
 //! modifiers (prevalence of the destination across hosts, first-seen), segment policies and
 //! suppression of repeats.
-use super::allowlist::{SegmentConfig, SegmentPolicy, segment_for};
+use super::allowlist::{SegmentConfig, apply_segment_policy};
 use super::{Branch, Finding};
 use crate::alert::{Alert, TECHNIQUE, rfc3339, severity};
 use serde::{Deserialize, Serialize};
@@ -147,44 +147,6 @@ impl Scorer {
                 modifiers.push(json!({"modifier": "first_seen_destination", "change": self.config.first_seen_bonus}));
             }
         }
-        if let Some(segment) = segment_for(&self.segments, host, top.branch.as_str()) {
-            match segment.policy {
-                SegmentPolicy::Suppress => {
-                    self.counters.suppressed_by_segment += 1;
-                    return None;
-                }
-                SegmentPolicy::Lower => {
-                    score = score.saturating_sub(u32::from(segment.score_penalty));
-                    modifiers.push(json!({"modifier": "segment", "segment": segment.name, "change": -i32::from(segment.score_penalty)}));
-                }
-            }
-        }
-        let score = score.min(100) as u8;
-        if score < self.config.min_alert_score {
-            self.counters.below_min_score += 1;
-            return None;
-        }
-        let key = (host, top.branch);
-        let mut folded = 0;
-        if let Some(last) = self.last.get_mut(&key) {
-            let recent =
-                window_start_ns < last.window_start_ns + self.config.repeat_suppress_seconds * NS;
-            if recent && score < last.score.saturating_add(self.config.repeat_score_step) {
-                last.folded += 1;
-                self.counters.suppressed_repeats += 1;
-                return None;
-            }
-            folded = last.folded;
-        }
-        self.last.insert(
-            key,
-            LastAlert {
-                window_start_ns,
-                score,
-                folded: 0,
-            },
-        );
-
         let first_ts = list
             .iter()
             .map(|f| f.ts_ns)
@@ -209,7 +171,8 @@ impl Scorer {
                 })
             })
             .collect();
-        Some(Alert {
+        let score = score.min(100) as u8;
+        let mut alert = Alert {
             time: rfc3339(first_ts),
             host,
             destination_ip: top.destination.map(|d| d.0),
@@ -232,8 +195,245 @@ impl Scorer {
             evidence: json!({
                 "findings": findings,
                 "modifiers": modifiers,
-                "repeats_folded_since_last_alert": folded,
             }),
-        })
+        };
+        if !apply_segment_policy(&self.segments, &mut alert) {
+            self.counters.suppressed_by_segment += 1;
+            return None;
+        }
+        if alert.score < self.config.min_alert_score {
+            self.counters.below_min_score += 1;
+            return None;
+        }
+        let key = (host, top.branch);
+        let mut folded = 0;
+        if let Some(last) = self.last.get_mut(&key) {
+            let recent =
+                window_start_ns < last.window_start_ns + self.config.repeat_suppress_seconds * NS;
+            if recent && alert.score < last.score.saturating_add(self.config.repeat_score_step) {
+                last.folded += 1;
+                self.counters.suppressed_repeats += 1;
+                return None;
+            }
+            folded = last.folded;
+        }
+        self.last.insert(
+            key,
+            LastAlert {
+                window_start_ns,
+                score: alert.score,
+                folded: 0,
+            },
+        );
+        if let Some(map) = alert.evidence.as_object_mut() {
+            map.insert("repeats_folded_since_last_alert".into(), json!(folded));
+        }
+        Some(alert)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Cidr, SegmentPolicy};
+
+    struct Facts {
+        prevalent: Option<IpAddr>,
+        known: Vec<IpAddr>,
+    }
+
+    impl DestinationFacts for Facts {
+        fn prevalence(&self, dest: IpAddr) -> (u64, u64) {
+            if self.prevalent == Some(dest) {
+                (8, 20)
+            } else {
+                (1, 20)
+            }
+        }
+        fn first_seen(&self, dest: IpAddr) -> bool {
+            !self.known.contains(&dest)
+        }
+    }
+
+    const HOST: [u8; 4] = [10, 0, 0, 7];
+    const DEST: [u8; 4] = [198, 51, 100, 7];
+    const START: u64 = 1_700_000_100 * NS;
+
+    fn finding(branch: Branch, strength: u8, summary: &str) -> Finding {
+        Finding {
+            branch,
+            host: IpAddr::from(HOST),
+            ts_ns: START + 60 * NS,
+            strength,
+            destination: Some((IpAddr::from(DEST), 443)),
+            destination_name: None,
+            bytes_out: 5_000_000_000,
+            bytes_in: 100_000_000,
+            duration_s: 32_400.0,
+            country: None,
+            asn: None,
+            summary: summary.into(),
+            evidence: json!({}),
+        }
+    }
+
+    fn known() -> Facts {
+        Facts {
+            prevalent: None,
+            known: vec![IpAddr::from(DEST)],
+        }
+    }
+
+    fn close(scorer: &mut Scorer, start: u64, findings: Vec<Finding>, facts: &Facts) -> Vec<Alert> {
+        scorer.close_window(start, start + 900 * NS, findings, facts)
+    }
+
+    #[test]
+    fn strongest_branch_leads_and_others_add_a_bonus() {
+        let mut scorer = Scorer::new(ScoringConfig::default(), Vec::new());
+        let alerts = close(
+            &mut scorer,
+            START,
+            vec![
+                finding(Branch::LongLivedSession, 65, "kept a session open 9 h"),
+                finding(Branch::SustainedEgress, 75, "sent 4.1 GB, 11x its baseline"),
+                finding(
+                    Branch::LongLivedSession,
+                    50,
+                    "kept another session open 4 h",
+                ),
+            ],
+            &known(),
+        );
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!(a.detection_branch, "SustainedEgress");
+        assert_eq!(a.analytic, "AN0081,AN0084");
+        // 75 + 5 for the one further branch.
+        assert_eq!(a.score, 80);
+        assert_eq!(a.severity, "high");
+        assert_eq!(a.count, 3);
+        assert_eq!(
+            a.reason,
+            "10.0.0.7 sent 4.1 GB, 11x its baseline; kept a session open 9 h; kept another session open 4 h"
+        );
+        assert_eq!(a.evidence["findings"].as_array().map(Vec::len), Some(3));
+    }
+
+    #[test]
+    fn prevalent_destinations_lower_and_new_ones_raise_the_score() {
+        let mut scorer = Scorer::new(ScoringConfig::default(), Vec::new());
+        let prevalent = Facts {
+            prevalent: Some(IpAddr::from(DEST)),
+            known: vec![IpAddr::from(DEST)],
+        };
+        let a = close(
+            &mut scorer,
+            START,
+            vec![finding(Branch::FanOut, 70, "scanned")],
+            &prevalent,
+        );
+        assert_eq!(a[0].score, 55);
+        let new = Facts {
+            prevalent: None,
+            known: Vec::new(),
+        };
+        let b = close(
+            &mut scorer,
+            START + 7200 * NS,
+            vec![finding(Branch::FanOut, 70, "scanned")],
+            &new,
+        );
+        assert_eq!(b[0].score, 75);
+        assert_eq!(
+            b[0].evidence["modifiers"][0]["modifier"],
+            "first_seen_destination"
+        );
+    }
+
+    #[test]
+    fn weak_findings_raise_nothing() {
+        let mut scorer = Scorer::new(ScoringConfig::default(), Vec::new());
+        let a = close(
+            &mut scorer,
+            START,
+            vec![finding(Branch::LongLivedSession, 35, "call")],
+            &known(),
+        );
+        assert!(a.is_empty());
+        assert_eq!(scorer.counters.below_min_score, 1);
+    }
+
+    #[test]
+    fn repeats_fold_until_the_span_passes_or_the_score_rises() {
+        let mut scorer = Scorer::new(ScoringConfig::default(), Vec::new());
+        let window = 900 * NS;
+        let f = || vec![finding(Branch::SustainedEgress, 60, "sent")];
+        assert_eq!(close(&mut scorer, START, f(), &known()).len(), 1);
+        assert!(close(&mut scorer, START + window, f(), &known()).is_empty());
+        assert!(close(&mut scorer, START + 2 * window, f(), &known()).is_empty());
+        assert_eq!(scorer.counters.suppressed_repeats, 2);
+        // A clearly stronger finding is news even inside the span.
+        let stronger = vec![finding(Branch::SustainedEgress, 70, "sent more")];
+        let a = close(&mut scorer, START + 3 * window, stronger, &known());
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].evidence["repeats_folded_since_last_alert"], 2);
+        // An hour after the last alert the same finding alerts again.
+        assert_eq!(
+            close(&mut scorer, START + 7 * window, f(), &known()).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn segment_policies_suppress_or_lower() {
+        let segment = |policy| SegmentConfig {
+            name: "lab".into(),
+            cidrs: vec!["10.0.0.0/24".parse::<Cidr>().unwrap()],
+            policy,
+            score_penalty: 30,
+            branches: Vec::new(),
+        };
+        let mut suppress = Scorer::new(
+            ScoringConfig::default(),
+            vec![segment(SegmentPolicy::Suppress)],
+        );
+        assert!(
+            close(
+                &mut suppress,
+                START,
+                vec![finding(Branch::TorrentSeeding, 90, "seeded")],
+                &known()
+            )
+            .is_empty()
+        );
+        assert_eq!(suppress.counters.suppressed_by_segment, 1);
+        let mut lower = Scorer::new(
+            ScoringConfig::default(),
+            vec![segment(SegmentPolicy::Lower)],
+        );
+        let a = close(
+            &mut lower,
+            START,
+            vec![finding(Branch::TorrentSeeding, 90, "seeded")],
+            &known(),
+        );
+        assert_eq!(a[0].score, 60);
+        assert_eq!(a[0].severity, "medium");
+        let only_fanout = SegmentConfig {
+            branches: vec!["FanOut".into()],
+            ..segment(SegmentPolicy::Suppress)
+        };
+        let mut scoped = Scorer::new(ScoringConfig::default(), vec![only_fanout]);
+        assert_eq!(
+            close(
+                &mut scoped,
+                START,
+                vec![finding(Branch::TorrentSeeding, 90, "seeded")],
+                &known()
+            )
+            .len(),
+            1
+        );
     }
 }
