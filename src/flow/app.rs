@@ -8,7 +8,7 @@
 use super::stream::StreamDir;
 use crate::decode::bittorrent;
 use crate::decode::dns::{self, DnsMessage};
-use crate::decode::http::{self, HttpParse, RequestHead};
+use crate::decode::http::{self, ChunkedBody, ChunkedStep, HttpParse, RequestHead};
 use crate::decode::socks::{self, SocksParse, SocksRequest};
 use crate::decode::tls::{self, ClientHelloInfo, TlsParse};
 
@@ -47,6 +47,8 @@ pub struct AppState {
     server_buf: Vec<u8>,
     mode: Mode,
     http_body_left: u64,
+    /// Walking the chunked body of the previous HTTP request.
+    http_chunked: Option<ChunkedBody>,
     http_requests: u32,
     tunnels: u8,
 }
@@ -60,6 +62,7 @@ impl AppState {
             server_buf: Vec::new(),
             mode: if dns_port { Mode::DnsTcp } else { Mode::Detect },
             http_body_left: 0,
+            http_chunked: None,
             http_requests: 0,
             tunnels: 0,
         }
@@ -130,6 +133,22 @@ impl AppState {
                     return;
                 }
             }
+            if let Some(body) = self.http_chunked.as_mut() {
+                match body.feed(&self.client_buf) {
+                    ChunkedStep::More => {
+                        self.client_buf.clear();
+                        return;
+                    }
+                    ChunkedStep::End(n) => {
+                        self.client_buf.drain(..n.min(self.client_buf.len()));
+                        self.http_chunked = None;
+                    }
+                    ChunkedStep::Bad => {
+                        self.finish();
+                        return;
+                    }
+                }
+            }
             if self.client_buf.is_empty() {
                 return;
             }
@@ -191,11 +210,9 @@ impl AppState {
                     HttpParse::Done(request) => {
                         let head_len = request.head_len.min(self.client_buf.len());
                         let connect = request.method.eq_ignore_ascii_case("CONNECT");
-                        let body = if request.chunked {
-                            None
-                        } else {
-                            Some(request.content_length.unwrap_or(0))
-                        };
+                        // RFC 9112 6.3: a chunked coding overrides any Content-Length.
+                        let chunked = request.chunked;
+                        let body_len = request.content_length.unwrap_or(0);
                         events.push(AppEvent::Http(request));
                         self.client_buf.drain(..head_len);
                         self.http_requests += 1;
@@ -204,13 +221,10 @@ impl AppState {
                                 return;
                             }
                         } else {
-                            match body {
-                                // Chunked bodies are not walked: later requests on this connection are not read.
-                                None => {
-                                    self.finish();
-                                    return;
-                                }
-                                Some(len) => self.http_body_left = len,
+                            if chunked {
+                                self.http_chunked = Some(ChunkedBody::new());
+                            } else {
+                                self.http_body_left = body_len;
                             }
                             if self.http_requests >= MAX_HTTP_REQUESTS {
                                 self.finish();
@@ -254,4 +268,75 @@ fn dns_tcp_messages(buf: &mut Vec<u8>, from_orig: bool, events: &mut Vec<AppEven
         at += 2 + len;
     }
     buf.drain(..at);
+}
+
+#[cfg(test)]
+mod tests {
+    //! Whole connections through AppState.
+    use super::*;
+
+    /// Budget for out-of-order segments, as the flow table passes it.
+    const PENDING: usize = 64 * 1024;
+
+    /// Feeds chunks as segments with consecutive sequence numbers per direction.
+    fn replay(chunks: &[(bool, &[u8])]) -> (AppState, Vec<AppEvent>) {
+        let mut app = AppState::new(false);
+        let mut seq = [7_000u32, 90_000u32];
+        let mut events = Vec::new();
+        for &(from_client, chunk) in chunks {
+            let s = &mut seq[usize::from(!from_client)];
+            let len = chunk.len() as u32;
+            app.tcp_segment(from_client, *s, false, chunk, len, PENDING, &mut events);
+            *s = s.wrapping_add(len);
+        }
+        (app, events)
+    }
+
+    /// zeek http-proxy.pcap frame 4, the keep-alive request that follows the upload.
+    const PROXY_REQ: &[u8] = b"GET HTTP://bro.org/ HTTP/1.1\r\nUser-Agent: curl/7.33.0\r\nHost: bro.org\r\nAccept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n";
+
+    /// A chunked upload to the same proxy (no public capture has one: the framing is RFC
+    /// 9112 7.1 around the real request bytes above), then the real keep-alive request.
+    fn chunked_then_get() -> Vec<u8> {
+        let mut s = b"POST HTTP://bro.org/upload HTTP/1.1\r\nHost: bro.org\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        s.extend_from_slice(format!("{:x};n=1\r\n", PROXY_REQ.len()).as_bytes());
+        s.extend_from_slice(PROXY_REQ);
+        s.extend_from_slice(b"\r\n5\r\n\r\n\r\n\r\n0\r\n\r\n");
+        s.extend_from_slice(PROXY_REQ);
+        s
+    }
+
+    fn requests(events: &[AppEvent]) -> Vec<(&str, &str)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                AppEvent::Http(r) => Some((r.method.as_str(), r.uri.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keep_alive_request_after_a_chunked_one_is_read() {
+        let stream = chunked_then_get();
+        let expect = [
+            ("POST", "HTTP://bro.org/upload"),
+            ("GET", "HTTP://bro.org/"),
+        ];
+        let (app, events) = replay(&[(true, &stream)]);
+        assert_eq!(requests(&events), expect);
+        assert!(!app.done(), "still reading the keep-alive connection");
+        // Two segments, split at every byte.
+        for cut in 0..=stream.len() {
+            let (_, events) = replay(&[(true, &stream[..cut]), (true, &stream[cut..])]);
+            assert_eq!(requests(&events), expect, "cut {cut}");
+        }
+        // A broken chunk size ends inspection instead of misreading the body as requests.
+        let broken = String::from_utf8(stream.clone())
+            .unwrap()
+            .replacen(";n=1", "zz", 1);
+        let (app, events) = replay(&[(true, broken.as_bytes())]);
+        assert_eq!(requests(&events), expect[..1]);
+        assert!(app.done());
+    }
 }
