@@ -3,14 +3,16 @@
 //! The client stream is identified by content, not port (TLS on port 80, HTTP on 8080 both
 //! work): TLS ClientHello, HTTP requests (CONNECT tunnels and keep-alive requests followed),
 //! SOCKS4/5 handshakes (the tunnelled bytes are inspected again), BitTorrent handshakes, and
-//! DNS over TCP on port 53. Inspection ends when the names are read, the protocol is unknown,
-//! a gap appears, or the buffer budget is spent; then the state is freed.
+//! DNS over TCP on port 53. After a ClientHello both directions are followed record by record
+//! (nothing buffered) until the ServerHello is read and the session is established. Inspection
+//! ends when the names are read, the protocol is unknown, a gap appears, or the buffer budget
+//! is spent; then the state is freed.
 use super::stream::StreamDir;
 use crate::decode::bittorrent;
 use crate::decode::dns::{self, DnsMessage};
 use crate::decode::http::{self, ChunkedBody, ChunkedStep, HttpParse, RequestHead};
 use crate::decode::socks::{self, SocksParse, SocksRequest};
-use crate::decode::tls::{self, ClientHelloInfo, TlsParse};
+use crate::decode::tls::{self, ClientHelloInfo, ServerInfo, SessionTracker, TlsParse};
 
 /// Client bytes buffered while a head or hello is incomplete (a ClientHello with post-quantum
 /// key shares is ~2 KB; HTTP heads above 16 KB are refused by common servers).
@@ -23,9 +25,15 @@ const MAX_TUNNELS: u8 = 2;
 #[derive(Debug)]
 pub enum AppEvent {
     Tls(ClientHelloInfo),
+    /// The server side of the TLS session: sent when the ServerHello is read and again when
+    /// the session is established.
+    TlsServer(ServerInfo),
     Http(RequestHead),
     Socks(SocksRequest),
-    Dns { from_orig: bool, msg: DnsMessage },
+    Dns {
+        from_orig: bool,
+        msg: DnsMessage,
+    },
     BitTorrent,
 }
 
@@ -46,6 +54,8 @@ pub struct AppState {
     client_buf: Vec<u8>,
     server_buf: Vec<u8>,
     mode: Mode,
+    /// Set once the ClientHello is read; both directions are then fed to it unbuffered.
+    tls: Option<Box<SessionTracker>>,
     http_body_left: u64,
     /// Walking the chunked body of the previous HTTP request.
     http_chunked: Option<ChunkedBody>,
@@ -61,6 +71,7 @@ impl AppState {
             client_buf: Vec::new(),
             server_buf: Vec::new(),
             mode: if dns_port { Mode::DnsTcp } else { Mode::Detect },
+            tls: None,
             http_body_left: 0,
             http_chunked: None,
             http_requests: 0,
@@ -86,6 +97,23 @@ impl AppState {
         if self.mode == Mode::Done {
             return;
         }
+        if let Some(session) = self.tls.as_deref_mut() {
+            let dir = if from_orig {
+                &mut self.client
+            } else {
+                &mut self.server
+            };
+            dir.segment(seq, syn, captured, declared, max_pending, &mut |d| {
+                session.feed(from_orig, d)
+            });
+            if let Some(info) = session.take_update() {
+                events.push(AppEvent::TlsServer(info));
+            }
+            if session.done() || dir.gap {
+                self.finish();
+            }
+            return;
+        }
         if from_orig {
             let mut fresh = std::mem::take(&mut self.client_buf);
             self.client
@@ -105,6 +133,18 @@ impl AppState {
                 });
             self.server_buf = fresh;
             dns_tcp_messages(&mut self.server_buf, false, events);
+        } else if self.mode == Mode::Tls {
+            // Server bytes before the ClientHello is complete; the server's stream is taken
+            // to start here, so a proxy's reply before a tunnelled hello is never fed.
+            let mut fresh = std::mem::take(&mut self.server_buf);
+            self.server
+                .segment(seq, syn, captured, declared, max_pending, &mut |d| {
+                    fresh.extend_from_slice(d)
+                });
+            self.server_buf = fresh;
+            if self.server.gap {
+                self.finish();
+            }
         } else {
             // Only the client side carries names; keep the server's sequence state for nothing.
         }
@@ -118,6 +158,7 @@ impl AppState {
 
     fn finish(&mut self) {
         self.mode = Mode::Done;
+        self.tls = None;
         self.client_buf = Vec::new();
         self.server_buf = Vec::new();
     }
@@ -184,11 +225,13 @@ impl AppState {
                 }
                 Mode::Tls => {
                     match tls::parse_client_hello(&self.client_buf) {
-                        TlsParse::ClientHello(hello) => events.push(AppEvent::Tls(hello)),
-                        TlsParse::Incomplete { needed } if needed <= MAX_APP_BUFFER => return,
-                        TlsParse::Incomplete { .. } | TlsParse::NotClientHello => {}
+                        TlsParse::ClientHello(hello) => {
+                            events.push(AppEvent::Tls(hello));
+                            self.follow_tls_session(events);
+                        }
+                        TlsParse::Incomplete { needed } if needed <= MAX_APP_BUFFER => {}
+                        TlsParse::Incomplete { .. } | TlsParse::NotClientHello => self.finish(),
                     }
-                    self.finish();
                     return;
                 }
                 Mode::Socks => match socks::parse_client_stream(&self.client_buf) {
@@ -242,6 +285,23 @@ impl AppState {
         }
     }
 
+    /// Hands both buffered streams to a session tracker; later bytes go to it directly.
+    fn follow_tls_session(&mut self, events: &mut Vec<AppEvent>) {
+        let mut session = Box::new(SessionTracker::new());
+        session.feed(true, &self.client_buf);
+        session.feed(false, &self.server_buf);
+        self.client_buf = Vec::new();
+        self.server_buf = Vec::new();
+        if let Some(info) = session.take_update() {
+            events.push(AppEvent::TlsServer(info));
+        }
+        if session.done() {
+            self.finish();
+        } else {
+            self.tls = Some(session);
+        }
+    }
+
     /// After a CONNECT or SOCKS handshake the client's next bytes are a new protocol.
     fn enter_tunnel(&mut self) -> bool {
         self.tunnels += 1;
@@ -272,9 +332,18 @@ fn dns_tcp_messages(buf: &mut Vec<u8>, from_orig: bool, events: &mut Vec<AppEven
 
 #[cfg(test)]
 mod tests {
-    //! Whole connections through AppState.
+    //! Whole connections through AppState: both directions of real captures, in capture
+    //! order (tests/data/app/*_conv.bin, see its README).
     use super::*;
+    use crate::decode::conversation;
+    use crate::decode::tls::TLS13;
 
+    /// zeek chrome-1250-tls-x25519-kyber.pcap: direct TLS 1.3.
+    const KYBER: &[u8] = include_bytes!("../../tests/data/app/tls_chrome_kyber_conv.bin");
+    /// zeek socks-with-ssl.pcap: SOCKS5 greeting and connect, then TLS 1.0 through it.
+    const SOCKS_TLS: &[u8] = include_bytes!("../../tests/data/app/socks_with_ssl_conv.bin");
+    /// nDPI http_connect.pcap: CONNECT, the proxy's 200, then TLS 1.3 through it.
+    const CONNECT_TLS: &[u8] = include_bytes!("../../tests/data/app/http_connect_apache_conv.bin");
     /// Budget for out-of-order segments, as the flow table passes it.
     const PENDING: usize = 64 * 1024;
 
@@ -290,6 +359,69 @@ mod tests {
             *s = s.wrapping_add(len);
         }
         (app, events)
+    }
+
+    fn server_infos(events: &[AppEvent]) -> Vec<&ServerInfo> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                AppEvent::TlsServer(info) => Some(info),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tls_session_followed_until_established() {
+        let (app, events) = replay(&conversation(KYBER));
+        assert!(
+            matches!(&events[0], AppEvent::Tls(h) if h.sni.as_deref() == Some("lh3.google.com"))
+        );
+        let infos = server_infos(&events);
+        assert_eq!(infos.len(), 2, "at the ServerHello, then established");
+        let hello = infos[0].hello.as_ref().expect("ServerHello");
+        assert_eq!((hello.version, hello.cipher_suite), (TLS13, 0x1301));
+        assert!(!infos[0].established && infos[1].established);
+        assert!(app.done(), "state is freed once established");
+    }
+
+    #[test]
+    fn tls_through_socks_and_connect_tunnels() {
+        let (app, events) = replay(&conversation(SOCKS_TLS));
+        assert!(matches!(&events[0], AppEvent::Socks(r) if r.target == "www.google.com"));
+        assert!(
+            matches!(&events[1], AppEvent::Tls(h) if h.sni.as_deref() == Some("www.google.com"))
+        );
+        let last = *server_infos(&events).last().expect("server side");
+        let hello = last
+            .hello
+            .as_ref()
+            .expect("ServerHello after the SOCKS reply");
+        assert_eq!((hello.version, hello.cipher_suite), (0x0301, 0xc011));
+        assert!(last.established && app.done());
+
+        let (app, events) = replay(&conversation(CONNECT_TLS));
+        assert!(matches!(&events[0], AppEvent::Http(r) if r.method == "CONNECT"));
+        assert!(matches!(&events[1], AppEvent::Tls(h) if h.sni.as_deref() == Some("apache.org")));
+        let last = *server_infos(&events).last().expect("server side");
+        let hello = last
+            .hello
+            .as_ref()
+            .expect("ServerHello after the proxy's 200");
+        assert_eq!((hello.version, hello.cipher_suite), (TLS13, 0x1301));
+        assert!(last.established && app.done());
+    }
+
+    #[test]
+    fn tls_session_split_into_small_segments() {
+        let chunks = conversation(KYBER);
+        let small: Vec<(bool, &[u8])> = chunks
+            .iter()
+            .flat_map(|&(c, b)| b.chunks(97).map(move |p| (c, p)))
+            .collect();
+        let (_, events) = replay(&small);
+        let whole = replay(&chunks).1;
+        assert_eq!(server_infos(&events), server_infos(&whole));
     }
 
     /// zeek http-proxy.pcap frame 4, the keep-alive request that follows the upload.
