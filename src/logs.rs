@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::decode::dns::{self, DnsMessage, DnsRdata};
 use crate::decode::http::RequestHead;
 use crate::decode::packet::ip_proto;
-use crate::decode::tls::ClientHelloInfo;
+use crate::decode::tls::{self, ClientHelloInfo, ServerInfo};
 use crate::flow::key::Uid;
 use crate::flow::table::Flow;
 use crate::flow::update::service;
@@ -18,12 +18,23 @@ use std::path::Path;
 /// unanswered. With flows bounded by `max_flows`, the whole map is bounded too.
 const MAX_PENDING_DNS_PER_FLOW: usize = 32;
 
+/// An ssl.log line waits for the server's side until the session is established or the flow
+/// ends, as Zeek logs it. A flow carries at most one TLS session (inspection ends with it), so
+/// one pending line per flow and the map is bounded by the flow table.
+struct PendingSsl {
+    ts_ns: u64,
+    id: Map<String, Value>,
+    server_name: Option<String>,
+    server: ServerInfo,
+}
+
 pub struct ZeekLogs {
     conn: BufWriter<File>,
     dns: BufWriter<File>,
     ssl: BufWriter<File>,
     http: BufWriter<File>,
     pending_dns: FxHashMap<Uid, Vec<(u16, PendingQuery)>>,
+    pending_ssl: FxHashMap<Uid, PendingSsl>,
     http_depth: FxHashMap<Uid, u32>,
     home: Config,
 }
@@ -62,6 +73,7 @@ impl ZeekLogs {
             ssl: open("ssl.log")?,
             http: open("http.log")?,
             pending_dns: FxHashMap::default(),
+            pending_ssl: FxHashMap::default(),
             http_depth: FxHashMap::default(),
             home: config.clone(),
         })
@@ -90,6 +102,9 @@ impl ZeekLogs {
             }
         }
         self.http_depth.remove(&flow.uid);
+        if let Some(p) = self.pending_ssl.remove(&flow.uid) {
+            Self::write_ssl(&mut self.ssl, p)?;
+        }
 
         let mut m = Map::new();
         m.insert("ts".into(), ts(flow.first_ns));
@@ -206,14 +221,53 @@ impl ZeekLogs {
         }
     }
 
+    /// Starts the flow's ssl.log line at its ClientHello; it is written once the server side
+    /// is known (see [`ZeekLogs::ssl_server`]) or the flow ends.
     pub fn ssl(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo) -> io::Result<()> {
-        let mut m = Map::new();
-        m.insert("ts".into(), ts(ts_ns));
-        m.append(&mut Self::id_fields(flow));
-        if let Some(sni) = &hello.sni {
+        let line = PendingSsl {
+            ts_ns,
+            id: Self::id_fields(flow),
+            server_name: hello.sni.clone(),
+            server: ServerInfo::default(),
+        };
+        match self.pending_ssl.insert(flow.uid, line) {
+            Some(earlier) => Self::write_ssl(&mut self.ssl, earlier),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds what the server showed; an established session is logged at once, as Zeek does.
+    pub fn ssl_server(&mut self, flow: &Flow, info: &ServerInfo) -> io::Result<()> {
+        let Some(pending) = self.pending_ssl.get_mut(&flow.uid) else {
+            return Ok(());
+        };
+        pending.server = info.clone();
+        if !info.established {
+            return Ok(());
+        }
+        match self.pending_ssl.remove(&flow.uid) {
+            Some(p) => Self::write_ssl(&mut self.ssl, p),
+            None => Ok(()),
+        }
+    }
+
+    fn write_ssl(out: &mut BufWriter<File>, p: PendingSsl) -> io::Result<()> {
+        let mut m = p.id;
+        m.insert("ts".into(), ts(p.ts_ns));
+        if let Some(hello) = &p.server.hello {
+            m.insert("version".into(), json!(tls::version_name(hello.version)));
+            if let Some(name) = tls::cipher_name(hello.cipher_suite) {
+                m.insert("cipher".into(), json!(name));
+            }
+            if let Some(alpn) = &hello.alpn {
+                m.insert("next_protocol".into(), json!(alpn));
+            }
+        }
+        if let Some(sni) = p.server_name {
             m.insert("server_name".into(), json!(sni));
         }
-        Self::write(&mut self.ssl, &m)
+        m.insert("established".into(), json!(p.server.established));
+        Self::write(out, &m)
     }
 
     pub fn http(&mut self, flow: &Flow, ts_ns: u64, request: &RequestHead) -> io::Result<()> {
@@ -241,6 +295,11 @@ impl ZeekLogs {
         rest.sort_by(|a, b| a.ts_ns.cmp(&b.ts_ns));
         for p in rest {
             Self::write(&mut self.dns, &p.line)?;
+        }
+        let mut ssl: Vec<PendingSsl> = self.pending_ssl.drain().map(|(_, p)| p).collect();
+        ssl.sort_by_key(|p| p.ts_ns);
+        for p in ssl {
+            Self::write_ssl(&mut self.ssl, p)?;
         }
         self.conn.flush()?;
         self.dns.flush()?;

@@ -6,7 +6,7 @@ use crate::decode::dns::{DnsMessage, DnsRdata};
 use crate::decode::http::RequestHead;
 use crate::decode::packet::{Decoded, Layer, Transport, decode_frame, decode_transport, ip_proto};
 use crate::decode::socks::SocksRequest;
-use crate::decode::tls::ClientHelloInfo;
+use crate::decode::tls::{ClientHelloInfo, ServerInfo};
 use crate::detect::allowlist::apply_segment_policy;
 use crate::detect::engine::{Engine, EngineError};
 use crate::detect::proxyware::{NameObservation, ProxywareDetector};
@@ -360,6 +360,13 @@ impl FlowSink for Sensor<'_> {
         }
         if let Some(logs) = self.logs.as_mut() {
             let result = logs.ssl(flow, ts_ns, hello);
+            self.log(result);
+        }
+    }
+
+    fn tls_server(&mut self, flow: &Flow, _ts_ns: u64, info: &ServerInfo) {
+        if let Some(logs) = self.logs.as_mut() {
+            let result = logs.ssl_server(flow, info);
             self.log(result);
         }
     }

@@ -152,3 +152,66 @@ fn zeek_logs_for_a_connect_tunnel() {
     assert!(dns[0]["answers"].as_array().is_some_and(|a| !a.is_empty()));
     assert!(dns[0]["rtt"].as_f64().is_some());
 }
+
+/// ssl.log's server fields against tshark's view of each ServerHello, recorded in
+/// tests/data/ssl_server_hello.tsv by tests/data/make_ssl_expect.py (CI may lack tshark).
+#[test]
+fn ssl_log_server_fields_match_tshark() {
+    let expect = include_str!("data/ssl_server_hello.tsv");
+    let mut by_file: Vec<(&str, Vec<Vec<&str>>)> = Vec::new();
+    for line in expect.lines().filter(|l| !l.starts_with('#')) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        match by_file.last_mut() {
+            Some((f, rows)) if *f == cols[0] => rows.push(cols),
+            _ => by_file.push((cols[0], vec![cols])),
+        }
+    }
+    assert!(
+        by_file.len() >= 10,
+        "expectations for {} captures",
+        by_file.len()
+    );
+    let mut failures = Vec::new();
+    for (file, rows) in &by_file {
+        let logs = temp_dir("ssl").join(file);
+        let o = run(&[
+            "replay",
+            "--log-dir",
+            logs.to_str().unwrap(),
+            public(file).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        let ssl = json_lines(&logs.join("ssl.log"));
+        let with_version = ssl.iter().filter(|s| s.get("version").is_some()).count();
+        if with_version != rows.len() {
+            failures.push(format!(
+                "{file}: {with_version} lines with a version, tshark {} ServerHellos",
+                rows.len()
+            ));
+        }
+        for row in rows {
+            let (orig_p, resp_p): (u64, u64) = (row[1].parse().unwrap(), row[2].parse().unwrap());
+            let Some(line) = ssl
+                .iter()
+                .find(|s| s["id.orig_p"] == orig_p && s["id.resp_p"] == resp_p)
+            else {
+                failures.push(format!("{file} {orig_p}->{resp_p}: no ssl.log line"));
+                continue;
+            };
+            let alpn = (row[5] != "-").then_some(row[5]);
+            let got = (
+                line["version"].as_str(),
+                line["cipher"].as_str(),
+                line["next_protocol"].as_str(),
+                line["established"].as_bool(),
+            );
+            let want = (Some(row[3]), Some(row[4]), alpn, Some(row[6] == "T"));
+            if got != want {
+                failures.push(format!(
+                    "{file} {orig_p}->{resp_p}: ours {got:?}, expected {want:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -15,3 +15,20 @@ pub(crate) fn hex(text: &str) -> Vec<u8> {
         .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
         .collect()
 }
+
+/// Splits a conversation file of tests/data/app (extract.py `conv`) into its chunks:
+/// (from the client, bytes), in capture order.
+#[cfg(test)]
+pub(crate) fn conversation(file: &[u8]) -> Vec<(bool, &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = file;
+    while let [dir, hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        assert!(*dir == b'c' || *dir == b's', "bad direction byte");
+        let (chunk, next) = tail.split_at(len);
+        out.push((*dir == b'c', chunk));
+        rest = next;
+    }
+    assert!(rest.is_empty(), "truncated conversation file");
+    out
+}

@@ -1,7 +1,9 @@
-//! TLS ClientHello reader for the client-to-server byte stream.
+//! TLS ClientHello reader for the client-to-server byte stream, and a session tracker that
+//! reads the ServerHello and sees the handshake complete.
 //!
 //! Pure and bounded: no I/O, no panics, at most one allocation for the handshake body (only
-//! when the ClientHello spans several records) plus the small result vectors.
+//! when the ClientHello spans several records) plus the small result vectors; the tracker
+//! holds only the ServerHello body ([`MAX_SERVER_HELLO_LEN`]) and record headers.
 
 /// Record header: content type (1), legacy record version (2), length (2).
 const RECORD_HEADER_LEN: usize = 5;
@@ -317,6 +319,7 @@ fn parse_sni(data: &[u8]) -> Option<Option<String>> {
     Some(found.and_then(clean_host_name))
 }
 
+/// Non-empty UTF-8 without control characters (host names, ALPN ids), else None.
 fn clean_host_name(name: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(name).ok()?;
     if s.is_empty() || s.chars().any(char::is_control) {
@@ -354,6 +357,442 @@ fn parse_supported_versions(data: &[u8]) -> Option<Vec<u16>> {
             .filter_map(|c| Some(u16::from_be_bytes([*c.first()?, *c.get(1)?])))
             .collect(),
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// Server side: the ServerHello and whether the session got established.
+// ---------------------------------------------------------------------------------------
+
+const CONTENT_TYPE_CHANGE_CIPHER_SPEC: u8 = 20;
+const CONTENT_TYPE_APPLICATION_DATA: u8 = 23;
+/// Highest record type walked: heartbeat (RFC 6520). Anything above is not TLS we follow.
+const CONTENT_TYPE_MAX: u8 = 24;
+const HANDSHAKE_SERVER_HELLO: u8 = 2;
+/// RFC 5246 6.2.3: a protected record may exceed the 2^14 plaintext limit by 2048 bytes.
+const MAX_CIPHERTEXT_LEN: usize = MAX_RECORD_LEN + 2048;
+/// legacy_version (2) + random (32) + cipher_suite (2): the shortest (draft TLS 1.3) form.
+const MIN_SERVER_HELLO_LEN: usize = 36;
+/// Largest ServerHello body we gather. Real ones are ~100 bytes, ~1.2 KB with a post-quantum
+/// key share (an ML-KEM-768 ciphertext is 1088 bytes); 8 KiB bounds what a hostile server
+/// can make us hold.
+pub const MAX_SERVER_HELLO_LEN: usize = 8 * 1024;
+/// Records followed per direction. A full TLS 1.2 handshake is 4-8 records per side and a
+/// TLS 1.3 one 2-6, so a session not established within 64 never will be in a way we see.
+pub const MAX_SESSION_RECORDS: u32 = 64;
+/// Bytes followed per direction: server flights with certificate chains are 2-10 KB and
+/// rarely reach 30 KB.
+pub const MAX_SESSION_BYTES: u64 = 64 * 1024;
+/// RFC 8446 4.1.3: a ServerHello with this random is a HelloRetryRequest
+/// (SHA-256 of "HelloRetryRequest").
+const HELLO_RETRY_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+pub const TLS13: u16 = 0x0304;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerHelloInfo {
+    /// ServerHello.legacy_version (0x0303 for TLS 1.2 and 1.3; 0x7fXX in TLS 1.3 drafts).
+    pub legacy_version: u16,
+    /// The negotiated version: the supported_versions selection when present (TLS 1.3),
+    /// else legacy_version.
+    pub version: u16,
+    pub cipher_suite: u16,
+    /// The protocol the server selected with ALPN, when it is UTF-8 without control
+    /// characters.
+    pub alpn: Option<String>,
+    /// The random is RFC 8446's HelloRetryRequest marker: the server asks for a new
+    /// ClientHello and a real ServerHello follows.
+    pub hello_retry: bool,
+}
+
+/// What the server side of a session showed so far.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerInfo {
+    /// The final ServerHello; a HelloRetryRequest only when no ServerHello followed it.
+    pub hello: Option<ServerHelloInfo>,
+    /// Zeek's `established`: both sides switched to encrypted records (see
+    /// [`SessionTracker`]).
+    pub established: bool,
+}
+
+/// Parses a ServerHello handshake body (after the 4-byte handshake header). Handles the
+/// TLS 1.3 draft layout (legacy_version 0x7fXX or 0x0304: no session id, no compression).
+pub fn parse_server_hello(body: &[u8]) -> Option<ServerHelloInfo> {
+    let mut r = Reader::new(body);
+    let legacy_version = r.u16()?;
+    let draft_layout = legacy_version >> 8 == 0x7f || legacy_version == TLS13;
+    if legacy_version >> 8 != 3 && legacy_version >> 8 != 0x7f {
+        return None;
+    }
+    let random = r.bytes(32)?;
+    if !draft_layout && r.vec8()?.len() > 32 {
+        return None; // session id
+    }
+    let cipher_suite = r.u16()?;
+    if !draft_layout {
+        r.u8()?; // compression method
+    }
+    let mut info = ServerHelloInfo {
+        legacy_version,
+        version: legacy_version,
+        cipher_suite,
+        alpn: None,
+        hello_retry: random == HELLO_RETRY_RANDOM,
+    };
+    if r.is_empty() {
+        return Some(info);
+    }
+    let mut exts = Reader::new(r.vec16()?);
+    let (mut seen_alpn, mut seen_versions) = (false, false);
+    while !exts.is_empty() {
+        let ext_type = exts.u16()?;
+        let data = exts.vec16()?;
+        match ext_type {
+            // RFC 8446 4.2.1: the server form is a single selected version.
+            EXT_SUPPORTED_VERSIONS if !seen_versions => {
+                seen_versions = true;
+                let mut d = Reader::new(data);
+                info.version = d.u16()?;
+            }
+            EXT_ALPN if !seen_alpn => {
+                seen_alpn = true;
+                // RFC 7301 3.1: the server's list holds exactly one name; take the first.
+                let mut d = Reader::new(data);
+                let mut list = Reader::new(d.vec16()?);
+                info.alpn = clean_host_name(list.vec8()?);
+            }
+            _ => {}
+        }
+    }
+    Some(info)
+}
+
+/// TLS 1.3 or one of its drafts (0x7fXX), the versions whose CCS Zeek ignores; the draft
+/// test is Zeek's (`version / 0xff == 0x7f`).
+fn is_tls13(version: u16) -> bool {
+    version == TLS13 || version / 0xff == 0x7f
+}
+
+/// Zeek's name for a version (`SSL::version_strings` in base/protocols/ssl/consts.zeek),
+/// including its fallbacks for TLS 1.3 drafts and unknown numbers.
+pub fn version_name(version: u16) -> String {
+    let known = match version {
+        0x0002 => "SSLv2",
+        0x0300 => "SSLv3",
+        0x0301 => "TLSv10",
+        0x0302 => "TLSv11",
+        0x0303 => "TLSv12",
+        0x0304 => "TLSv13",
+        0xfeff => "DTLSv10",
+        0xfefd => "DTLSv12",
+        0xfefc => "DTLSv13",
+        _ if version / 0xff == 0x7f => return format!("TLSv13-draft{}", version % 0x7f),
+        _ => return format!("unknown-{version}"),
+    };
+    known.to_owned()
+}
+
+/// IANA name of a cipher suite, spelled as Zeek writes it, for the suites servers commonly
+/// select; None for the rest, which are then left out rather than guessed.
+pub fn cipher_name(suite: u16) -> Option<&'static str> {
+    Some(match suite {
+        0x0004 => "TLS_RSA_WITH_RC4_128_MD5",
+        0x0005 => "TLS_RSA_WITH_RC4_128_SHA",
+        0x000a => "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+        0x0013 => "TLS_DHE_DSS_WITH_3DES_EDE_CBC_SHA",
+        0x0016 => "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA",
+        0x002f => "TLS_RSA_WITH_AES_128_CBC_SHA",
+        0x0032 => "TLS_DHE_DSS_WITH_AES_128_CBC_SHA",
+        0x0033 => "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
+        0x0035 => "TLS_RSA_WITH_AES_256_CBC_SHA",
+        0x0038 => "TLS_DHE_DSS_WITH_AES_256_CBC_SHA",
+        0x0039 => "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
+        0x003c => "TLS_RSA_WITH_AES_128_CBC_SHA256",
+        0x003d => "TLS_RSA_WITH_AES_256_CBC_SHA256",
+        0x0041 => "TLS_RSA_WITH_CAMELLIA_128_CBC_SHA",
+        0x0045 => "TLS_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA",
+        0x0067 => "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
+        0x006b => "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
+        0x0084 => "TLS_RSA_WITH_CAMELLIA_256_CBC_SHA",
+        0x0088 => "TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA",
+        0x008c => "TLS_PSK_WITH_AES_128_CBC_SHA",
+        0x008d => "TLS_PSK_WITH_AES_256_CBC_SHA",
+        0x009c => "TLS_RSA_WITH_AES_128_GCM_SHA256",
+        0x009d => "TLS_RSA_WITH_AES_256_GCM_SHA384",
+        0x009e => "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+        0x009f => "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
+        0x00a8 => "TLS_PSK_WITH_AES_128_GCM_SHA256",
+        0x00a9 => "TLS_PSK_WITH_AES_256_GCM_SHA384",
+        0x1301 => "TLS_AES_128_GCM_SHA256",
+        0x1302 => "TLS_AES_256_GCM_SHA384",
+        0x1303 => "TLS_CHACHA20_POLY1305_SHA256",
+        0x1304 => "TLS_AES_128_CCM_SHA256",
+        0x1305 => "TLS_AES_128_CCM_8_SHA256",
+        0xc004 => "TLS_ECDH_ECDSA_WITH_AES_128_CBC_SHA",
+        0xc005 => "TLS_ECDH_ECDSA_WITH_AES_256_CBC_SHA",
+        0xc007 => "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+        0xc008 => "TLS_ECDHE_ECDSA_WITH_3DES_EDE_CBC_SHA",
+        0xc009 => "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+        0xc00a => "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+        0xc00e => "TLS_ECDH_RSA_WITH_AES_128_CBC_SHA",
+        0xc00f => "TLS_ECDH_RSA_WITH_AES_256_CBC_SHA",
+        0xc011 => "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+        0xc012 => "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+        0xc013 => "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+        0xc014 => "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+        0xc023 => "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+        0xc024 => "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384",
+        0xc025 => "TLS_ECDH_ECDSA_WITH_AES_128_CBC_SHA256",
+        0xc026 => "TLS_ECDH_ECDSA_WITH_AES_256_CBC_SHA384",
+        0xc027 => "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+        0xc028 => "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
+        0xc029 => "TLS_ECDH_RSA_WITH_AES_128_CBC_SHA256",
+        0xc02a => "TLS_ECDH_RSA_WITH_AES_256_CBC_SHA384",
+        0xc02b => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        0xc02c => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        0xc02d => "TLS_ECDH_ECDSA_WITH_AES_128_GCM_SHA256",
+        0xc02e => "TLS_ECDH_ECDSA_WITH_AES_256_GCM_SHA384",
+        0xc02f => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        0xc030 => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        0xc031 => "TLS_ECDH_RSA_WITH_AES_128_GCM_SHA256",
+        0xc032 => "TLS_ECDH_RSA_WITH_AES_256_GCM_SHA384",
+        0xc035 => "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA",
+        0xc036 => "TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA",
+        0xc09c => "TLS_RSA_WITH_AES_128_CCM",
+        0xc09d => "TLS_RSA_WITH_AES_256_CCM",
+        0xc09e => "TLS_DHE_RSA_WITH_AES_128_CCM",
+        0xc09f => "TLS_DHE_RSA_WITH_AES_256_CCM",
+        0xc0ac => "TLS_ECDHE_ECDSA_WITH_AES_128_CCM",
+        0xc0ad => "TLS_ECDHE_ECDSA_WITH_AES_256_CCM",
+        0xc0ae => "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8",
+        0xc0af => "TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8",
+        0xcca8 => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        0xcca9 => "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        0xccaa => "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        0xccab => "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256",
+        0xccac => "TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256",
+        0xccad => "TLS_DHE_PSK_WITH_CHACHA20_POLY1305_SHA256",
+        _ => return None,
+    })
+}
+
+/// Incremental record walker for one direction: keeps only the record header being read
+/// and how many body bytes of the current record are still to come.
+#[derive(Debug, Default)]
+struct RecordCursor {
+    header: [u8; RECORD_HEADER_LEN],
+    header_have: usize,
+    content_type: u8,
+    /// Body bytes of the current record not yet seen.
+    left: usize,
+    records: u32,
+    bytes: u64,
+}
+
+/// Follows both directions of a TLS connection after the ClientHello, record by record,
+/// without buffering record bodies: it gathers the server's ServerHello (across records and
+/// segments) and decides `established` as Zeek does (the Spicy and binpac SSL analyzers,
+/// `startEncryption` / `determine_encryption_on` in src/analyzer/protocol/ssl):
+///
+/// - below TLS 1.3, a side is encrypted once it sent ChangeCipherSpec;
+/// - for TLS 1.3 (or a 0x7fXX draft), CCS is ignored and a side is encrypted once it sent a
+///   non-empty application_data record after the ServerHello said TLS 1.3;
+/// - the session is established when both sides are encrypted.
+///
+/// Feed each direction's in-order bytes in capture order, starting at the first byte of the
+/// client's TLS stream and of the server's reply.
+#[derive(Debug, Default)]
+pub struct SessionTracker {
+    client: RecordCursor,
+    server: RecordCursor,
+    /// Header of the server handshake message being read.
+    hs_header: [u8; HANDSHAKE_HEADER_LEN],
+    hs_header_have: usize,
+    /// Body bytes of that message still to come.
+    hs_left: usize,
+    /// The message is a ServerHello, gathered into `hello_body`.
+    hs_is_hello: bool,
+    hello_body: Vec<u8>,
+    hello: Option<ServerHelloInfo>,
+    retry: Option<ServerHelloInfo>,
+    tls13: bool,
+    client_encrypted: bool,
+    server_encrypted: bool,
+    established: bool,
+    /// The server hello or a record header was malformed, or a limit was reached.
+    stopped: bool,
+    /// The ServerInfo changed since the last `take_update`.
+    changed: bool,
+}
+
+impl SessionTracker {
+    pub fn new() -> SessionTracker {
+        SessionTracker::default()
+    }
+
+    /// True once nothing more will be learned: established, malformed or over the limits.
+    pub fn done(&self) -> bool {
+        self.established || self.stopped
+    }
+
+    pub fn info(&self) -> ServerInfo {
+        ServerInfo {
+            hello: self.hello.clone().or_else(|| self.retry.clone()),
+            established: self.established,
+        }
+    }
+
+    /// The current ServerInfo when it changed since the last call and holds something.
+    pub fn take_update(&mut self) -> Option<ServerInfo> {
+        if !std::mem::take(&mut self.changed) {
+            return None;
+        }
+        let info = self.info();
+        (info.hello.is_some() || info.established).then_some(info)
+    }
+
+    /// Next in-order bytes of the client (`from_client`) or server stream.
+    pub fn feed(&mut self, from_client: bool, mut data: &[u8]) {
+        while !data.is_empty() && !self.done() {
+            let cur = if from_client {
+                &mut self.client
+            } else {
+                &mut self.server
+            };
+            if cur.left == 0 {
+                let take = (RECORD_HEADER_LEN - cur.header_have).min(data.len());
+                for (slot, b) in cur.header.iter_mut().skip(cur.header_have).zip(data) {
+                    *slot = *b;
+                }
+                cur.header_have += take;
+                cur.bytes += take as u64;
+                data = data.get(take..).unwrap_or(&[]);
+                if cur.header_have < RECORD_HEADER_LEN {
+                    return;
+                }
+                cur.header_have = 0;
+                let [content_type, major, minor, hi, lo] = cur.header;
+                let len = usize::from(u16::from_be_bytes([hi, lo]));
+                if !(CONTENT_TYPE_CHANGE_CIPHER_SPEC..=CONTENT_TYPE_MAX).contains(&content_type)
+                    || major != 3
+                    || minor > 4
+                    || len > MAX_CIPHERTEXT_LEN
+                {
+                    self.stopped = true;
+                    return;
+                }
+                cur.content_type = content_type;
+                cur.left = len;
+                cur.records += 1;
+                if cur.records > MAX_SESSION_RECORDS {
+                    self.stopped = true;
+                    return;
+                }
+                self.record_started(from_client, content_type, len);
+                continue;
+            }
+            let take = cur.left.min(data.len());
+            let Some((body, rest)) = data.split_at_checked(take) else {
+                return;
+            };
+            cur.left -= take;
+            cur.bytes += take as u64;
+            data = rest;
+            let handshake = cur.content_type == CONTENT_TYPE_HANDSHAKE;
+            if cur.bytes > MAX_SESSION_BYTES {
+                self.stopped = true;
+                return;
+            }
+            if !from_client && handshake && self.hello.is_none() && !self.server_encrypted {
+                self.server_handshake(body);
+            }
+        }
+    }
+
+    fn record_started(&mut self, from_client: bool, content_type: u8, len: usize) {
+        let encrypts = match content_type {
+            CONTENT_TYPE_CHANGE_CIPHER_SPEC => !self.tls13,
+            CONTENT_TYPE_APPLICATION_DATA => self.tls13 && len > 0,
+            _ => false,
+        };
+        if !encrypts {
+            return;
+        }
+        if from_client {
+            self.client_encrypted = true;
+        } else {
+            self.server_encrypted = true;
+        }
+        if self.client_encrypted && self.server_encrypted && !self.established {
+            self.established = true;
+            self.changed = true;
+        }
+    }
+
+    /// Server handshake-protocol bytes, until the final ServerHello is read.
+    fn server_handshake(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && self.hello.is_none() && !self.stopped {
+            if self.hs_left == 0 && !self.hs_is_hello {
+                let take = (HANDSHAKE_HEADER_LEN - self.hs_header_have).min(data.len());
+                for (slot, b) in self
+                    .hs_header
+                    .iter_mut()
+                    .skip(self.hs_header_have)
+                    .zip(data)
+                {
+                    *slot = *b;
+                }
+                self.hs_header_have += take;
+                data = data.get(take..).unwrap_or(&[]);
+                if self.hs_header_have < HANDSHAKE_HEADER_LEN {
+                    return;
+                }
+                self.hs_header_have = 0;
+                let [msg_type, a, b, c] = self.hs_header;
+                let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                self.hs_left = len;
+                if msg_type == HANDSHAKE_SERVER_HELLO {
+                    if !(MIN_SERVER_HELLO_LEN..=MAX_SERVER_HELLO_LEN).contains(&len) {
+                        self.stopped = true;
+                        return;
+                    }
+                    self.hs_is_hello = true;
+                    self.hello_body.clear();
+                    self.hello_body.reserve_exact(len);
+                }
+                continue;
+            }
+            let take = self.hs_left.min(data.len());
+            let Some((body, rest)) = data.split_at_checked(take) else {
+                return;
+            };
+            self.hs_left -= take;
+            data = rest;
+            if !self.hs_is_hello {
+                continue;
+            }
+            self.hello_body.extend_from_slice(body);
+            if self.hs_left > 0 {
+                return;
+            }
+            self.hs_is_hello = false;
+            let parsed = parse_server_hello(&self.hello_body);
+            self.hello_body = Vec::new();
+            let Some(info) = parsed else {
+                self.stopped = true;
+                return;
+            };
+            // Zeek marks TLS 1.3 on either number (set_version is called for both).
+            self.tls13 |= is_tls13(info.legacy_version) || is_tls13(info.version);
+            if info.hello_retry {
+                self.retry = Some(info);
+            } else {
+                self.hello = Some(info);
+            }
+            self.changed = true;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -774,6 +1213,328 @@ mod tests {
             if let TlsParse::Incomplete { needed } = parse_client_hello(&m) {
                 assert!(needed > m.len());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    //! Both directions of real TLS connections, cut from the public captures in
+    //! /work/shared/captures/public with `tests/data/app/extract.py FILE conv N OUT`
+    //! (chunks in capture order). Version, cipher and ALPN are what tshark 4.0 shows for the
+    //! ServerHello (tests/data/ssl_server_hello.tsv); `established` follows Zeek's rule,
+    //! read off the record types tshark lists for each direction.
+    use super::*;
+    use crate::decode::conversation;
+
+    /// zeek chrome-1250-tls-x25519-kyber.pcap: TLS 1.3, 1210-byte ServerHello (Kyber share),
+    /// client CCS + application data after the server's flight.
+    const KYBER: &[u8] = include_bytes!("../../tests/data/app/tls_chrome_kyber_conv.bin");
+    /// zeek tls1_1.pcap: TLS 1.1, CCS from both sides.
+    const TLS11: &[u8] = include_bytes!("../../tests/data/app/tls1_1_conv.bin");
+    /// zeek signed_certificate_timestamp-2.pcap: TLS 1.2 with ALPN h2.
+    const SCT2: &[u8] = include_bytes!("../../tests/data/app/tls_sct2_conv.bin");
+    /// nDPI http_ipv6.pcap TCP connection 3: the server sends a warning alert before its
+    /// ServerHello (15 03 03 00 02 01 70, then 16 03 03 00 41 02 ...).
+    const NTOP: &[u8] = include_bytes!("../../tests/data/app/tls_ntop_ipv6_conv.bin");
+    /// nDPI tls_2_reasms.pcapng: Facebook's 0xfb1a version in supported_versions; the client
+    /// sends CCS right after its hello.
+    const FB1A: &[u8] = include_bytes!("../../tests/data/app/tls_2_reasms_conv.bin");
+    /// zeek openjdk-zeek.org-sll2.pcap: TLS 1.3, the client never answers the server flight.
+    const OPENJDK: &[u8] = include_bytes!("../../tests/data/app/tls_openjdk_conv.bin");
+    /// nDPI tls_alert.pcap connection 0: the server answers the hello with a fatal alert.
+    const ALERT: &[u8] = include_bytes!("../../tests/data/app/tls_alert_conv.bin");
+
+    /// (conversation, version, cipher suite, ALPN, established)
+    type Expect = (&'static [u8], u16, u16, Option<&'static str>, bool);
+    const CASES: [Expect; 6] = [
+        (KYBER, 0x0304, 0x1301, None, true),
+        (TLS11, 0x0302, 0xc013, None, true),
+        (SCT2, 0x0303, 0xc02f, Some("h2"), true),
+        (NTOP, 0x0303, 0xc02f, None, true),
+        // 0xfb1a is not TLS 1.3 to Zeek, so the CCS of both sides count.
+        (FB1A, 0xfb1a, 0x1301, None, true),
+        (OPENJDK, 0x0304, 0x1302, None, false),
+    ];
+
+    /// Feeds a conversation, each chunk cut into pieces of `piece` bytes.
+    fn run(conv: &[u8], piece: usize) -> (SessionTracker, Vec<ServerInfo>) {
+        let mut t = SessionTracker::new();
+        let mut updates = Vec::new();
+        for (from_client, chunk) in conversation(conv) {
+            for part in chunk.chunks(piece) {
+                t.feed(from_client, part);
+                updates.extend(t.take_update());
+            }
+        }
+        (t, updates)
+    }
+
+    #[test]
+    fn real_sessions_match_tshark_and_zeek_rule() {
+        for (i, (conv, version, cipher, alpn, established)) in CASES.into_iter().enumerate() {
+            let (t, updates) = run(conv, usize::MAX);
+            let info = t.info();
+            let hello = info.hello.clone().expect("a ServerHello");
+            assert_eq!(hello.version, version, "case {i}");
+            assert_eq!(hello.cipher_suite, cipher, "case {i}");
+            assert_eq!(hello.alpn.as_deref(), alpn, "case {i}");
+            assert!(!hello.hello_retry, "case {i}");
+            assert_eq!(info.established, established, "case {i}");
+            // An update at the ServerHello and one when established, merged when both
+            // happen in one segment (FB1A: ServerHello and the server's CCS together).
+            assert_eq!(updates.last(), Some(&info), "case {i}");
+            assert!(updates.len() <= 2 && updates.windows(2).all(|w| w[0] != w[1]));
+            assert_eq!(t.done(), established, "case {i}");
+        }
+    }
+
+    #[test]
+    fn every_split_gives_the_same_answer() {
+        for (conv, ..) in CASES {
+            let whole = run(conv, usize::MAX).0.info();
+            for piece in [1, 2, 3, 4, 5, 7, 100, 1000] {
+                assert_eq!(run(conv, piece).0.info(), whole, "pieces of {piece}");
+            }
+        }
+        // Every cut of the chunk holding the Kyber ServerHello, fed as two segments.
+        let chunks = conversation(KYBER);
+        let whole = run(KYBER, usize::MAX).0.info();
+        let (_, server_first) = chunks[1];
+        for cut in 0..=server_first.len() {
+            let mut t = SessionTracker::new();
+            for (i, &(from_client, chunk)) in chunks.iter().enumerate() {
+                if i == 1 {
+                    t.feed(false, &chunk[..cut]);
+                    t.feed(false, &chunk[cut..]);
+                } else {
+                    t.feed(from_client, chunk);
+                }
+            }
+            assert_eq!(t.info(), whole, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn alert_instead_of_server_hello() {
+        let (t, updates) = run(ALERT, usize::MAX);
+        assert_eq!(t.info(), ServerInfo::default());
+        assert!(updates.is_empty());
+        assert!(!t.done(), "a later ServerHello could still come");
+    }
+
+    /// Server handshake message bodies of a conversation, in order.
+    fn server_handshake_messages(conv: &[u8]) -> Vec<Vec<u8>> {
+        let server: Vec<u8> = conversation(conv)
+            .into_iter()
+            .filter(|(c, _)| !c)
+            .flat_map(|(_, b)| b.to_vec())
+            .collect();
+        let mut hs = Vec::new();
+        let mut at = 0;
+        while at + 5 <= server.len() {
+            let len = usize::from(u16::from_be_bytes([server[at + 3], server[at + 4]]));
+            let body = &server[at + 5..(at + 5 + len).min(server.len())];
+            if server[at] == CONTENT_TYPE_HANDSHAKE {
+                hs.extend_from_slice(body);
+            } else if server[at] == CONTENT_TYPE_CHANGE_CIPHER_SPEC {
+                break; // encrypted from here
+            }
+            at += 5 + len;
+        }
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 4 <= hs.len() {
+            let len = usize::from(hs[at + 1]) << 16
+                | usize::from(hs[at + 2]) << 8
+                | usize::from(hs[at + 3]);
+            out.push(hs[at..(at + 4 + len).min(hs.len())].to_vec());
+            at += 4 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn server_hellos_agree_with_tls_parser() {
+        use tls_parser::{
+            TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_message_handshake,
+            parse_tls_server_hello_extensions,
+        };
+        for (conv, ..) in CASES {
+            let msg = server_handshake_messages(conv).remove(0);
+            assert_eq!(msg[0], HANDSHAKE_SERVER_HELLO);
+            let ours = parse_server_hello(&msg[4..]).expect("our parse");
+            let (_, parsed) = parse_tls_message_handshake(&msg).expect("tls-parser");
+            let TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)) = parsed else {
+                panic!("tls-parser: not a ServerHello");
+            };
+            assert_eq!(ours.legacy_version, sh.version.0);
+            assert_eq!(ours.cipher_suite, sh.cipher.0);
+            let (_, exts) = parse_tls_server_hello_extensions(sh.ext.unwrap_or(&[])).unwrap();
+            let mut version = sh.version.0;
+            let mut alpn = None;
+            for ext in exts {
+                match ext {
+                    TlsExtension::SupportedVersions(v) => version = v[0].0,
+                    TlsExtension::ALPN(ids) => {
+                        alpn = Some(String::from_utf8(ids[0].to_vec()).unwrap())
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(ours.version, version);
+            assert_eq!(ours.alpn, alpn);
+        }
+    }
+
+    /// The Kyber conversation with its ServerHello's random replaced by RFC 8446's
+    /// HelloRetryRequest value, and, when `then_real`, the real ServerHello record repeated
+    /// after it as the server's second hello.
+    fn with_hello_retry(then_real: bool) -> Vec<(bool, Vec<u8>)> {
+        let chunks = conversation(KYBER);
+        let (_, server) = chunks[1];
+        // Record header 5 + handshake header 4 + legacy_version 2, then the random.
+        let rec_len = 5 + usize::from(u16::from_be_bytes([server[3], server[4]]));
+        let mut hrr = server[..rec_len].to_vec();
+        hrr[11..43].copy_from_slice(&HELLO_RETRY_RANDOM);
+        let mut out = vec![(true, chunks[0].1.to_vec()), (false, hrr)];
+        if then_real {
+            out.push((false, server.to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn hello_retry_request_is_not_the_final_hello() {
+        let mut t = SessionTracker::new();
+        for (from_client, bytes) in with_hello_retry(false) {
+            t.feed(from_client, &bytes);
+        }
+        let only_retry = t.info().hello.expect("the retry request stands in");
+        assert!(only_retry.hello_retry);
+        assert_eq!(only_retry.version, TLS13);
+
+        let mut t = SessionTracker::new();
+        let mut updates = Vec::new();
+        for (from_client, bytes) in with_hello_retry(true) {
+            t.feed(from_client, &bytes);
+            updates.extend(t.take_update());
+        }
+        let hello = t.info().hello.expect("final hello");
+        assert!(!hello.hello_retry);
+        assert_eq!((hello.version, hello.cipher_suite), (TLS13, 0x1301));
+        assert_eq!(updates.len(), 2, "the retry request, then the ServerHello");
+        // A CCS after the retry request is TLS 1.3 middlebox padding, not encryption.
+        let mut t = SessionTracker::new();
+        for (from_client, bytes) in with_hello_retry(false) {
+            t.feed(from_client, &bytes);
+        }
+        t.feed(true, &[20, 3, 3, 0, 1, 1]);
+        t.feed(false, &[20, 3, 3, 0, 1, 1]);
+        assert!(!t.info().established);
+    }
+
+    #[test]
+    fn version_names_as_zeek_writes_them() {
+        assert_eq!(version_name(0x0300), "SSLv3");
+        assert_eq!(version_name(0x0301), "TLSv10");
+        assert_eq!(version_name(0x0302), "TLSv11");
+        assert_eq!(version_name(0x0303), "TLSv12");
+        assert_eq!(version_name(0x0304), "TLSv13");
+        assert_eq!(version_name(0xfeff), "DTLSv10");
+        assert_eq!(version_name(0xfefd), "DTLSv12");
+        // Drafts as in Zeek's tls13 test baseline (TLSv13-draft14, TLSv13-draft16).
+        assert_eq!(version_name(0x7f0e), "TLSv13-draft14");
+        assert_eq!(version_name(0x7f10), "TLSv13-draft16");
+        assert_eq!(version_name(0xfb1a), "unknown-64282");
+        assert_eq!(cipher_name(0x1301), Some("TLS_AES_128_GCM_SHA256"));
+        assert_eq!(
+            cipher_name(0xc02f),
+            Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+        );
+        assert_eq!(cipher_name(0x0a0a), None, "GREASE or unknown: left out");
+    }
+
+    #[test]
+    fn malformed_server_streams_stop_cleanly() {
+        // Not a record at all (an HTTP reply where TLS was expected).
+        let mut t = SessionTracker::new();
+        t.feed(false, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(t.done());
+        assert_eq!(t.info(), ServerInfo::default());
+        // Record longer than TLS allows.
+        let mut t = SessionTracker::new();
+        t.feed(false, &[22, 3, 3, 0x48, 0x01]);
+        assert!(t.done());
+        // ServerHello longer than MAX_SERVER_HELLO_LEN, rejected from its header.
+        let mut t = SessionTracker::new();
+        t.feed(false, &[22, 3, 3, 0, 4, 2, 0x01, 0, 0]);
+        assert!(t.done());
+        // A ServerHello whose extension block overruns: stop, report nothing.
+        let (_, server) = conversation(SCT2)[1];
+        let mut bad = server.to_vec();
+        let ext_len_at = 5 + 4 + 2 + 32 + 1 + usize::from(server[5 + 4 + 2 + 32]) + 3;
+        bad[ext_len_at] = 0xff;
+        let mut t = SessionTracker::new();
+        t.feed(false, &bad);
+        assert!(t.done());
+        assert_eq!(t.info(), ServerInfo::default());
+    }
+
+    #[test]
+    fn record_limit_ends_tracking() {
+        let mut t = SessionTracker::new();
+        // Empty application data records, as TLS 1.0 CBC senders emit.
+        for _ in 0..MAX_SESSION_RECORDS {
+            t.feed(true, &[23, 3, 1, 0, 0]);
+        }
+        assert!(!t.done());
+        t.feed(true, &[23, 3, 1, 0, 0]);
+        assert!(t.done());
+    }
+
+    /// xorshift64: deterministic pseudo-random bytes without an extra crate.
+    fn rng(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn no_panic_on_mutated_conversations() {
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        for (conv, ..) in CASES {
+            let chunks = conversation(conv);
+            for _ in 0..200 {
+                let mut t = SessionTracker::new();
+                for &(from_client, chunk) in &chunks {
+                    let mut m = chunk.to_vec();
+                    for _ in 0..rng(&mut seed) % 4 {
+                        let i = (rng(&mut seed) as usize) % m.len();
+                        m[i] = rng(&mut seed) as u8;
+                    }
+                    let cut = (rng(&mut seed) as usize) % (m.len() + 1);
+                    t.feed(from_client, &m[..cut]);
+                    t.feed(from_client, &m[cut..]);
+                    let _ = t.take_update();
+                }
+                let info = t.info();
+                if let Some(h) = info.hello {
+                    assert!(h.alpn.is_none_or(|a| !a.is_empty()));
+                }
+            }
+        }
+        for _ in 0..2000 {
+            let len = (rng(&mut seed) % 300) as usize;
+            let mut m: Vec<u8> = (0..len).map(|_| rng(&mut seed) as u8).collect();
+            if let [first, second, ..] = m.as_mut_slice() {
+                *first = 22; // reach the handshake walk
+                *second = 3;
+            }
+            let mut t = SessionTracker::new();
+            t.feed(false, &m);
+            let _ = parse_server_hello(&m);
         }
     }
 }

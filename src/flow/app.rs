@@ -3,14 +3,16 @@
 //! The client stream is identified by content, not port (TLS on port 80, HTTP on 8080 both
 //! work): TLS ClientHello, HTTP requests (CONNECT tunnels and keep-alive requests followed),
 //! SOCKS4/5 handshakes (the tunnelled bytes are inspected again), BitTorrent handshakes, and
-//! DNS over TCP on port 53. Inspection ends when the names are read, the protocol is unknown,
-//! a gap appears, or the buffer budget is spent; then the state is freed.
+//! DNS over TCP on port 53. After a ClientHello both directions are followed record by record
+//! (nothing buffered) until the ServerHello is read and the session is established. Inspection
+//! ends when the names are read, the protocol is unknown, a gap appears, or the buffer budget
+//! is spent; then the state is freed.
 use super::stream::StreamDir;
 use crate::decode::bittorrent;
 use crate::decode::dns::{self, DnsMessage};
-use crate::decode::http::{self, HttpParse, RequestHead};
+use crate::decode::http::{self, ChunkedBody, ChunkedStep, HttpParse, RequestHead};
 use crate::decode::socks::{self, SocksParse, SocksRequest};
-use crate::decode::tls::{self, ClientHelloInfo, TlsParse};
+use crate::decode::tls::{self, ClientHelloInfo, ServerInfo, SessionTracker, TlsParse};
 
 /// Client bytes buffered while a head or hello is incomplete (a ClientHello with post-quantum
 /// key shares is ~2 KB; HTTP heads above 16 KB are refused by common servers).
@@ -23,9 +25,15 @@ const MAX_TUNNELS: u8 = 2;
 #[derive(Debug)]
 pub enum AppEvent {
     Tls(ClientHelloInfo),
+    /// The server side of the TLS session: sent when the ServerHello is read and again when
+    /// the session is established.
+    TlsServer(ServerInfo),
     Http(RequestHead),
     Socks(SocksRequest),
-    Dns { from_orig: bool, msg: DnsMessage },
+    Dns {
+        from_orig: bool,
+        msg: DnsMessage,
+    },
     BitTorrent,
 }
 
@@ -46,7 +54,11 @@ pub struct AppState {
     client_buf: Vec<u8>,
     server_buf: Vec<u8>,
     mode: Mode,
+    /// Set once the ClientHello is read; both directions are then fed to it unbuffered.
+    tls: Option<Box<SessionTracker>>,
     http_body_left: u64,
+    /// Walking the chunked body of the previous HTTP request.
+    http_chunked: Option<ChunkedBody>,
     http_requests: u32,
     tunnels: u8,
 }
@@ -59,7 +71,9 @@ impl AppState {
             client_buf: Vec::new(),
             server_buf: Vec::new(),
             mode: if dns_port { Mode::DnsTcp } else { Mode::Detect },
+            tls: None,
             http_body_left: 0,
+            http_chunked: None,
             http_requests: 0,
             tunnels: 0,
         }
@@ -83,6 +97,23 @@ impl AppState {
         if self.mode == Mode::Done {
             return;
         }
+        if let Some(session) = self.tls.as_deref_mut() {
+            let dir = if from_orig {
+                &mut self.client
+            } else {
+                &mut self.server
+            };
+            dir.segment(seq, syn, captured, declared, max_pending, &mut |d| {
+                session.feed(from_orig, d)
+            });
+            if let Some(info) = session.take_update() {
+                events.push(AppEvent::TlsServer(info));
+            }
+            if session.done() || dir.gap {
+                self.finish();
+            }
+            return;
+        }
         if from_orig {
             let mut fresh = std::mem::take(&mut self.client_buf);
             self.client
@@ -102,6 +133,18 @@ impl AppState {
                 });
             self.server_buf = fresh;
             dns_tcp_messages(&mut self.server_buf, false, events);
+        } else if self.mode == Mode::Tls {
+            // Server bytes before the ClientHello is complete; the server's stream is taken
+            // to start here, so a proxy's reply before a tunnelled hello is never fed.
+            let mut fresh = std::mem::take(&mut self.server_buf);
+            self.server
+                .segment(seq, syn, captured, declared, max_pending, &mut |d| {
+                    fresh.extend_from_slice(d)
+                });
+            self.server_buf = fresh;
+            if self.server.gap {
+                self.finish();
+            }
         } else {
             // Only the client side carries names; keep the server's sequence state for nothing.
         }
@@ -115,6 +158,7 @@ impl AppState {
 
     fn finish(&mut self) {
         self.mode = Mode::Done;
+        self.tls = None;
         self.client_buf = Vec::new();
         self.server_buf = Vec::new();
     }
@@ -128,6 +172,22 @@ impl AppState {
                 self.http_body_left -= n as u64;
                 if self.http_body_left > 0 {
                     return;
+                }
+            }
+            if let Some(body) = self.http_chunked.as_mut() {
+                match body.feed(&self.client_buf) {
+                    ChunkedStep::More => {
+                        self.client_buf.clear();
+                        return;
+                    }
+                    ChunkedStep::End(n) => {
+                        self.client_buf.drain(..n.min(self.client_buf.len()));
+                        self.http_chunked = None;
+                    }
+                    ChunkedStep::Bad => {
+                        self.finish();
+                        return;
+                    }
                 }
             }
             if self.client_buf.is_empty() {
@@ -165,11 +225,13 @@ impl AppState {
                 }
                 Mode::Tls => {
                     match tls::parse_client_hello(&self.client_buf) {
-                        TlsParse::ClientHello(hello) => events.push(AppEvent::Tls(hello)),
-                        TlsParse::Incomplete { needed } if needed <= MAX_APP_BUFFER => return,
-                        TlsParse::Incomplete { .. } | TlsParse::NotClientHello => {}
+                        TlsParse::ClientHello(hello) => {
+                            events.push(AppEvent::Tls(hello));
+                            self.follow_tls_session(events);
+                        }
+                        TlsParse::Incomplete { needed } if needed <= MAX_APP_BUFFER => {}
+                        TlsParse::Incomplete { .. } | TlsParse::NotClientHello => self.finish(),
                     }
-                    self.finish();
                     return;
                 }
                 Mode::Socks => match socks::parse_client_stream(&self.client_buf) {
@@ -191,11 +253,9 @@ impl AppState {
                     HttpParse::Done(request) => {
                         let head_len = request.head_len.min(self.client_buf.len());
                         let connect = request.method.eq_ignore_ascii_case("CONNECT");
-                        let body = if request.chunked {
-                            None
-                        } else {
-                            Some(request.content_length.unwrap_or(0))
-                        };
+                        // RFC 9112 6.3: a chunked coding overrides any Content-Length.
+                        let chunked = request.chunked;
+                        let body_len = request.content_length.unwrap_or(0);
                         events.push(AppEvent::Http(request));
                         self.client_buf.drain(..head_len);
                         self.http_requests += 1;
@@ -204,13 +264,10 @@ impl AppState {
                                 return;
                             }
                         } else {
-                            match body {
-                                // Chunked bodies are not walked: later requests on this connection are not read.
-                                None => {
-                                    self.finish();
-                                    return;
-                                }
-                                Some(len) => self.http_body_left = len,
+                            if chunked {
+                                self.http_chunked = Some(ChunkedBody::new());
+                            } else {
+                                self.http_body_left = body_len;
                             }
                             if self.http_requests >= MAX_HTTP_REQUESTS {
                                 self.finish();
@@ -225,6 +282,23 @@ impl AppState {
                     }
                 },
             }
+        }
+    }
+
+    /// Hands both buffered streams to a session tracker; later bytes go to it directly.
+    fn follow_tls_session(&mut self, events: &mut Vec<AppEvent>) {
+        let mut session = Box::new(SessionTracker::new());
+        session.feed(true, &self.client_buf);
+        session.feed(false, &self.server_buf);
+        self.client_buf = Vec::new();
+        self.server_buf = Vec::new();
+        if let Some(info) = session.take_update() {
+            events.push(AppEvent::TlsServer(info));
+        }
+        if session.done() {
+            self.finish();
+        } else {
+            self.tls = Some(session);
         }
     }
 
@@ -254,4 +328,147 @@ fn dns_tcp_messages(buf: &mut Vec<u8>, from_orig: bool, events: &mut Vec<AppEven
         at += 2 + len;
     }
     buf.drain(..at);
+}
+
+#[cfg(test)]
+mod tests {
+    //! Whole connections through AppState: both directions of real captures, in capture
+    //! order (tests/data/app/*_conv.bin, see its README).
+    use super::*;
+    use crate::decode::conversation;
+    use crate::decode::tls::TLS13;
+
+    /// zeek chrome-1250-tls-x25519-kyber.pcap: direct TLS 1.3.
+    const KYBER: &[u8] = include_bytes!("../../tests/data/app/tls_chrome_kyber_conv.bin");
+    /// zeek socks-with-ssl.pcap: SOCKS5 greeting and connect, then TLS 1.0 through it.
+    const SOCKS_TLS: &[u8] = include_bytes!("../../tests/data/app/socks_with_ssl_conv.bin");
+    /// nDPI http_connect.pcap: CONNECT, the proxy's 200, then TLS 1.3 through it.
+    const CONNECT_TLS: &[u8] = include_bytes!("../../tests/data/app/http_connect_apache_conv.bin");
+    /// Budget for out-of-order segments, as the flow table passes it.
+    const PENDING: usize = 64 * 1024;
+
+    /// Feeds chunks as segments with consecutive sequence numbers per direction.
+    fn replay(chunks: &[(bool, &[u8])]) -> (AppState, Vec<AppEvent>) {
+        let mut app = AppState::new(false);
+        let mut seq = [7_000u32, 90_000u32];
+        let mut events = Vec::new();
+        for &(from_client, chunk) in chunks {
+            let s = &mut seq[usize::from(!from_client)];
+            let len = chunk.len() as u32;
+            app.tcp_segment(from_client, *s, false, chunk, len, PENDING, &mut events);
+            *s = s.wrapping_add(len);
+        }
+        (app, events)
+    }
+
+    fn server_infos(events: &[AppEvent]) -> Vec<&ServerInfo> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                AppEvent::TlsServer(info) => Some(info),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tls_session_followed_until_established() {
+        let (app, events) = replay(&conversation(KYBER));
+        assert!(
+            matches!(&events[0], AppEvent::Tls(h) if h.sni.as_deref() == Some("lh3.google.com"))
+        );
+        let infos = server_infos(&events);
+        assert_eq!(infos.len(), 2, "at the ServerHello, then established");
+        let hello = infos[0].hello.as_ref().expect("ServerHello");
+        assert_eq!((hello.version, hello.cipher_suite), (TLS13, 0x1301));
+        assert!(!infos[0].established && infos[1].established);
+        assert!(app.done(), "state is freed once established");
+    }
+
+    #[test]
+    fn tls_through_socks_and_connect_tunnels() {
+        let (app, events) = replay(&conversation(SOCKS_TLS));
+        assert!(matches!(&events[0], AppEvent::Socks(r) if r.target == "www.google.com"));
+        assert!(
+            matches!(&events[1], AppEvent::Tls(h) if h.sni.as_deref() == Some("www.google.com"))
+        );
+        let last = *server_infos(&events).last().expect("server side");
+        let hello = last
+            .hello
+            .as_ref()
+            .expect("ServerHello after the SOCKS reply");
+        assert_eq!((hello.version, hello.cipher_suite), (0x0301, 0xc011));
+        assert!(last.established && app.done());
+
+        let (app, events) = replay(&conversation(CONNECT_TLS));
+        assert!(matches!(&events[0], AppEvent::Http(r) if r.method == "CONNECT"));
+        assert!(matches!(&events[1], AppEvent::Tls(h) if h.sni.as_deref() == Some("apache.org")));
+        let last = *server_infos(&events).last().expect("server side");
+        let hello = last
+            .hello
+            .as_ref()
+            .expect("ServerHello after the proxy's 200");
+        assert_eq!((hello.version, hello.cipher_suite), (TLS13, 0x1301));
+        assert!(last.established && app.done());
+    }
+
+    #[test]
+    fn tls_session_split_into_small_segments() {
+        let chunks = conversation(KYBER);
+        let small: Vec<(bool, &[u8])> = chunks
+            .iter()
+            .flat_map(|&(c, b)| b.chunks(97).map(move |p| (c, p)))
+            .collect();
+        let (_, events) = replay(&small);
+        let whole = replay(&chunks).1;
+        assert_eq!(server_infos(&events), server_infos(&whole));
+    }
+
+    /// zeek http-proxy.pcap frame 4, the keep-alive request that follows the upload.
+    const PROXY_REQ: &[u8] = b"GET HTTP://bro.org/ HTTP/1.1\r\nUser-Agent: curl/7.33.0\r\nHost: bro.org\r\nAccept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n";
+
+    /// A chunked upload to the same proxy (no public capture has one: the framing is RFC
+    /// 9112 7.1 around the real request bytes above), then the real keep-alive request.
+    fn chunked_then_get() -> Vec<u8> {
+        let mut s = b"POST HTTP://bro.org/upload HTTP/1.1\r\nHost: bro.org\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        s.extend_from_slice(format!("{:x};n=1\r\n", PROXY_REQ.len()).as_bytes());
+        s.extend_from_slice(PROXY_REQ);
+        s.extend_from_slice(b"\r\n5\r\n\r\n\r\n\r\n0\r\n\r\n");
+        s.extend_from_slice(PROXY_REQ);
+        s
+    }
+
+    fn requests(events: &[AppEvent]) -> Vec<(&str, &str)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                AppEvent::Http(r) => Some((r.method.as_str(), r.uri.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keep_alive_request_after_a_chunked_one_is_read() {
+        let stream = chunked_then_get();
+        let expect = [
+            ("POST", "HTTP://bro.org/upload"),
+            ("GET", "HTTP://bro.org/"),
+        ];
+        let (app, events) = replay(&[(true, &stream)]);
+        assert_eq!(requests(&events), expect);
+        assert!(!app.done(), "still reading the keep-alive connection");
+        // Two segments, split at every byte.
+        for cut in 0..=stream.len() {
+            let (_, events) = replay(&[(true, &stream[..cut]), (true, &stream[cut..])]);
+            assert_eq!(requests(&events), expect, "cut {cut}");
+        }
+        // A broken chunk size ends inspection instead of misreading the body as requests.
+        let broken = String::from_utf8(stream.clone())
+            .unwrap()
+            .replacen(";n=1", "zz", 1);
+        let (app, events) = replay(&[(true, broken.as_bytes())]);
+        assert_eq!(requests(&events), expect[..1]);
+        assert!(app.done());
+    }
 }

@@ -266,6 +266,7 @@ impl FlowTable {
                     }
                     sink.tls(flow, ts_ns, &hello);
                 }
+                AppEvent::TlsServer(info) => sink.tls_server(flow, ts_ns, &info),
                 AppEvent::Http(request) => {
                     flow.services |= service::HTTP;
                     if request.method.eq_ignore_ascii_case("CONNECT") {

@@ -4,7 +4,7 @@ use super::table::Flow;
 use crate::decode::dns::DnsMessage;
 use crate::decode::http::RequestHead;
 use crate::decode::socks::SocksRequest;
-use crate::decode::tls::ClientHelloInfo;
+use crate::decode::tls::{ClientHelloInfo, ServerInfo};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -144,6 +144,9 @@ pub trait FlowSink {
     fn flow(&mut self, flow: &Flow, kind: UpdateKind);
     fn dns(&mut self, flow: &Flow, ts_ns: u64, from_orig: bool, msg: &DnsMessage);
     fn tls(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo);
+    /// The server side of the flow's TLS session: after its ServerHello, and again once
+    /// established.
+    fn tls_server(&mut self, flow: &Flow, ts_ns: u64, info: &ServerInfo);
     fn http(&mut self, flow: &Flow, ts_ns: u64, request: &RequestHead);
     fn socks(&mut self, flow: &Flow, ts_ns: u64, request: &SocksRequest);
 }

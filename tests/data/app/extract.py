@@ -8,6 +8,12 @@ usage: extract.py FILE.pcap[ng] summary
        extract.py FILE tcp N {c|s} [OUT]     # stream of the Nth TCP connection (c=client)
        extract.py FILE segs N                # client payload segment lengths, in seq order
        extract.py FILE udp N [OUT]           # Nth UDP payload
+       extract.py FILE conv N OUT [MAX]      # both directions in capture order (see below)
+
+conv writes the Nth TCP connection as it was seen: for each packet in capture order that
+makes its direction's in-order stream longer, one chunk of 1 byte direction (c or s),
+2 bytes big-endian length, then the new bytes. At most MAX bytes (default 16384) are kept
+per direction; chunks past that are left out for that direction only.
 """
 import struct
 import sys
@@ -112,7 +118,7 @@ def parse(path):
             elif rk in conns:
                 c, d = conns[rk], 's'
             else:
-                c = {'isn': {}, 'segs': {'c': [], 's': []}}
+                c = {'isn': {}, 'segs': {'c': [], 's': []}, 'order': []}
                 conns[k] = c
                 order.append(c)
                 d = 'c'
@@ -126,6 +132,7 @@ def parse(path):
                 c['isn'][d] = seq
             if data:
                 c['segs'][d].append((seq, data))
+                c['order'].append((d, seq, len(data)))
     return order, udp
 
 
@@ -137,6 +144,27 @@ def stream(c, d):
         if off <= len(buf):
             buf += data[len(buf) - off:]
     return bytes(buf)
+
+
+def conversation(c, cap):
+    full = {d: stream(c, d) for d in 'cs'}
+    seen = {'c': [], 's': []}
+    done = {'c': 0, 's': 0}
+    out = bytearray()
+    for d, seq, n in c['order']:
+        off = (seq - c['isn'].get(d, 0)) & 0xFFFFFFFF
+        seen[d].append((off, off + n))
+        end = 0  # contiguous coverage from the stream start
+        for a, b in sorted(seen[d]):
+            if a > end:
+                break
+            end = max(end, b)
+        end = min(end, len(full[d]), cap)
+        if end > done[d]:
+            new = full[d][done[d]:end]
+            out += d.encode() + struct.pack('>H', len(new)) + new
+            done[d] = end
+    return bytes(out)
 
 
 def main():
@@ -158,6 +186,9 @@ def main():
             if seq not in seen:
                 seen.add(seq)
                 print((seq - isn) & 0xFFFFFFFF, len(data))
+        return
+    if cmd == 'conv':
+        open(sys.argv[4], 'wb').write(conversation(conns[n], int(sys.argv[5]) if len(sys.argv) > 5 else 16384))
         return
     out = stream(conns[n], sys.argv[4]) if cmd == 'tcp' else udp[n]
     dest = sys.argv[5] if cmd == 'tcp' and len(sys.argv) > 5 else (sys.argv[4] if cmd == 'udp' and len(sys.argv) > 4 else None)
