@@ -521,6 +521,7 @@ mod tests {
         }
         fn dns(&mut self, _: &Flow, _: u64, _: bool, _: &DnsMessage) {}
         fn tls(&mut self, _: &Flow, _: u64, _: &ClientHelloInfo) {}
+        fn tls_server(&mut self, _: &Flow, _: u64, _: &crate::decode::tls::ServerInfo) {}
         fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
         fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
     }
