@@ -91,7 +91,10 @@ impl BusinessClock {
                 .fix()
                 .local_minus_utc(),
         };
-        let local = utc.naive_utc() + chrono::Duration::seconds(i64::from(offset));
+        let naive = utc.naive_utc();
+        let local = chrono::TimeDelta::try_seconds(i64::from(offset))
+            .and_then(|d| naive.checked_add_signed(d))
+            .unwrap_or(naive);
         Local {
             minute_of_day: (local.hour() * 60 + local.minute()) as u16,
             weekday: local.weekday(),
