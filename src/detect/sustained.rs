@@ -280,9 +280,9 @@ pub(crate) fn times(f: f64) -> String {
 /// "15-min", "1-h", "90-s": the window length as an adjective.
 fn window_label(seconds: f64) -> String {
     let s = seconds.round() as u64;
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{}-h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         format!("{}-min", s / 60)
     } else {
         format!("{s}-s")
@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(window_label(3600.0), "1-h");
         assert_eq!(window_label(300.0), "5-min");
         assert_eq!(times(11.4), "11x");
-        assert_eq!(times(3.14), "3.1x");
+        assert_eq!(times(3.06), "3.1x");
         assert_eq!(times(f64::INFINITY), ">1000x");
     }
 }
