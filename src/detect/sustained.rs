@@ -314,6 +314,7 @@ mod tests {
             countries: vec![CountryCode(*b"US"), CountryCode(*b"NL")],
             asns: vec![16509, 60781],
             off_hours_bytes_out: 0,
+            allowlisted_bytes_out: 0,
             baseline_bytes_out: baseline,
             history_windows: if baseline.is_some() { 40 } else { 1 },
         }

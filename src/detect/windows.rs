@@ -119,7 +119,7 @@ pub struct HostWindow {
 pub struct ClosedWindow {
     pub start_ns: u64,
     pub end_ns: u64,
-    /// 90th percentile of bytes_out over the window's active hosts (None when fewer than
+    /// 90th percentile (interpolated) of bytes_out over the window's active hosts (None when fewer than
     /// `population_min_hosts` were active). Hosts whose only traffic was allowlisted are not
     /// counted.
     pub population_p90_bytes_out: Option<u64>,
@@ -592,14 +592,19 @@ impl HostWindows {
         }
     }
 
-    /// Nearest-rank 90th percentile.
+    /// 90th percentile with linear interpolation between ranks (numpy's default). Nearest
+    /// rank would make the p90 of 5-9 hosts equal to the busiest host, which could then never
+    /// be "over the population".
     fn p90(&self, values: &mut [u64]) -> Option<u64> {
         if values.is_empty() || values.len() < self.config.population_min_hosts {
             return None;
         }
         values.sort_unstable();
-        let rank = (values.len() * 9).div_ceil(10).max(1);
-        values.get(rank - 1).copied()
+        let tenths = 9 * (values.len() - 1);
+        let (lo, frac) = (tenths / 10, (tenths % 10) as u64);
+        let low = *values.get(lo)?;
+        let high = values.get(lo + 1).copied().unwrap_or(low);
+        Some(low + (high - low) * frac / 10)
     }
 
     pub fn state(&self) -> WindowsState {
@@ -859,7 +864,7 @@ mod tests {
     }
 
     #[test]
-    fn population_p90_is_nearest_rank_over_active_hosts() {
+    fn population_p90_interpolates_over_active_hosts() {
         let mut w = windows(config(900));
         let t = MONDAY + 600;
         for i in 1..=10u64 {
@@ -872,8 +877,8 @@ mod tests {
         v.allowlisted = true;
         w.flow(&v);
         let c = w.close_s(MONDAY, MONDAY + 900);
-        // ceil(0.9 * 10) = 9th smallest.
-        assert_eq!(c.population_p90_bytes_out, Some(900));
+        // Position 0.9 * 9 = 8.1: 900 + 0.1 * (1000 - 900).
+        assert_eq!(c.population_p90_bytes_out, Some(910));
         assert_eq!(c.hosts.len(), 11);
         let backup = host(&c, "10.0.0.99");
         assert_eq!(backup.bytes_out, 0);
@@ -903,7 +908,7 @@ mod tests {
             None
         );
 
-        // Nearest rank on 21 hosts: ceil(18.9) = 19th.
+        // 21 hosts: position 0.9 * 20 = 18, the 19th smallest exactly.
         for i in 1..=21u64 {
             send(
                 &mut w,
