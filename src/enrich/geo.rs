@@ -77,6 +77,13 @@ pub struct GeoInfo {
     pub as_org: Option<Arc<str>>,
 }
 
+impl GeoInfo {
+    /// The country as a Finding's `country` field carries it.
+    pub fn country_string(&self) -> Option<String> {
+        self.country.map(|c| c.to_string())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("geo database {path}: {reason}")]
 pub struct GeoError {
@@ -140,26 +147,29 @@ impl Db {
         })
     }
 
-    /// "GeoLite2-Country (2019-06-04) ./geo/country.mmdb"
+    /// "geo/country.mmdb (GeoLite2-Country, built 2019-06-04)"
     fn describe(&self) -> String {
         let meta = self.reader.metadata();
         let built = crate::alert::rfc3339(meta.build_epoch.saturating_mul(1_000_000_000));
         format!(
-            "{} ({}) {}",
+            "{} ({}, built {})",
+            self.path.display(),
             meta.database_type,
             built.get(..10).unwrap_or(&built),
-            self.path.display()
         )
     }
 }
+
+/// Number and organisation of an ASN record.
+type AsnFields = (Option<u32>, Option<Arc<str>>);
 
 /// Open databases (either may be missing: lookups then leave that part empty).
 #[derive(Default)]
 pub struct Geo {
     country: Option<Db>,
     asn: Option<Db>,
-    /// ASN record by data offset: (number, organisation).
-    asn_cache: Mutex<FxHashMap<usize, (Option<u32>, Option<Arc<str>>)>>,
+    /// ASN record by data offset.
+    asn_cache: Mutex<FxHashMap<usize, AsnFields>>,
 }
 
 impl Geo {
@@ -206,7 +216,7 @@ impl Geo {
         record.code()
     }
 
-    fn lookup_asn(&self, ip: IpAddr) -> (Option<u32>, Option<Arc<str>>) {
+    fn lookup_asn(&self, ip: IpAddr) -> AsnFields {
         let Some(db) = self.asn.as_ref() else {
             return (None, None);
         };
@@ -311,8 +321,16 @@ mod tests {
         // Unknown address: nothing, not an error.
         assert_eq!(geo.lookup(ip("192.0.2.1")), GeoInfo::default());
         let line = geo.describe();
-        assert!(line.starts_with("geo: country GeoIP2-Country ("), "{line}");
-        assert!(line.contains("asn GeoLite2-ASN ("), "{line}");
+        assert!(line.starts_with("geo: country "), "{line}");
+        assert!(
+            line.contains("GeoIP2-Country-Test.mmdb (GeoIP2-Country, built 20"),
+            "{line}"
+        );
+        assert!(line.contains(", asn "), "{line}");
+        assert!(
+            line.contains("GeoLite2-ASN-Test.mmdb (GeoLite2-ASN, built 20"),
+            "{line}"
+        );
     }
 
     #[test]
@@ -425,9 +443,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(geo.lookup(ip("8.8.8.8")).asn, Some(15169));
         assert_eq!(geo.lookup(ip("8.8.8.8")).country, None);
+        let line = geo.describe();
+        assert!(line.starts_with("geo: country none, asn "), "{line}");
         assert!(
-            geo.describe()
-                .starts_with("geo: country none, asn ip-location-db-asn (")
+            line.ends_with("asn.mmdb (ip-location-db-asn, built 2026-01-01)"),
+            "{line}"
         );
     }
 
