@@ -9,6 +9,7 @@
 use super::windows::{ClosedWindow, HostHistory};
 use super::{Branch, Detector, Finding, FlowView, human_bytes};
 use crate::enrich::geo::CountryCode;
+use crate::flow::key::Uid;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -73,9 +74,34 @@ enum Kind {
 struct Pair {
     bytes_out: u64,
     bytes_in: u64,
-    flows: u64,
+    flows_opened: u64,
     raised: bool,
-    examples: Vec<serde_json::Value>,
+    examples: Vec<Example>,
+}
+
+/// A flow behind a pair, with its latest cumulative counters.
+struct Example {
+    uid: Uid,
+    outside: IpAddr,
+    port: u16,
+    name: Option<String>,
+    bytes_out: u64,
+    bytes_in: u64,
+    duration_ns: u64,
+}
+
+impl Example {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "uid": self.uid.to_string(),
+            "destination": self.outside.to_string(),
+            "port": self.port,
+            "name": self.name,
+            "bytes_out": self.bytes_out,
+            "bytes_in": self.bytes_in,
+            "duration_s": self.duration_ns as f64 / 1e9,
+        })
+    }
 }
 
 pub struct GeoUnusualDetector {
@@ -117,20 +143,22 @@ impl GeoUnusualDetector {
         pair.bytes_out = pair.bytes_out.saturating_add(view.delta.bytes_out);
         pair.bytes_in = pair.bytes_in.saturating_add(view.delta.bytes_in);
         if view.first_update {
-            pair.flows += 1;
+            pair.flows_opened += 1;
         }
-        if pair.examples.len() < MAX_EXAMPLES
-            && !pair
-                .examples
-                .iter()
-                .any(|e| e["uid"] == json!(u.uid.to_string()))
-        {
-            pair.examples.push(json!({
-                "uid": u.uid.to_string(),
-                "destination": u.outside.to_string(),
-                "port": u.outside_port,
-                "name": u.name(),
-            }));
+        if let Some(e) = pair.examples.iter_mut().find(|e| e.uid == u.uid) {
+            e.bytes_out = u.bytes_out;
+            e.bytes_in = u.bytes_in;
+            e.duration_ns = u.duration_ns();
+        } else if pair.examples.len() < MAX_EXAMPLES {
+            pair.examples.push(Example {
+                uid: u.uid,
+                outside: u.outside,
+                port: u.outside_port,
+                name: u.name().map(str::to_string),
+                bytes_out: u.bytes_out,
+                bytes_in: u.bytes_in,
+                duration_ns: u.duration_ns(),
+            });
         }
         if pair.raised {
             return None;
@@ -205,7 +233,7 @@ impl GeoUnusualDetector {
             "as_org": geo.as_org.as_deref(),
             "window_bytes_out": pair.bytes_out,
             "window_bytes_in": pair.bytes_in,
-            "window_flows": pair.flows,
+            "window_flows_opened": pair.flows_opened,
             "flow_bytes_out": u.bytes_out,
             "threshold_bytes_out": match kind {
                 Kind::OutsideAllowed => self.config.min_bytes_out,
@@ -215,7 +243,7 @@ impl GeoUnusualDetector {
             "history_windows": windows,
             "countries_seen_before": history.map_or(0, |h| h.countries.len()),
             "asns_seen_before": history.map_or(0, |h| h.asns.len()),
-            "flows": pair.examples,
+            "flows": pair.examples.iter().map(Example::to_json).collect::<Vec<_>>(),
         });
         out.push(Finding {
             branch: Branch::GeoUnusual,
@@ -302,7 +330,6 @@ mod tests {
     use super::*;
     use crate::detect::Delta;
     use crate::enrich::geo::GeoInfo;
-    use crate::flow::key::Uid;
     use crate::flow::update::{FlowUpdate, UpdateKind};
     use std::sync::Arc;
 
@@ -422,8 +449,12 @@ mod tests {
              95.213.9.20:443, AS49505 JSC Selectel"
         );
         assert_eq!(f.evidence["kind"], "outside_allowed_countries");
-        assert_eq!(f.evidence["window_flows"], 2);
-        assert_eq!(f.evidence["flows"].as_array().unwrap().len(), 2);
+        assert_eq!(f.evidence["window_flows_opened"], 2);
+        let flows = f.evidence["flows"].as_array().unwrap();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[1]["destination"], "95.213.9.20");
+        assert_eq!(flows[1]["bytes_out"], 1_800_000);
+        assert_eq!(flows[1]["duration_s"], 60.0);
         // Allowed countries never raise, whatever the volume.
         let us = geo("US", 15169, "Google LLC");
         assert!(
@@ -629,6 +660,31 @@ mod tests {
             )
             .len(),
             1
+        );
+    }
+
+    /// Through the engine: the geo databases' country and ASN reach the alert.
+    #[test]
+    fn country_and_asn_reach_the_alert() {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo");
+        let mut config = crate::config::Config::default();
+        config.geo.country_db = data.join("country-test.mmdb");
+        config.geo.asn_db = data.join("asn-test.mmdb");
+        config.detectors.geo_unusual.allowed_countries = vec![cc("DE")];
+        let mut engine = crate::detect::engine::Engine::new(&config).unwrap();
+        engine.flow_update(&upload(60, "8.8.8.8", 5_000_000, 120));
+        let alerts = engine.close_window();
+        let alert = alerts
+            .iter()
+            .find(|a| a.detection_branch == "GeoUnusual")
+            .unwrap();
+        assert_eq!(alert.host, HOST.parse::<IpAddr>().unwrap());
+        assert_eq!(alert.country.as_deref(), Some("US"));
+        assert_eq!(alert.asn, Some(15169));
+        assert!(
+            alert.reason.contains("AS15169 Google LLC"),
+            "{}",
+            alert.reason
         );
     }
 }
