@@ -26,7 +26,7 @@ pub struct Alert {
     pub bytes_out: u64,
     pub bytes_in: u64,
     pub duration_s: f64,
-    /// Filled by the geo enrichment (not built yet): always null for now.
+    /// Of the strongest finding's destination, from the geo databases (null without them).
     pub country: Option<String>,
     pub asn: Option<u32>,
     pub window_start: String,
