@@ -25,7 +25,7 @@ use crate::flow::update::{FlowUpdate, UpdateKind};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 const NS: u64 = 1_000_000_000;
@@ -77,7 +77,7 @@ impl Default for LongLivedConfig {
             off_hours_share: 0.5,
             off_hours_bonus: 10,
             stitch_gap_seconds: 60,
-            max_sessions: 200_000,
+            max_sessions: 500_000,
         }
     }
 }
@@ -155,8 +155,10 @@ pub struct LongLivedDetector {
     by_uid: FxHashMap<Uid, u64>,
     /// The newest session per key: the one a following flow may continue.
     by_key: FxHashMap<StitchKey, u64>,
-    /// (last seen, session id): eviction and sweeping order.
+    /// (last seen, session id): eviction order.
     lru: BTreeSet<(u64, u64)>,
+    /// Ended sessions still open to stitching, (last seen, id) in the order they ended.
+    ended: VecDeque<(u64, u64)>,
     next_id: u64,
     evicted: u64,
 }
@@ -182,6 +184,7 @@ impl LongLivedDetector {
             by_uid: FxHashMap::default(),
             by_key: FxHashMap::default(),
             lru: BTreeSet::new(),
+            ended: VecDeque::new(),
             next_id: 0,
             evicted: 0,
         }
@@ -201,23 +204,23 @@ impl LongLivedDetector {
                 && u.first_ns.saturating_sub(s.last_ns) < gap_ns
                 && s.live.len() < MAX_LIVE_MEMBERS
         };
-        if let Some(&id) = self.by_key.get(&key) {
-            if let Some(s) = self.sessions.get_mut(&id).filter(|s| follows(s)) {
-                s.flows += 1;
-                s.live.push(Member {
-                    uid: u.uid,
-                    bytes_out: 0,
-                    bytes_in: 0,
-                });
-                self.by_uid.insert(u.uid, id);
-                return id;
-            }
+        if let Some(&id) = self.by_key.get(&key)
+            && let Some(s) = self.sessions.get_mut(&id).filter(|s| follows(s))
+        {
+            s.flows += 1;
+            s.live.push(Member {
+                uid: u.uid,
+                bytes_out: 0,
+                bytes_in: 0,
+            });
+            self.by_uid.insert(u.uid, id);
+            return id;
         }
-        if self.sessions.len() >= self.config.max_sessions.max(1) {
-            if let Some(&(_, oldest)) = self.lru.first() {
-                self.remove(oldest);
-                self.evicted += 1;
-            }
+        if self.sessions.len() >= self.config.max_sessions.max(1)
+            && let Some(&(_, oldest)) = self.lru.first()
+        {
+            self.remove(oldest);
+            self.evicted += 1;
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -259,6 +262,29 @@ impl LongLivedDetector {
         }
         if self.by_key.get(&s.key) == Some(&id) {
             self.by_key.remove(&s.key);
+        }
+    }
+
+    /// Forgets ended sessions no flow can continue any more. Every flow is reported by the
+    /// checkpoint of the window it began in at the latest, so once a window closes after an
+    /// ended session's stitch gap, every flow that could continue it has been seen. (Expiring
+    /// on update time instead would lose a reconnect after a silent drop: the old flow's final
+    /// update comes an idle timeout after its last packet.)
+    fn expire(&mut self, window_end_ns: u64) {
+        let gap_ns = self.config.stitch_gap_seconds.saturating_mul(NS);
+        while let Some(&(last_ns, id)) = self.ended.front() {
+            if last_ns.saturating_add(gap_ns) >= window_end_ns {
+                break;
+            }
+            self.ended.pop_front();
+            // A session continued since it ended is queued again when it ends again.
+            if self
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.live.is_empty() && s.last_ns == last_ns)
+            {
+                self.remove(id);
+            }
         }
     }
 
@@ -404,34 +430,27 @@ impl Detector for LongLivedDetector {
         let heavy = bytes_out >= self.config.heavy_upload_bytes
             && bytes_out as f64 >= self.config.upload_ratio * bytes_in as f64;
         let qualifies = bytes_out >= self.config.min_upload_bytes && (!s.key.inbound || heavy);
-        let ended_unkeyed = s.live.is_empty() && self.by_key.get(&key) != Some(&id);
+        let ended = s.live.is_empty();
+        let keyed = self.by_key.get(&key) == Some(&id);
+        let last_ns = s.last_ns;
         if reached > s.tiers_reported && qualifies {
             s.tiers_reported = reached;
-            if let Some(s) = self.sessions.get(&id) {
-                if let Some(f) = self.finding(s, view, reached) {
-                    out.push(f);
-                }
+            if let Some(s) = self.sessions.get(&id)
+                && let Some(f) = self.finding(s, view, reached)
+            {
+                out.push(f);
             }
         }
-        // An ended session a newer one replaced as its key's candidate can never grow again.
-        if ended_unkeyed {
+        if ended && keyed {
+            self.ended.push_back((last_ns, id));
+        } else if ended {
+            // A newer session replaced it as its key's candidate: it can never grow again.
             self.remove(id);
         }
     }
 
     fn window(&mut self, closed: &ClosedWindow, _out: &mut Vec<Finding>) {
-        // Ended sessions past the stitch gap can no longer be continued: forget them.
-        let gap_ns = self.config.stitch_gap_seconds.saturating_mul(NS);
-        let stale: Vec<u64> = self
-            .lru
-            .iter()
-            .take_while(|(last, _)| last.saturating_add(gap_ns) < closed.end_ns)
-            .filter(|(_, id)| self.sessions.get(id).is_some_and(|s| s.live.is_empty()))
-            .map(|&(_, id)| id)
-            .collect();
-        for id in stale {
-            self.remove(id);
-        }
+        self.expire(closed.end_ns);
     }
 
     fn evicted(&self) -> u64 {
@@ -789,7 +808,18 @@ mod tests {
         let mut feeder = Feeder::default();
         feeder.feed_all(
             &mut d,
-            &session(6, TCP, "198.51.100.4", 443, 0.0, 3_700.0, 300.0, 300.0, 300.0, true),
+            &session(
+                6,
+                TCP,
+                "198.51.100.4",
+                443,
+                0.0,
+                3_700.0,
+                300.0,
+                300.0,
+                300.0,
+                true,
+            ),
         );
         assert_eq!(strengths(&feeder.findings), vec![35]);
         assert_eq!(feeder.findings[0].ts_ns, at(3_600.0));
@@ -829,6 +859,59 @@ mod tests {
         // Nothing is left once the gap has passed.
         feeder.close(&mut d, 4_500.0, 5_400.0);
         assert_eq!(d.sessions(), 0);
+    }
+
+    #[test]
+    fn reconnect_after_a_silent_drop_is_stitched_though_the_old_flow_ends_late() {
+        // The old connection's last packet is at 25 min; the flow table ends it an idle
+        // timeout later (30 min), after other traffic, and only then reports the reconnect
+        // that began 10 s after the drop.
+        let old = session(
+            60,
+            TCP,
+            "203.0.113.70",
+            443,
+            0.0,
+            1_500.0,
+            300.0,
+            5_000.0,
+            2_500.0,
+            false,
+        );
+        let mut d = LongLivedDetector::new(LongLivedConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &old);
+        let other = update(
+            61,
+            TCP,
+            "198.51.100.99",
+            443,
+            1_790.0,
+            1_800.0,
+            900,
+            4_000,
+            UpdateKind::Final,
+        );
+        feeder.feed(&mut d, &other);
+        let mut end = old[old.len() - 1].clone();
+        end.kind = UpdateKind::Final;
+        feeder.feed(&mut d, &end);
+        let new = session(
+            62,
+            TCP,
+            "203.0.113.70",
+            443,
+            1_510.0,
+            2_400.0,
+            300.0,
+            5_000.0,
+            2_500.0,
+            true,
+        );
+        feeder.feed_all(&mut d, &new);
+        assert_eq!(strengths(&feeder.findings), vec![25, 35]);
+        assert_eq!(feeder.findings[1].evidence["stitched_flows"], 2);
+        assert_eq!(feeder.findings[1].ts_ns, at(3_610.0));
     }
 
     #[test]

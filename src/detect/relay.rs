@@ -29,7 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 const NS: u64 = 1_000_000_000;
 /// Distinct addresses (and inbound flows) are counted exactly up to this many per host and
 /// window; every threshold is far below it, so beyond it the count only says "at least".
-const MAX_EXACT_DESTINATIONS: usize = 256;
+const MAX_EXACT_DESTINATIONS: usize = 512;
 /// Long TCP flows (control candidates) tracked per host and window; when full, the one that
 /// has sent least is replaced (counted).
 const MAX_CONTROLS: usize = 32;
@@ -537,5 +537,445 @@ impl Detector for RelayDetector {
     /// Updates dropped because `max_hosts` hosts were already tracked in the window.
     fn evicted(&self) -> u64 {
         self.dropped_updates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::long_lived::test_support::*;
+    use super::*;
+    use crate::flow::update::{FlowNames, FlowUpdate, UpdateKind};
+
+    const TCP: u8 = ip_proto::TCP;
+    const UDP: u8 = ip_proto::UDP;
+    const CONTROL: &str = "198.51.100.7";
+
+    /// `n` short TCP fetches (2 s each) spread over the window starting at `start_s`, to
+    /// `sites` distinct addresses, each downloading `bytes_in`.
+    fn fetches(
+        uid_base: u64,
+        start_s: f64,
+        n: u64,
+        sites: u64,
+        bytes_in: u64,
+    ) -> Vec<FlowUpdate<'static>> {
+        (0..n)
+            .map(|i| {
+                let site = i % sites;
+                let addr = format!("198.18.{}.{}", site / 200, site % 200 + 1);
+                let t = start_s + 1.0 + i as f64 * (880.0 / n as f64);
+                update(
+                    uid_base + i,
+                    TCP,
+                    &addr,
+                    443,
+                    t,
+                    t + 2.0,
+                    1_800,
+                    bytes_in,
+                    UpdateKind::Final,
+                )
+            })
+            .collect()
+    }
+
+    /// The control session's updates falling in window `w` (900 s windows from T0): interim
+    /// every 5 min, the last one being the window's checkpoint. 45 kB/s up, 1.5 kB/s down.
+    fn control(w: u64) -> Vec<FlowUpdate<'static>> {
+        session(
+            1,
+            TCP,
+            CONTROL,
+            443,
+            0.0,
+            900.0 * (w + 1) as f64,
+            300.0,
+            45_000.0,
+            1_500.0,
+            false,
+        )
+        .into_iter()
+        .filter(|u| u.last_ns > at(900.0 * w as f64))
+        .collect()
+    }
+
+    fn proxyware_window(w: u64) -> Vec<FlowUpdate<'static>> {
+        let mut updates = control(w);
+        // 312 fetches to 287 sites, 126 kB each: 39.3 MB against 40.5 MB sent up the control.
+        updates.extend(fetches(
+            1_000 * (w + 1),
+            900.0 * w as f64,
+            312,
+            287,
+            126_000,
+        ));
+        updates
+    }
+
+    #[test]
+    fn proxyware_agent_without_a_known_domain_is_found_and_repeats_score_higher() {
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &proxyware_window(0));
+        feeder.close(&mut d, 0.0, 900.0);
+        assert_eq!(feeder.findings.len(), 1);
+        let f = &feeder.findings[0];
+        assert_eq!(f.branch, Branch::RelayBehaviour);
+        assert_eq!(f.host, HOST.parse::<IpAddr>().unwrap());
+        assert_eq!(f.strength, 70);
+        assert_eq!(f.bytes_out, 40_500_000);
+        assert_eq!(f.bytes_in, 39_312_000);
+        assert_eq!(
+            f.summary,
+            "relayed 40.5 MB: a 15 min control session to 198.51.100.7:443 uploaded what 312 short flows to 287 sites downloaded (ratio 0.97)"
+        );
+        assert_eq!(f.evidence["control"][0]["uid"], Uid(1).to_string());
+        assert_eq!(
+            f.evidence["top_short_destinations"]
+                .as_array()
+                .map(Vec::len),
+            Some(10)
+        );
+
+        // Around the clock: the next window, same pattern, scores the repeat bonus.
+        feeder.findings.clear();
+        feeder.feed_all(&mut d, &proxyware_window(1));
+        feeder.close(&mut d, 900.0, 1_800.0);
+        assert_eq!(feeder.findings.len(), 1);
+        let f = &feeder.findings[0];
+        assert_eq!(f.strength, 80);
+        // The control connection counts only what it sent in this window.
+        assert_eq!(f.bytes_out, 40_500_000);
+        assert!(
+            f.summary
+                .starts_with("relayed 40.5 MB: a 30 min control session"),
+            "{}",
+            f.summary
+        );
+        assert!(f.summary.ends_with(", also in the previous window"));
+    }
+
+    #[test]
+    fn relaying_at_night_adds_the_off_hours_bonus() {
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder {
+            off_hours: true,
+            ..Feeder::default()
+        };
+        feeder.feed_all(&mut d, &proxyware_window(0));
+        feeder.close(&mut d, 0.0, 900.0);
+        assert_eq!(
+            feeder
+                .findings
+                .iter()
+                .map(|f| f.strength)
+                .collect::<Vec<_>>(),
+            vec![75]
+        );
+        assert!(feeder.findings[0].summary.ends_with(", mostly off-hours"));
+    }
+
+    #[test]
+    fn a_window_gap_breaks_the_repeat_bonus() {
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &proxyware_window(0));
+        feeder.close(&mut d, 0.0, 900.0);
+        // The agent was off through window 1 (nobody's traffic opened it); in window 2 it
+        // starts a new control session.
+        let mut later = session(
+            2, TCP, CONTROL, 443, 1_800.0, 900.0, 300.0, 45_000.0, 1_500.0, false,
+        );
+        later.extend(fetches(5_000, 1_800.0, 312, 287, 126_000));
+        feeder.feed_all(&mut d, &later);
+        feeder.close(&mut d, 1_800.0, 2_700.0);
+        assert_eq!(
+            feeder
+                .findings
+                .iter()
+                .map(|f| f.strength)
+                .collect::<Vec<_>>(),
+            vec![70, 70]
+        );
+    }
+
+    #[test]
+    fn normal_browsing_is_no_relay() {
+        // 300 page loads to 150 sites (200 MB down), a video stream, a chat websocket.
+        let mut updates = fetches(100, 0.0, 300, 150, 666_000);
+        updates.extend(session(
+            2,
+            TCP,
+            "203.0.113.80",
+            443,
+            0.0,
+            900.0,
+            300.0,
+            8_000.0,
+            600_000.0,
+            false,
+        ));
+        updates.extend(session(
+            3,
+            TCP,
+            "203.0.113.81",
+            443,
+            0.0,
+            900.0,
+            300.0,
+            100.0,
+            300.0,
+            false,
+        ));
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &updates);
+        feeder.close(&mut d, 0.0, 900.0);
+        assert!(feeder.findings.is_empty());
+    }
+
+    #[test]
+    fn long_upload_to_one_destination_without_fetches_is_no_relay() {
+        // A 2 GB backup upload, and the host's few DNS lookups.
+        let mut updates = session(
+            4,
+            TCP,
+            "192.0.2.200",
+            443,
+            0.0,
+            900.0,
+            300.0,
+            2_200_000.0,
+            20_000.0,
+            false,
+        );
+        for i in 0..6 {
+            let t = 100.0 * i as f64;
+            updates.push(update(
+                200 + i,
+                UDP,
+                "192.0.2.53",
+                53,
+                t,
+                t + 0.1,
+                80,
+                200,
+                UpdateKind::Final,
+            ));
+        }
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &updates);
+        feeder.close(&mut d, 0.0, 900.0);
+        assert!(feeder.findings.is_empty());
+    }
+
+    #[test]
+    fn symmetric_call_over_tcp_while_browsing_is_no_relay() {
+        // A 15 min screen-shared call over TCP 443 (50 MB each way) while 40 page loads to 30
+        // sites download 45 MB: the byte ratio fits, but the call is no upload-heavy control.
+        let mut updates = session(
+            5,
+            TCP,
+            "203.0.113.90",
+            443,
+            0.0,
+            900.0,
+            300.0,
+            55_000.0,
+            55_000.0,
+            false,
+        );
+        updates.extend(fetches(300, 0.0, 40, 30, 1_125_000));
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &updates);
+        feeder.close(&mut d, 0.0, 900.0);
+        assert!(feeder.findings.is_empty());
+        // With the upload-ratio condition off, the same traffic would match.
+        let mut d = RelayDetector::new(RelayConfig {
+            control_min_upload_ratio: 0.0,
+            ..RelayConfig::default()
+        });
+        feeder.feed_all(&mut d, &updates);
+        feeder.close(&mut d, 0.0, 900.0);
+        assert_eq!(feeder.findings.len(), 1);
+    }
+
+    #[test]
+    fn short_flows_to_the_control_endpoint_are_not_fetches() {
+        // The agent's own short check-ins to its controller, plus a few real sites.
+        let mut updates = control(0);
+        for i in 0..30 {
+            let t = 10.0 + 25.0 * i as f64;
+            updates.push(update(
+                400 + i,
+                TCP,
+                CONTROL,
+                443,
+                t,
+                t + 1.0,
+                1_000,
+                1_300_000,
+                UpdateKind::Final,
+            ));
+        }
+        updates.extend(fetches(500, 0.0, 5, 5, 100_000));
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &updates);
+        feeder.close(&mut d, 0.0, 900.0);
+        assert!(feeder.findings.is_empty());
+    }
+
+    /// `n` inbound TCP connections to `port` from `clients` outside addresses, each serving
+    /// `bytes_out` back.
+    fn accepted(
+        uid_base: u64,
+        port: u16,
+        n: u64,
+        clients: u64,
+        bytes_out: u64,
+    ) -> Vec<FlowUpdate<'static>> {
+        (0..n)
+            .map(|i| {
+                let client = i % clients;
+                let addr = format!("192.0.2.{}", client + 1);
+                let t = 5.0 + i as f64 * (850.0 / n as f64);
+                let mut u = update(
+                    uid_base + i,
+                    TCP,
+                    &addr,
+                    50_000 + i as u16,
+                    t,
+                    t + 20.0,
+                    bytes_out,
+                    20_000,
+                    UpdateKind::Final,
+                );
+                u.inbound = true;
+                u.inside_port = port;
+                u
+            })
+            .collect()
+    }
+
+    #[test]
+    fn planted_proxy_serving_outside_clients_is_found() {
+        // 40 connections from 25 addresses to port 1080 take 120 MB; the host fetches 120 MB
+        // over 60 flows to 50 sites.
+        let names = FlowNames {
+            socks_target: Some("shop.example.com".into()),
+            ..FlowNames::default()
+        };
+        let mut updates = accepted(100, 1080, 40, 25, 3_000_000);
+        let mut out = fetches(500, 0.0, 60, 50, 2_000_000);
+        for u in &mut out {
+            u.names = Some(&names);
+        }
+        updates.extend(out);
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &updates);
+        feeder.close(&mut d, 0.0, 900.0);
+        assert_eq!(feeder.findings.len(), 1);
+        let f = &feeder.findings[0];
+        assert_eq!(f.strength, 75);
+        assert_eq!(
+            f.summary,
+            "acted as a proxy on TCP port 1080: 40 inbound connections from 25 outside addresses took 120.0 MB while it fetched 120.0 MB over 60 outbound flows (ratio 1.00)"
+        );
+        assert_eq!(f.evidence["variant"], "inbound");
+        assert_eq!(f.evidence["top_clients"].as_array().map(Vec::len), Some(10));
+    }
+
+    #[test]
+    fn busy_inside_web_server_is_no_proxy() {
+        // 200 connections from 150 clients take 600 MB; the server downloads 5 MB of updates.
+        let mut updates = accepted(100, 443, 200, 150, 3_000_000);
+        updates.extend(fetches(1_000, 0.0, 15, 10, 333_000));
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &updates);
+        feeder.close(&mut d, 0.0, 900.0);
+        assert!(feeder.findings.is_empty());
+    }
+
+    #[test]
+    fn bittorrent_swarms_are_left_to_the_torrent_detector() {
+        let mut updates = accepted(100, 6881, 40, 25, 3_000_000);
+        updates.extend(fetches(500, 0.0, 60, 50, 2_000_000));
+        for u in &mut updates {
+            u.services = service::BITTORRENT;
+        }
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let mut feeder = Feeder::default();
+        feeder.feed_all(&mut d, &updates);
+        feeder.close(&mut d, 0.0, 900.0);
+        assert!(feeder.findings.is_empty());
+    }
+
+    #[test]
+    fn hosts_per_window_are_bounded_with_a_count() {
+        let mut d = RelayDetector::new(RelayConfig {
+            max_hosts: 1,
+            ..RelayConfig::default()
+        });
+        let mut feeder = Feeder::default();
+        let mut other = update(
+            9,
+            TCP,
+            "198.18.0.1",
+            443,
+            1.0,
+            2.0,
+            100,
+            100,
+            UpdateKind::Final,
+        );
+        other.inside = "10.9.9.9".parse().unwrap();
+        feeder.feed(
+            &mut d,
+            &update(
+                8,
+                TCP,
+                "198.18.0.1",
+                443,
+                1.0,
+                2.0,
+                100,
+                100,
+                UpdateKind::Final,
+            ),
+        );
+        feeder.feed(&mut d, &other);
+        feeder.feed(&mut d, &other);
+        assert_eq!(d.evicted(), 2);
+        // The bound is per window.
+        feeder.close(&mut d, 0.0, 900.0);
+        feeder.feed(&mut d, &other);
+        assert_eq!(d.evicted(), 2);
+    }
+
+    #[test]
+    fn engine_turns_the_relay_pattern_into_an_alert() {
+        // Through the real engine: deltas, routing, scoring. The control session also crosses
+        // LongLivedSession's 10 min threshold (upload-heavy: 25 + 15); the relay finding leads.
+        let config = crate::config::Config::default();
+        let mut engine = super::super::engine::Engine::new(&config).unwrap();
+        let mut updates = proxyware_window(0);
+        updates.sort_by_key(|u| (u.last_ns, u.uid));
+        for u in &updates {
+            engine.flow_update(u);
+        }
+        let alerts = engine.close_window();
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!(a.host, HOST.parse::<IpAddr>().unwrap());
+        assert_eq!(a.detection_branch, "RelayBehaviour");
+        assert_eq!(a.destination_ip, Some(CONTROL.parse().unwrap()));
+        // 70, +5 for the second branch, +5 for a destination no host had contacted before.
+        assert_eq!(a.score, 80);
+        assert_eq!(a.evidence["findings"].as_array().map(Vec::len), Some(2));
     }
 }
