@@ -173,11 +173,6 @@ impl RelayDetector {
         }
     }
 
-    /// Updates dropped at the `max_hosts` bound, and control candidates replaced at theirs.
-    pub fn dropped(&self) -> (u64, u64) {
-        (self.dropped_updates, self.controls_replaced)
-    }
-
     fn outbound(&self, host: IpAddr, acc: &HostAcc, closed: &ClosedWindow) -> Option<Finding> {
         let c = &self.config;
         let control_min_ns = c.control_min_seconds.saturating_mul(NS);
@@ -534,9 +529,10 @@ impl Detector for RelayDetector {
         self.window_start_ns = closed.end_ns;
     }
 
-    /// Updates dropped because `max_hosts` hosts were already tracked in the window.
+    /// Updates dropped because `max_hosts` hosts were already tracked in the window, and
+    /// control candidates dropped at a host's bound.
     fn evicted(&self) -> u64 {
-        self.dropped_updates
+        self.dropped_updates.saturating_add(self.controls_replaced)
     }
 }
 
