@@ -10,9 +10,10 @@
 //! window volume could amount to a flood; the others keep totals.
 use super::windows::ClosedWindow;
 use super::{Branch, Detector, Finding, FlowView, human_bytes, human_duration};
+use crate::decode::packet::ip_proto;
 use crate::enrich::geo::CountryCode;
 use crate::flow::key::Uid;
-use crate::flow::update::UpdateKind;
+use crate::flow::update::{FlowUpdate, UpdateKind};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -42,6 +43,9 @@ pub struct FloodConfig {
     pub strength: u8,
     pub strong_factor: f64,
     pub strong_bonus: u8,
+    /// An update whose flow received at least this many times the bytes it sent is a
+    /// download: its outbound packets are acknowledgements, not a flood (0: off).
+    pub download_ratio: f64,
     /// Outside targets tracked per window; beyond it the quietest half is evicted (counted).
     pub max_targets: usize,
     /// Targets with per-second buckets at once (each up to 2 h of buckets); beyond it a
@@ -64,6 +68,7 @@ impl Default for FloodConfig {
             strength: 80,
             strong_factor: 5.0,
             strong_bonus: 10,
+            download_ratio: 4.0,
             max_targets: 65_536,
             max_rate_targets: 1024,
             max_tracked_flows: 1_000_000,
@@ -306,16 +311,17 @@ impl FloodDetector {
         let total_sources = t.sources.len() as u64 + t.unchecked_sources;
         let estimated = t.unchecked_sources > 0;
         let about = if estimated { "about " } else { "" };
-        let from = match (t.inside_sources, t.spoofed_sources + t.unchecked_sources) {
-            (0, spoofed) => format!("{about}{} spoofed sources", grouped(spoofed)),
-            (1, 0) => "1 host".to_string(),
-            (inside, 0) => format!("{} hosts", grouped(inside)),
-            (inside, spoofed) => format!(
-                "{} host{} and {about}{} spoofed sources",
-                grouped(inside),
-                if inside == 1 { "" } else { "s" },
-                grouped(spoofed)
-            ),
+        let spoofed = t.spoofed_sources + t.unchecked_sources;
+        let hosts = |n: u64| format!("{} host{}", grouped(n), if n == 1 { "" } else { "s" });
+        let spoofed_text = format!(
+            "{about}{} spoofed source{}",
+            grouped(spoofed),
+            if spoofed == 1 { "" } else { "s" }
+        );
+        let from = match (t.inside_sources, spoofed) {
+            (0, _) => spoofed_text,
+            (inside, 0) => hosts(inside),
+            (inside, _) => format!("{} and {spoofed_text}", hosts(inside)),
         };
         let summary = format!(
             "sent {} / {} to {target_ip}{service} for {} from {from}",
@@ -399,7 +405,12 @@ impl Detector for FloodDetector {
             _ => u.first_ns,
         };
         let (pkts, bytes) = (view.delta.pkts_out, view.delta.bytes_out);
-        if pkts == 0 && bytes == 0 && !view.first_update {
+        if (pkts == 0 && bytes == 0 && !view.first_update)
+            || tcp_session(u)
+            || (self.config.download_ratio > 0.0
+                && view.delta.bytes_in as f64 >= self.config.download_ratio * bytes as f64
+                && view.delta.bytes_in > 0)
+        {
             return;
         }
         if !self.targets.contains_key(&u.outside) && self.targets.len() >= self.config.max_targets {
@@ -530,6 +541,12 @@ impl Detector for FloodDetector {
     }
 }
 
+/// A TCP connection that completed its handshake: congestion control paces what it sends to
+/// what the peer accepts (uploads, downloads' acknowledgements), which a flood does not wait for.
+fn tcp_session(u: &FlowUpdate<'_>) -> bool {
+    u.proto == ip_proto::TCP && matches!(u.conn_state, "S1" | "S2" | "S3" | "SF" | "RSTO" | "RSTR")
+}
+
 /// An address that can be an outside target: not private, loopback, link-local, multicast,
 /// broadcast or unspecified (traffic between inside hosts is not egress).
 pub(super) fn routable(ip: IpAddr) -> bool {
@@ -568,7 +585,6 @@ pub(super) fn grouped(n: u64) -> String {
 
 /// "TCP", "UDP", "ICMP", else the protocol number.
 pub(super) fn proto_label(proto: u8) -> String {
-    use crate::decode::packet::ip_proto;
     match proto {
         ip_proto::TCP => "TCP".to_string(),
         ip_proto::UDP => "UDP".to_string(),
@@ -598,5 +614,369 @@ fn human_bps(bps: f64) -> String {
         format!("{:.0} Mbit/s", bps / 1e6)
     } else {
         format!("{:.0} kbit/s", bps / 1e3)
+    }
+}
+
+/// Test support shared by the detectors' tests: feeds updates the way the engine does (deltas
+/// since the flow's previous update, first-update flag, inside test by the default home_nets).
+#[cfg(test)]
+pub(super) mod testing {
+    use super::super::windows::ClosedWindow;
+    use super::super::{Delta, Detector, Finding, FlowView};
+    use crate::config::Config;
+    use crate::enrich::geo::GeoInfo;
+    use crate::flow::key::Uid;
+    use crate::flow::update::{FlowUpdate, UpdateKind};
+    use rustc_hash::FxHashMap;
+
+    pub const SEC: u64 = 1_000_000_000;
+    /// 2024-03-05 10:00:00 UTC, a window boundary for 300/900/3600 s windows.
+    pub const T0: u64 = 1_709_632_800 * SEC;
+
+    /// A flow update with no answer yet; tests set the counters and state they need.
+    pub fn update(
+        uid: u64,
+        proto: u8,
+        inside: &str,
+        outside: (&str, u16),
+        first_ns: u64,
+    ) -> FlowUpdate<'static> {
+        FlowUpdate {
+            uid: Uid(uid),
+            kind: UpdateKind::Interim,
+            proto,
+            inside: inside
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            inside_port: 40_000 + (uid % 20_000) as u16,
+            outside: outside
+                .0
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            outside_port: outside.1,
+            inbound: false,
+            first_ns,
+            last_ns: first_ns,
+            bytes_out: 0,
+            bytes_in: 0,
+            pkts_out: 0,
+            pkts_in: 0,
+            answered: false,
+            conn_state: "S0",
+            services: 0,
+            names: None,
+        }
+    }
+
+    pub struct Feeder {
+        config: Config,
+        reported: FxHashMap<Uid, Delta>,
+        geo: GeoInfo,
+        pub findings: Vec<Finding>,
+    }
+
+    impl Feeder {
+        pub fn new() -> Feeder {
+            Feeder {
+                config: Config::default(),
+                reported: FxHashMap::default(),
+                geo: GeoInfo::default(),
+                findings: Vec::new(),
+            }
+        }
+
+        pub fn feed(&mut self, detector: &mut dyn Detector, u: &FlowUpdate<'_>) {
+            let totals = Delta {
+                bytes_out: u.bytes_out,
+                bytes_in: u.bytes_in,
+                pkts_out: u.pkts_out,
+                pkts_in: u.pkts_in,
+            };
+            let before = if u.kind == UpdateKind::Final {
+                self.reported.remove(&u.uid)
+            } else {
+                self.reported.insert(u.uid, totals)
+            };
+            let first_update = before.is_none();
+            let before = before.unwrap_or_default();
+            let view = FlowView {
+                update: u,
+                delta: Delta {
+                    bytes_out: totals.bytes_out - before.bytes_out,
+                    bytes_in: totals.bytes_in - before.bytes_in,
+                    pkts_out: totals.pkts_out - before.pkts_out,
+                    pkts_in: totals.pkts_in - before.pkts_in,
+                },
+                first_update,
+                geo: &self.geo,
+                allowlisted: false,
+                history: None,
+                off_hours: false,
+                host_inside: self.config.is_inside(u.inside),
+                host_allowlisted: false,
+            };
+            detector.flow(&view, &mut self.findings);
+        }
+
+        /// Closes the window [start, end) and returns every finding since the last close.
+        pub fn close(
+            &mut self,
+            detector: &mut dyn Detector,
+            start_ns: u64,
+            end_ns: u64,
+        ) -> Vec<Finding> {
+            let closed = ClosedWindow {
+                start_ns,
+                end_ns,
+                population_p90_bytes_out: None,
+                hosts: Vec::new(),
+            };
+            detector.window(&closed, &mut self.findings);
+            std::mem::take(&mut self.findings)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Feeder, SEC, T0, update};
+    use super::*;
+    use crate::flow::update::UpdateKind;
+
+    const UDP: u8 = ip_proto::UDP;
+    const TCP: u8 = ip_proto::TCP;
+
+    #[test]
+    fn udp_flood_from_one_host_is_found_with_its_rate() {
+        // A bot sends 52,000 DNS queries a second (745 B each: ~310 Mbit/s) to one target
+        // for 40 s, on one flow: an interim update at 20 s, then the final one.
+        let mut det = FloodDetector::new(FloodConfig::default());
+        let mut feed = Feeder::new();
+        let start = T0 + 100 * SEC;
+        let mut u = update(1, UDP, "10.1.2.3", ("203.0.113.50", 53), start);
+        for (kind, secs) in [(UpdateKind::Interim, 20), (UpdateKind::Final, 40)] {
+            u.kind = kind;
+            u.last_ns = start + secs * SEC;
+            u.pkts_out = 52_000 * secs;
+            u.bytes_out = 52_000 * secs * 745;
+            feed.feed(&mut det, &u);
+        }
+        let found = feed.close(&mut det, T0, T0 + 900 * SEC);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert_eq!(f.branch, Branch::FloodParticipation);
+        assert_eq!(f.host, "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(f.destination, Some(("203.0.113.50".parse().unwrap(), 53)));
+        // 52 kpps is over 5x 5000 pps.
+        assert_eq!(f.strength, 90);
+        assert_eq!(
+            f.summary,
+            "sent 52 kpps / 310 Mbit/s to 203.0.113.50 UDP/53 for 40 s from 1 host"
+        );
+        assert_eq!(f.evidence["packets"], 2_080_000);
+        assert_eq!(f.evidence["seconds_over_threshold"], 40);
+        // The average first passes 5000 pps within the flood's first second.
+        assert_eq!(f.ts_ns, start);
+        // Final updates forget the flow's previous update time.
+        assert!(det.last_update.is_empty());
+    }
+
+    #[test]
+    fn spoofed_syn_flood_counts_every_source_even_when_reported_out_of_order() {
+        // 6,000 SYNs a second for 15 s, each from a different spoofed (non-home) address:
+        // 90,000 one-packet flows. The flow table reports them at its checkpoint in slab order,
+        // so the updates come scrambled in time.
+        let mut det = FloodDetector::new(FloodConfig::default());
+        let mut feed = Feeder::new();
+        let start = T0 + 300 * SEC;
+        let n: u64 = 90_000;
+        let order = (0..n).map(|i| (i * 7_919) % n); // a permutation: 7919 is prime to 90000
+        let mut first_source = None;
+        for i in order {
+            let ts = start + i * SEC / 6_000;
+            let src = std::net::Ipv4Addr::from(0x2d00_0000u32 + (i as u32) * 131);
+            let mut u = update(i + 1, TCP, "0.0.0.0", ("198.51.100.80", 443), ts);
+            u.inside = src.into();
+            u.pkts_out = 1;
+            u.bytes_out = 60;
+            first_source.get_or_insert(u.inside);
+            feed.feed(&mut det, &u);
+        }
+        let found = feed.close(&mut det, T0, T0 + 900 * SEC);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert_eq!(Some(f.host), first_source);
+        assert_eq!(f.strength, 80);
+        assert_eq!(f.evidence["spoofed_sources"], 90_000);
+        assert_eq!(f.evidence["inside_sources"], 0);
+        // Updates before the target could be a flood are spread over the span they covered:
+        // with scrambled arrival the peak is close to, not exactly, the true rate.
+        let peak = f.evidence["peak_pps"].as_f64().unwrap_or(0.0);
+        assert!((5_900.0..=6_100.0).contains(&peak), "{peak}");
+        assert_eq!(
+            f.summary,
+            "sent 6.0 kpps / 3 Mbit/s to 198.51.100.80 TCP/443 for 15 s from 90,000 spoofed sources"
+        );
+    }
+
+    #[test]
+    fn heavy_download_is_no_flood() {
+        // A 2 GB download at ~270 Mbit/s in 60 s: the host sends an ACK for every two
+        // segments, 11,500 packets a second, but the bytes go the other way.
+        let mut det = FloodDetector::new(FloodConfig::default());
+        let mut feed = Feeder::new();
+        let start = T0 + 60 * SEC;
+        // Over TCP (an established session) and over QUIC (UDP, download-shaped).
+        for (uid, proto, state) in [(1, TCP, "SF"), (2, UDP, "SF")] {
+            let mut u = update(uid, proto, "10.1.2.4", ("198.51.100.20", 443), start);
+            u.kind = UpdateKind::Final;
+            u.last_ns = start + 60 * SEC;
+            u.pkts_in = 1_380_000;
+            u.bytes_in = 2_000_000_000;
+            u.pkts_out = 690_000;
+            u.bytes_out = 690_000 * 52;
+            u.answered = true;
+            u.conn_state = state;
+            feed.feed(&mut det, &u);
+        }
+        assert!(feed.close(&mut det, T0, T0 + 900 * SEC).is_empty());
+    }
+
+    #[test]
+    fn steady_traffic_below_threshold_and_short_bursts_are_no_flood() {
+        let mut det = FloodDetector::new(FloodConfig::default());
+        let mut feed = Feeder::new();
+        // A video call: 1,200 pps each way for 15 min (UDP, answered).
+        let mut call = update(1, UDP, "10.1.2.5", ("192.0.2.10", 3478), T0);
+        call.last_ns = T0 + 899 * SEC;
+        call.pkts_out = 1_200 * 899;
+        call.bytes_out = 1_200 * 899 * 900;
+        call.pkts_in = call.pkts_out;
+        call.bytes_in = call.bytes_out;
+        call.answered = true;
+        call.conn_state = "SF";
+        feed.feed(&mut det, &call);
+        // 20,000 packets in 2 s: 10,000 pps, but only 2,000 pps over any 10 s.
+        let mut burst = update(2, UDP, "10.1.2.6", ("192.0.2.11", 9000), T0 + 50 * SEC);
+        burst.last_ns = T0 + 52 * SEC - 1;
+        burst.pkts_out = 20_000;
+        burst.bytes_out = 20_000 * 100;
+        feed.feed(&mut det, &burst);
+        assert!(feed.close(&mut det, T0, T0 + 900 * SEC).is_empty());
+    }
+
+    #[test]
+    fn thresholds_and_averaging_come_from_config() {
+        // The same 20,000 packets in 2 s pass a 1 s average at 8,000 pps.
+        let config = FloodConfig {
+            threshold_pps: 8_000,
+            average_seconds: 1,
+            ..FloodConfig::default()
+        };
+        let mut det = FloodDetector::new(config);
+        let mut feed = Feeder::new();
+        let mut burst = update(2, UDP, "10.1.2.6", ("192.0.2.11", 9000), T0 + 50 * SEC);
+        burst.last_ns = T0 + 52 * SEC - 1;
+        burst.pkts_out = 20_000;
+        burst.bytes_out = 20_000 * 100;
+        feed.feed(&mut det, &burst);
+        let found = feed.close(&mut det, T0, T0 + 900 * SEC);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].strength, 80);
+        assert_eq!(found[0].evidence["seconds_over_threshold"], 2);
+    }
+
+    #[test]
+    fn bit_rate_alone_is_enough_and_inside_hosts_are_blamed_before_spoofed_ones() {
+        // Two inside bots and one spoofed source send 8,000-byte UDP datagrams (fragmented on
+        // the wire) at 700 pps each, 2,100 pps in total: 45 Mbit/s each, 134 Mbit/s together,
+        // for 30 s.
+        let mut det = FloodDetector::new(FloodConfig::default());
+        let mut feed = Feeder::new();
+        let start = T0 + 10 * SEC;
+        for (uid, src) in [(1, "198.18.0.9"), (2, "10.0.0.7"), (3, "10.0.0.8")] {
+            let mut u = update(uid, UDP, src, ("203.0.113.77", 80), start);
+            u.last_ns = start + 30 * SEC;
+            u.pkts_out = 700 * 30;
+            u.bytes_out = u.pkts_out * 8_000;
+            feed.feed(&mut det, &u);
+        }
+        let found = feed.close(&mut det, T0, T0 + 900 * SEC);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert_eq!(f.host, "10.0.0.7".parse::<IpAddr>().unwrap());
+        assert!(
+            f.summary
+                == "sent 2.1 kpps / 134 Mbit/s to 203.0.113.77 UDP/80 for 30 s from 2 hosts and 1 spoofed source",
+            "{}",
+            f.summary
+        );
+        assert_eq!(f.evidence["sources"], 3);
+    }
+
+    #[test]
+    fn inside_to_inside_and_inbound_traffic_are_ignored() {
+        let mut det = FloodDetector::new(FloodConfig::default());
+        let mut feed = Feeder::new();
+        let mut backup = update(1, UDP, "10.0.0.5", ("10.0.9.9", 873), T0);
+        backup.last_ns = T0 + 60 * SEC;
+        backup.pkts_out = 60 * 20_000;
+        backup.bytes_out = backup.pkts_out * 1_400;
+        feed.feed(&mut det, &backup);
+        let mut served = update(2, UDP, "10.0.0.6", ("203.0.113.9", 51_000), T0);
+        served.inbound = true;
+        served.last_ns = T0 + 60 * SEC;
+        served.pkts_out = 60 * 20_000;
+        served.bytes_out = served.pkts_out * 1_400;
+        feed.feed(&mut det, &served);
+        assert!(det.targets.is_empty());
+        assert!(feed.close(&mut det, T0, T0 + 900 * SEC).is_empty());
+    }
+
+    #[test]
+    fn targets_are_bounded_with_counted_eviction() {
+        let config = FloodConfig {
+            max_targets: 100,
+            ..FloodConfig::default()
+        };
+        let mut det = FloodDetector::new(config);
+        let mut feed = Feeder::new();
+        for i in 0..1_000u64 {
+            let dst = std::net::Ipv4Addr::from(0xc633_6400u32 + i as u32).to_string();
+            let mut u = update(i + 1, TCP, "10.1.2.3", (&dst, 80), T0 + i * SEC / 10);
+            u.pkts_out = 3;
+            u.bytes_out = 180;
+            feed.feed(&mut det, &u);
+            assert!(det.targets.len() <= 100);
+        }
+        assert!(det.counters.targets_evicted >= 900);
+        assert_eq!(det.evicted(), det.counters.targets_evicted);
+    }
+
+    #[test]
+    fn spreading_keeps_totals_and_proportions() {
+        let mut rate = Rate::default();
+        let mut dropped = 0;
+        // 1,000 packets over 2.5 s starting half a second in: 200 / 400 / 400.
+        rate.spread(10 * SEC + SEC / 2, 13 * SEC, 1_000, 100_000, &mut dropped);
+        let buckets: Vec<(u64, u64)> = rate.buckets.iter().copied().collect();
+        assert_eq!(rate.base_s, 10);
+        assert_eq!(buckets, vec![(200, 20_000), (400, 40_000), (400, 40_000)]);
+        // A span far longer than the buckets keeps only its last part.
+        rate.spread(0, 20_000 * SEC, 20_000, 0, &mut dropped);
+        assert_eq!(rate.buckets.len(), MAX_RATE_SECONDS);
+        assert!(dropped > 0);
+    }
+
+    #[test]
+    fn human_numbers() {
+        assert_eq!(grouped(4_812), "4,812");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000_000), "1,000,000");
+        assert_eq!(human_pps(52_300.0), "52 kpps");
+        assert_eq!(human_bps(310e6), "310 Mbit/s");
+        assert!(routable("203.0.113.50".parse().unwrap()));
+        assert!(!routable("10.1.2.3".parse().unwrap()));
+        assert!(!routable("fd00::1".parse().unwrap()));
     }
 }
