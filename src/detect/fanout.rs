@@ -109,7 +109,6 @@ struct Attempt {
     port: u16,
     dest: IpAddr,
     first_ns: u64,
-    last_ns: u64,
     unanswered: bool,
     /// The host's first contact with `dest` (an input of the sequential test).
     first_contact: bool,
@@ -631,7 +630,6 @@ impl Detector for FanOutDetector {
         if let Some(a) = self.attempts.get_mut(&u.uid) {
             // The latest update decides whether the attempt was answered.
             a.unanswered = unanswered(u);
-            a.last_ns = u.last_ns;
             a.bytes_out = u.bytes_out;
             a.bytes_in = u.bytes_in;
             return;
@@ -660,7 +658,6 @@ impl Detector for FanOutDetector {
             port: u.outside_port,
             dest: u.outside,
             first_ns: u.first_ns,
-            last_ns: u.last_ns,
             unanswered: unanswered(u),
             first_contact,
             bytes_out: u.bytes_out,
@@ -678,11 +675,12 @@ impl Detector for FanOutDetector {
         self.counters.attempts_untracked += 1;
         host.untracked += 1;
         host.untracked_unanswered += u64::from(attempt.unanswered);
-        if let Some(trw) = &self.trw {
-            if first_contact && u.proto == ip_proto::TCP {
-                // No later update will be seen for it: its first answer is its outcome.
-                host.step(trw, self.config.trw_min_failures, &attempt);
-            }
+        if let Some(trw) = &self.trw
+            && first_contact
+            && u.proto == ip_proto::TCP
+        {
+            // No later update will be seen for it: its first answer is its outcome.
+            host.step(trw, self.config.trw_min_failures, &attempt);
         }
     }
 
@@ -731,5 +729,334 @@ impl Detector for FanOutDetector {
 
     fn evicted(&self) -> u64 {
         self.counters.hosts_evicted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flood::testing::{Feeder, SEC, T0, update};
+    use super::*;
+    use crate::flow::update::UpdateKind;
+
+    const TCP: u8 = ip_proto::TCP;
+    const UDP: u8 = ip_proto::UDP;
+    const WINDOW: u64 = 900 * SEC;
+
+    /// An unanswered SYN with two retransmissions, first reported by the window's checkpoint.
+    fn syn(uid: u64, host: &str, dest: &str, port: u16, ts: u64) -> FlowUpdate<'static> {
+        let mut u = update(uid, TCP, host, (dest, port), ts);
+        u.last_ns = ts + 3 * SEC;
+        u.pkts_out = 3;
+        u.bytes_out = 180;
+        u
+    }
+
+    /// A completed HTTPS exchange.
+    fn web(uid: u64, host: &str, dest: &str, ts: u64) -> FlowUpdate<'static> {
+        let mut u = update(uid, TCP, host, (dest, 443), ts);
+        u.kind = UpdateKind::Final;
+        u.last_ns = ts + 4 * SEC;
+        u.pkts_out = 18;
+        u.bytes_out = 2_400;
+        u.pkts_in = 24;
+        u.bytes_in = 28_000;
+        u.answered = true;
+        u.conn_state = "SF";
+        u
+    }
+
+    fn addr(n: u32) -> String {
+        std::net::Ipv4Addr::from(0x2d40_0000u32.wrapping_add(n.wrapping_mul(2_654_435_761) >> 8))
+            .to_string()
+    }
+
+    #[test]
+    fn atomic_red_team_burst_is_a_horizontal_scan() {
+        // 80 connections to 8.8.0.1 ... 8.8.79.1 on port 80 within a minute, none answered.
+        let mut det = FanOutDetector::new(FanOutConfig::default());
+        let mut feed = Feeder::new();
+        let start = T0 + 120 * SEC;
+        for i in 0..80u64 {
+            let dest = format!("8.8.{i}.1");
+            feed.feed(
+                &mut det,
+                &syn(i + 1, "10.1.2.3", &dest, 80, start + i * 700_000_000),
+            );
+        }
+        let found = feed.close(&mut det, T0, T0 + WINDOW);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert_eq!(f.branch, Branch::FanOut);
+        assert_eq!(f.host, "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(f.strength, 70);
+        assert_eq!(
+            f.summary,
+            "probed 80 addresses on TCP/80 in 55 s, 80 of 80 attempts unanswered (horizontal scan)"
+        );
+        assert_eq!(f.evidence["pattern"], "horizontal");
+        assert_eq!(f.evidence["distinct_destinations"], 80);
+        // Established when the 50th address was tried.
+        assert_eq!(f.ts_ns, start + 49 * 700_000_000);
+        assert_eq!(
+            f.evidence["example_flows"].as_array().map(Vec::len),
+            Some(10)
+        );
+    }
+
+    #[test]
+    fn masscan_vertical_sweep_is_strong() {
+        // 1,000 ports of one address in 10 s; 990 refused with RST, 10 open.
+        let mut det = FanOutDetector::new(FanOutConfig::default());
+        let mut feed = Feeder::new();
+        for port in 1..=1_000u16 {
+            let ts = T0 + 30 * SEC + u64::from(port) * 10_000_000;
+            let mut u = syn(u64::from(port), "10.20.0.9", "198.51.100.7", port, ts);
+            u.kind = UpdateKind::Final;
+            u.pkts_out = 1;
+            u.bytes_out = 44;
+            u.pkts_in = 1;
+            u.bytes_in = 40;
+            u.answered = true;
+            u.conn_state = if port % 100 == 0 { "RSTO" } else { "REJ" };
+            feed.feed(&mut det, &u);
+        }
+        let found = feed.close(&mut det, T0, T0 + WINDOW);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        // 1,000 ports is 10x the threshold of 100.
+        assert_eq!(f.strength, 80);
+        assert_eq!(f.destination, Some(("198.51.100.7".parse().unwrap(), 0)));
+        assert_eq!(
+            f.summary,
+            "probed 1,000 ports on 198.51.100.7 in 10 s, 990 of 1,000 attempts unanswered (vertical scan)"
+        );
+        assert_eq!(f.evidence["example_ports"][0], "TCP/1");
+    }
+
+    #[test]
+    fn busy_answered_web_client_is_no_scan() {
+        // 400 HTTPS connections to 220 addresses per window, all answered, plus DNS to one
+        // resolver, for three windows: no per-window pattern and no sequential call.
+        let mut det = FanOutDetector::new(FanOutConfig::default());
+        let mut feed = Feeder::new();
+        let mut uid = 0;
+        for w in 0..3u64 {
+            let base = T0 + w * WINDOW;
+            for i in 0..400u64 {
+                uid += 1;
+                let dest = addr((w * 150 + i % 220) as u32);
+                feed.feed(&mut det, &web(uid, "10.1.5.20", &dest, base + i * 2 * SEC));
+                if i % 8 == 0 {
+                    uid += 1;
+                    let mut dns =
+                        update(uid, UDP, "10.1.5.20", ("9.9.9.9", 53), base + i * 2 * SEC);
+                    dns.kind = UpdateKind::Final;
+                    dns.pkts_out = 1;
+                    dns.pkts_in = 1;
+                    dns.answered = true;
+                    dns.conn_state = "SF";
+                    feed.feed(&mut det, &dns);
+                }
+            }
+            // A few blocked sites on the way: refused, but no scan.
+            for i in 0..5u64 {
+                uid += 1;
+                feed.feed(
+                    &mut det,
+                    &syn(
+                        uid,
+                        "10.1.5.20",
+                        &addr(90_000 + (w * 5 + i) as u32),
+                        443,
+                        base + 850 * SEC,
+                    ),
+                );
+            }
+            let found = feed.close(&mut det, base, base + WINDOW);
+            assert!(found.is_empty(), "window {w}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn an_attempt_answered_after_its_first_update_is_not_unanswered() {
+        // 60 connections first reported (by the checkpoint) before the SYN-ACK came back, then
+        // finished normally in the same window.
+        let mut det = FanOutDetector::new(FanOutConfig::default());
+        let mut feed = Feeder::new();
+        for i in 0..60u64 {
+            let dest = addr(i as u32);
+            let ts = T0 + i * SEC;
+            let first = syn(i + 1, "10.1.2.3", &dest, 443, ts);
+            feed.feed(&mut det, &first);
+            feed.feed(&mut det, &web(i + 1, "10.1.2.3", &dest, ts));
+        }
+        assert!(feed.close(&mut det, T0, T0 + WINDOW).is_empty());
+        // Had they stayed unanswered, the same 60 would be a scan.
+        let mut det = FanOutDetector::new(FanOutConfig::default());
+        for i in 0..60u64 {
+            feed.feed(
+                &mut det,
+                &syn(i + 1, "10.1.2.3", &addr(i as u32), 443, T0 + i * SEC),
+            );
+        }
+        assert_eq!(feed.close(&mut det, T0, T0 + WINDOW).len(), 1);
+    }
+
+    #[test]
+    fn slow_scan_is_caught_by_the_sequential_test_across_windows() {
+        // 12 new addresses on port 22 per window (far below 50), 11 of them silent, beside
+        // 6 ordinary answered web visits: the walk calls a scanner once 20 first contacts have
+        // failed, in the second window.
+        let mut det = FanOutDetector::new(FanOutConfig::default());
+        let mut feed = Feeder::new();
+        let mut uid = 0;
+        let mut windows_with_findings = Vec::new();
+        for w in 0..3u64 {
+            let base = T0 + w * WINDOW;
+            for i in 0..12u64 {
+                uid += 1;
+                let dest = addr((1_000 + w * 12 + i) as u32);
+                let ts = base + i * 70 * SEC;
+                if i == 5 {
+                    feed.feed(&mut det, &web(uid, "10.3.0.44", &dest, ts));
+                } else {
+                    feed.feed(&mut det, &syn(uid, "10.3.0.44", &dest, 22, ts));
+                }
+                if i % 2 == 0 {
+                    uid += 1;
+                    // The same few sites every window: known after the first.
+                    let site = addr((i / 2) as u32);
+                    feed.feed(&mut det, &web(uid, "10.3.0.44", &site, ts + SEC));
+                }
+            }
+            let found = feed.close(&mut det, base, base + WINDOW);
+            if !found.is_empty() {
+                windows_with_findings.push(w);
+                assert_eq!(found.len(), 1);
+                let f = &found[0];
+                assert_eq!(f.strength, 60);
+                assert_eq!(f.evidence["pattern"], "sequential");
+                assert!(f.evidence["failed_first_contacts"].as_u64() >= Some(20));
+                assert!(f.summary.starts_with("failed 2"), "{}", f.summary);
+            }
+        }
+        assert_eq!(windows_with_findings, vec![1]);
+    }
+
+    #[test]
+    fn sequential_test_parameters_come_from_config() {
+        let config = FanOutConfig {
+            trw_enabled: false,
+            ..FanOutConfig::default()
+        };
+        assert!(FanOutDetector::new(config).trw.is_none());
+        // theta1 must be below theta0 for the test to mean anything.
+        let config = FanOutConfig {
+            trw_theta0: 0.2,
+            trw_theta1: 0.8,
+            ..FanOutConfig::default()
+        };
+        assert!(FanOutDetector::new(config).trw.is_none());
+        let trw = TrwParams::new(&FanOutConfig::default()).map(|t| t.eta1);
+        assert!(trw.is_some_and(|eta1| (eta1 - 99.0).abs() < 1e-9));
+        // Four straight failures reach 99 (4 x ln 4 > ln 99); three do not.
+        let t = TrwParams::new(&FanOutConfig::default());
+        assert!(t.is_some_and(|t| 4.0 * t.failure_step >= t.ln_eta1 && 3.0 * t.failure_step < t.ln_eta1));
+    }
+
+    #[test]
+    fn per_window_thresholds_come_from_config() {
+        // The burst of 80 falls below a 100-address threshold.
+        let config = FanOutConfig {
+            min_destinations_per_port: 100,
+            ..FanOutConfig::default()
+        };
+        let mut det = FanOutDetector::new(config);
+        let mut feed = Feeder::new();
+        for i in 0..80u64 {
+            feed.feed(
+                &mut det,
+                &syn(
+                    i + 1,
+                    "10.1.2.3",
+                    &format!("8.8.{i}.1"),
+                    80,
+                    T0 + i * SEC / 2,
+                ),
+            );
+        }
+        // The sequential test still calls it: 80 failed first contacts in a row.
+        let found = feed.close(&mut det, T0, T0 + WINDOW);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].evidence["pattern"], "sequential");
+    }
+
+    #[test]
+    fn inbound_and_inside_destinations_are_not_scans() {
+        let mut det = FanOutDetector::new(FanOutConfig::default());
+        let mut feed = Feeder::new();
+        for i in 0..200u64 {
+            // Internet scanners probing an inside web server.
+            let mut u = syn(i + 1, "10.1.2.80", &addr(i as u32), 22, T0 + i * SEC);
+            u.inbound = true;
+            feed.feed(&mut det, &u);
+            // An inside host sweeping its own LAN (not egress).
+            let lan = format!("10.9.{}.{}", i / 250, i % 250 + 1);
+            feed.feed(
+                &mut det,
+                &syn(1_000 + i, "10.1.2.81", &lan, 445, T0 + i * SEC),
+            );
+        }
+        assert!(det.attempts.is_empty());
+        assert!(feed.close(&mut det, T0, T0 + WINDOW).is_empty());
+    }
+
+    #[test]
+    fn state_is_bounded_with_counted_eviction() {
+        let config = FanOutConfig {
+            max_hosts: 16,
+            max_flows_per_host: 100,
+            ..FanOutConfig::default()
+        };
+        let mut det = FanOutDetector::new(config);
+        let mut feed = Feeder::new();
+        let mut uid = 0;
+        for h in 0..64u32 {
+            let host = format!("10.2.0.{}", h + 1);
+            for i in 0..150u32 {
+                uid += 1;
+                feed.feed(
+                    &mut det,
+                    &syn(uid, &host, &addr(h * 1_000 + i), 80, T0 + uid * 1_000_000),
+                );
+                assert!(det.hosts.len() <= 16);
+            }
+        }
+        assert!(det.counters.hosts_evicted >= 48);
+        assert_eq!(det.evicted(), det.counters.hosts_evicted);
+        // 50 attempts per host went uncounted individually, yet each host still shows a scan.
+        assert_eq!(det.counters.attempts_untracked, 64 * 50);
+        let found = feed.close(&mut det, T0, T0 + WINDOW);
+        assert_eq!(found.len(), 64);
+        assert!(det.attempts.is_empty());
+    }
+
+    #[test]
+    fn known_destination_filter_tells_first_contacts() {
+        let mut host = HostState::new(FanOutConfig::default().trw_known_destinations * 8 / 64);
+        let mut resets = 0;
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        assert!(host.remember(a, 1024, &mut resets));
+        assert!(!host.remember(a, 1024, &mut resets));
+        let new = (0..1_023u32)
+            .filter(|&i| host.remember(addr(i).parse().unwrap(), 1024, &mut resets))
+            .count();
+        // A few may collide with earlier ones; most are new.
+        assert!(new > 950, "{new}");
+        assert_eq!(resets, 0);
+        for i in 0..2_000u32 {
+            host.remember(addr(50_000 + i).parse().unwrap(), 1024, &mut resets);
+        }
+        assert!(resets >= 1);
     }
 }
