@@ -26,6 +26,8 @@ const MAX_EXAMPLES: usize = 10;
 /// Bits per remembered destination in a host's known-destination filter: with two hashes the
 /// chance of taking a new destination for a known one stays under about 5% when full.
 const FILTER_BITS_PER_DESTINATION: usize = 8;
+/// Ceiling on `trw_known_destinations`: 128 kB of filter per host at most.
+const MAX_KNOWN_DESTINATIONS: usize = 1 << 17;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -341,6 +343,7 @@ impl FanOutDetector {
     pub fn new(config: FanOutConfig) -> FanOutDetector {
         let filter_words = config
             .trw_known_destinations
+            .min(MAX_KNOWN_DESTINATIONS)
             .saturating_mul(FILTER_BITS_PER_DESTINATION)
             .div_ceil(64)
             .max(1);

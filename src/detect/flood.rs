@@ -108,12 +108,21 @@ impl Rate {
             self.buckets.push_front((0, 0));
             self.base_s -= 1;
         }
-        let mut index = (s - self.base_s) as usize;
-        while index >= MAX_RATE_SECONDS {
-            self.buckets.pop_front();
-            self.base_s += 1;
-            index -= 1;
-            *dropped += 1;
+        let mut index = usize::try_from(s - self.base_s).unwrap_or(usize::MAX);
+        if index >= MAX_RATE_SECONDS {
+            // Keep the newest MAX_RATE_SECONDS seconds; a jump past them all starts afresh.
+            let shift = index - (MAX_RATE_SECONDS - 1);
+            if shift >= self.buckets.len() {
+                *dropped += self.buckets.len() as u64;
+                self.buckets.clear();
+                self.base_s = s;
+                index = 0;
+            } else {
+                self.buckets.drain(..shift);
+                self.base_s += shift as u64;
+                index -= shift;
+                *dropped += shift as u64;
+            }
         }
         while self.buckets.len() <= index {
             self.buckets.push_back((0, 0));
@@ -962,9 +971,19 @@ mod tests {
         let buckets: Vec<(u64, u64)> = rate.buckets.iter().copied().collect();
         assert_eq!(rate.base_s, 10);
         assert_eq!(buckets, vec![(200, 20_000), (400, 40_000), (400, 40_000)]);
+        // A jump far ahead (a hostile timestamp) starts afresh at once.
+        let mut jump = Rate::default();
+        jump.add(5, 1, 1, &mut dropped);
+        jump.add(u64::MAX / NS, 1, 1, &mut dropped);
+        assert_eq!(jump.buckets.len(), 1);
+        assert_eq!(jump.base_s, u64::MAX / NS);
         // A span far longer than the buckets keeps only its last part.
         rate.spread(0, 20_000 * SEC, 20_000, 0, &mut dropped);
-        assert_eq!(rate.buckets.len(), MAX_RATE_SECONDS);
+        // One packet a second: the kept seconds 12,801..19,999 hold one each (the span ends
+        // exactly at 20,000 s, so that second gets nothing); the earlier buckets were dropped.
+        assert_eq!(rate.base_s, 12_801);
+        assert_eq!(rate.buckets.len(), 7_199);
+        assert!(rate.buckets.iter().all(|&(p, _)| p == 1));
         assert!(dropped > 0);
     }
 
