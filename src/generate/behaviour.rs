@@ -99,8 +99,8 @@ const SUSTAINED: Role = role(
     "sustained_egress",
     "SustainedEgress",
     &[],
-    "browses like the office for six windows, then from 18:00 to 18:38 uploads about \
-     125 MB per window to uploads.example-cloud.net (192.0.2.90) in 2-3 minute TLS \
+    "browses like the office for six windows, then from 18:00 to 18:27 uploads about \
+     130 MB and 100 MB in two windows to uploads.example-cloud.net (192.0.2.90) in 2-3 minute TLS \
      sessions (never one long session)",
 );
 const FANOUT: Role = role(
@@ -144,7 +144,7 @@ const BACKUP: Role = role(
     "nightly_backup",
     "none",
     &[],
-    "uploads 300 MB to vault.backup.example.net (192.0.2.50:443) in one 25-minute TLS \
+    "uploads 200 MB to vault.backup.example.net (192.0.2.50:443) in one 25-minute TLS \
      session from 19:30; the scenario config allowlists 192.0.2.48/29",
 );
 const VIDEO: Role = role(
@@ -153,14 +153,14 @@ const VIDEO: Role = role(
     "none",
     &[],
     "a 65-minute UDP video call to media.meet.example.com (192.0.2.70:3478) from 16:33, \
-     in business hours, about 45 MB each way (symmetric)",
+     in business hours, about 35 MB each way (symmetric)",
 );
 const DOWNLOAD: Role = role(
     [10, 20, 3, 30],
     "software_download",
     "none",
     &[],
-    "downloads 300 MB from dl.example-mirror.net (192.0.2.60:443) in one 20-minute TLS \
+    "downloads 200 MB from dl.example-mirror.net (192.0.2.60:443) in one 20-minute TLS \
      session from 18:50; upload is only ACKs",
 );
 const WEB_PROXY: Role = role(
@@ -169,9 +169,9 @@ const WEB_PROXY: Role = role(
     "none",
     &[],
     "the office's web proxy, allowlisted in the scenario config (allowlist.inside_hosts): \
-     in business hours (16:30-18:00) it fetches 24-26 sites per window and keeps a \
+     in business hours (16:30-18:00) it fetches 24-27 sites per window and keeps a \
      CONNECT-tunnelled upload to upload.bigdrive.example.org (198.51.100.90) open for 88 \
-     minutes (about 8 MB per window), then 3-5 fetches per window; without the allowlist \
+     minutes (about 8 MB per window), then 3-6 fetches per window; without the allowlist \
      it would look like a relay",
 );
 const KEYWORD: Role = role(
