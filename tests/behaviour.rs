@@ -93,6 +93,8 @@ fn generated(scenario: Scenario, seed: u64) -> Generated {
 }
 
 type AlertSet = BTreeSet<(String, String)>;
+/// A change to the scenario config.
+type Tweak = fn(&mut Config);
 
 fn expected(truth: &Value) -> AlertSet {
     let mut out = AlertSet::new();
@@ -322,7 +324,7 @@ fn allowlists_come_from_config() {
     for (role, clear) in [
         (
             "nightly_backup",
-            (|c: &mut Config| c.allowlist.destination_cidrs.clear()) as fn(&mut Config),
+            (|c: &mut Config| c.allowlist.destination_cidrs.clear()) as Tweak,
         ),
         ("web_proxy", |c: &mut Config| {
             c.allowlist.inside_hosts.clear()
@@ -343,7 +345,7 @@ fn allowlists_come_from_config() {
 #[ignore = "needs detectors (issue 3 merge)"]
 fn disabling_a_detector_silences_its_branch() {
     let flood = generated(Scenario::Flood, 1);
-    let cases: [(&str, fn(&mut Config), bool); 6] = [
+    let cases: [(&str, Tweak, bool); 6] = [
         (
             "LongLivedSession",
             |c| c.detectors.long_lived.enabled = false,
