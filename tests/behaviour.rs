@@ -424,7 +424,7 @@ fn thresholds_come_from_config() {
         (
             "sustained_egress",
             "SustainedEgress",
-            "[detectors.sustained]\nmin_bytes_per_hour = 2000000000",
+            "[detectors.sustained]\nmin_bytes_out_per_hour = 2000000000",
         ),
         // 14 peers.
         (
