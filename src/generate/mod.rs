@@ -8,10 +8,16 @@
 //!   look-alike names; small enough to commit (`captures/`).
 //! * `bench`: millions of packets across thousands of concurrent flows, streamed to disk,
 //!   for throughput measurements. Never committed.
+//! * `behaviour`: four hours with one host per behavioural detector and benign look-alikes;
+//!   committed. Its truth names each host's role and expected `DetectionBranch`.
+//! * `flood`: a UDP flood and a spoofed SYN flood among ordinary hosts; too many packets to
+//!   commit, so tests generate it.
 
+mod behaviour;
 mod bench;
 mod blocks;
 mod conv;
+mod frames;
 mod office;
 mod proto;
 mod rng;
@@ -36,6 +42,8 @@ pub const DEFAULT_BENCH_PACKETS: u64 = 2_500_000;
 pub enum Scenario {
     Office,
     Bench,
+    Behaviour,
+    Flood,
 }
 
 impl Scenario {
@@ -43,6 +51,8 @@ impl Scenario {
         match self {
             Scenario::Office => "office",
             Scenario::Bench => "bench",
+            Scenario::Behaviour => "behaviour",
+            Scenario::Flood => "flood",
         }
     }
 }
@@ -54,7 +64,7 @@ impl fmt::Display for Scenario {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scenario {0:?} (expected \"office\" or \"bench\")")]
+#[error("unknown scenario {0:?} (expected \"office\", \"bench\", \"behaviour\" or \"flood\")")]
 pub struct UnknownScenario(pub String);
 
 impl FromStr for Scenario {
@@ -64,6 +74,8 @@ impl FromStr for Scenario {
         match s.trim().to_ascii_lowercase().as_str() {
             "office" => Ok(Scenario::Office),
             "bench" => Ok(Scenario::Bench),
+            "behaviour" | "behavior" => Ok(Scenario::Behaviour),
+            "flood" => Ok(Scenario::Flood),
             _ => Err(UnknownScenario(s.to_string())),
         }
     }
@@ -73,7 +85,7 @@ impl FromStr for Scenario {
 pub struct GenerateOptions {
     pub scenario: Scenario,
     pub seed: u64,
-    /// Packet target for Bench (written exactly); ignored for Office.
+    /// Packet target for Bench (written exactly); ignored by the other scenarios.
     pub packets: u64,
     /// Cut each captured frame to this many bytes, keeping the original length in the
     /// record header: a sliced capture whose volumes must still be measurable.
@@ -131,9 +143,9 @@ struct ScenarioTruth {
 
 /// Hosts keyed by address text but kept in address order (a plain map would sort
 /// "10.20.2.100" before "10.20.2.2").
-struct HostMap(Vec<(IpAddr, HostTruth)>);
+struct HostMap<T>(Vec<(IpAddr, T)>);
 
-impl Serialize for HostMap {
+impl<T: Serialize> Serialize for HostMap<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.0.iter().map(|(ip, h)| (ip.to_string(), h)))
     }
@@ -146,8 +158,33 @@ struct Truth<'a> {
     generator_command: String,
     packets: u64,
     home_nets: [&'static str; 2],
-    hosts: HostMap,
+    hosts: HostMap<HostTruth>,
     flows: &'a [FlowTruth],
+}
+
+/// Ground truth of the behaviour scenarios: each host's role and expected alert branch.
+#[derive(Serialize)]
+struct RoleTruthDoc {
+    scenario: &'static str,
+    seed: u64,
+    generator_command: String,
+    packets: u64,
+    home_nets: [&'static str; 2],
+    /// The config to replay the capture with (home_nets, allowlists).
+    config: &'static str,
+    start: String,
+    end: String,
+    window_seconds: u64,
+    business_hours: &'static str,
+    hosts: HostMap<behaviour::RoleTruth>,
+}
+
+/// The committed config for the behaviour scenarios, relative to the crate root.
+pub const BEHAVIOUR_CONFIG: &str = "captures/behaviour.toml";
+
+enum Output {
+    Flows(ScenarioTruth),
+    Roles(behaviour::RoleScenario),
 }
 
 /// The CLI invocation that reproduces these files (recorded in the truth file).
@@ -194,8 +231,10 @@ pub fn generate(
     )?;
     let want_truth = truth_out.is_some();
     let truth = match opts.scenario {
-        Scenario::Office => office::run(opts.seed, &mut w)?,
-        Scenario::Bench => bench::run(opts.seed, opts.packets, want_truth, &mut w)?,
+        Scenario::Office => Output::Flows(office::run(opts.seed, &mut w)?),
+        Scenario::Bench => Output::Flows(bench::run(opts.seed, opts.packets, want_truth, &mut w)?),
+        Scenario::Behaviour => Output::Roles(behaviour::run(opts.seed, &mut w)?),
+        Scenario::Flood => Output::Roles(behaviour::run_flood(opts.seed, &mut w)?),
     };
     let summary = GenerateSummary {
         packets: w.packets,
@@ -204,18 +243,39 @@ pub fn generate(
     w.finish()?;
 
     if let Some(path) = truth_out {
-        let doc = Truth {
-            scenario: opts.scenario.as_str(),
-            seed: opts.seed,
-            generator_command: generator_command(opts, pcap_out, truth_out),
-            packets: summary.packets,
-            home_nets: HOME_NETS,
-            hosts: HostMap(truth.hosts),
-            flows: &truth.flows,
-        };
         let file = File::create(path).map_err(|e| GenerateError::io(path, e))?;
         let mut out = BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        let command = generator_command(opts, pcap_out, truth_out);
+        match truth {
+            Output::Flows(truth) => {
+                let doc = Truth {
+                    scenario: opts.scenario.as_str(),
+                    seed: opts.seed,
+                    generator_command: command,
+                    packets: summary.packets,
+                    home_nets: HOME_NETS,
+                    hosts: HostMap(truth.hosts),
+                    flows: &truth.flows,
+                };
+                serde_json::to_writer_pretty(&mut out, &doc)?;
+            }
+            Output::Roles(truth) => {
+                let doc = RoleTruthDoc {
+                    scenario: opts.scenario.as_str(),
+                    seed: opts.seed,
+                    generator_command: command,
+                    packets: summary.packets,
+                    home_nets: HOME_NETS,
+                    config: BEHAVIOUR_CONFIG,
+                    start: crate::alert::rfc3339(truth.start_us * 1000),
+                    end: crate::alert::rfc3339(truth.end_us * 1000),
+                    window_seconds: 900,
+                    business_hours: "08:00-18:00 UTC, Monday to Friday",
+                    hosts: HostMap(truth.hosts),
+                };
+                serde_json::to_writer_pretty(&mut out, &doc)?;
+            }
+        }
         out.write_all(b"\n")
             .and_then(|()| out.flush())
             .map_err(|e| GenerateError::io(path, e))?;

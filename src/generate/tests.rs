@@ -213,6 +213,72 @@ fn scenario_names_parse() {
     assert_eq!("Bench".parse::<Scenario>(), Ok(Scenario::Bench));
     assert!("lab".parse::<Scenario>().is_err());
     assert_eq!(Scenario::Bench.to_string(), "bench");
+    assert_eq!("behaviour".parse::<Scenario>(), Ok(Scenario::Behaviour));
+    assert_eq!("behavior".parse::<Scenario>(), Ok(Scenario::Behaviour));
+    assert_eq!("flood".parse::<Scenario>(), Ok(Scenario::Flood));
+}
+
+/// Sliced behaviour frames: the record's wire length is the IP total length plus Ethernet,
+/// the captured part holds whole, valid headers, and unsliced frames have valid checksums.
+#[test]
+fn behaviour_frames_keep_wire_lengths_and_valid_headers() {
+    let dir = TempDir::new("behaviour-frames");
+    let pcap = dir.0.join("b.pcap");
+    let truth = dir.0.join("b.json");
+    let s = generate(&opts(Scenario::Behaviour, 0, None), &pcap, Some(&truth)).unwrap();
+    let data = std::fs::read(&pcap).unwrap();
+    assert_eq!(s.bytes, data.len() as u64);
+    let (rest, cap) = parse_pcap(&data).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(cap.blocks.len() as u64, s.packets);
+    let (mut sliced, mut full, mut wire) = (0u64, 0u64, 0u64);
+    let mut last = 0u64;
+    for b in &cap.blocks {
+        let ts = u64::from(b.ts_sec) * 1_000_000 + u64::from(b.ts_usec);
+        assert!(ts > last, "timestamps must increase");
+        last = ts;
+        let (_, _, _, _, _, ip_len) = l3l4(b.data);
+        assert_eq!(u64::from(b.origlen), 14 + ip_len);
+        wire += u64::from(b.origlen);
+        let ip = etherparse::Ipv4HeaderSlice::from_slice(&b.data[14..]).unwrap();
+        let h = ip.to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        if b.caplen < b.origlen {
+            sliced += 1;
+            assert_eq!(b.caplen, 54, "headers only");
+            continue;
+        }
+        full += 1;
+        let p = SlicedPacket::from_ethernet(b.data).unwrap();
+        let (s, d) = (h.source, h.destination);
+        match p.transport.expect("transport") {
+            TransportSlice::Tcp(t) => {
+                assert_eq!(t.checksum(), t.calc_checksum_ipv4(s, d).unwrap())
+            }
+            TransportSlice::Udp(u) => {
+                let uh = u.to_header();
+                assert_eq!(
+                    uh.checksum,
+                    uh.calc_checksum_ipv4_raw(s, d, u.payload()).unwrap()
+                );
+            }
+            _ => panic!("unexpected transport"),
+        }
+    }
+    assert!(
+        sliced > 20_000 && full > 10_000,
+        "{sliced} sliced, {full} full"
+    );
+    assert!(wire > 1_000_000_000, "{wire} bytes on the wire");
+    let t = read_json(&truth);
+    assert_eq!(t["scenario"], "behaviour");
+    assert_eq!(t["packets"], s.packets);
+    let hosts = t["hosts"].as_object().unwrap();
+    let sent: u64 = hosts
+        .values()
+        .map(|h| h["bytes_out"].as_u64().unwrap())
+        .sum();
+    assert!(sent > 500_000_000);
 }
 
 #[test]
@@ -493,10 +559,14 @@ fn rejects_bad_options() {
 fn write_committed_captures() {
     let dir = Path::new("captures");
     std::fs::create_dir_all(dir).unwrap();
-    for (snaplen, stem) in [(None, "office"), (Some(96), "office-sliced")] {
+    for (scenario, snaplen, stem) in [
+        (Scenario::Office, None, "office"),
+        (Scenario::Office, Some(96), "office-sliced"),
+        (Scenario::Behaviour, None, "behaviour"),
+    ] {
         let pcap = dir.join(format!("{stem}.pcap"));
         let truth = dir.join(format!("{stem}.truth.json"));
-        let s = generate(&opts(Scenario::Office, 0, snaplen), &pcap, Some(&truth)).unwrap();
+        let s = generate(&opts(scenario, 0, snaplen), &pcap, Some(&truth)).unwrap();
         println!(
             "{}: {} packets, {} bytes",
             pcap.display(),

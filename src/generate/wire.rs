@@ -203,15 +203,36 @@ impl<W: Write> PcapWriter<W> {
         head: &[u8],
         tail: &[u8],
     ) -> Result<(), GenerateError> {
+        self.record(ts_us, head, tail, head.len() + tail.len())
+    }
+
+    /// Writes a frame whose capture was already cut to `captured`, recording `orig_len` as
+    /// its length on the wire (TSO/GRO-sized segments whose payload is not stored).
+    pub(crate) fn write_sliced(
+        &mut self,
+        ts_us: u64,
+        captured: &[u8],
+        orig_len: usize,
+    ) -> Result<(), GenerateError> {
+        self.record(ts_us, captured, &[], orig_len.max(captured.len()))
+    }
+
+    fn record(
+        &mut self,
+        ts_us: u64,
+        head: &[u8],
+        tail: &[u8],
+        orig: usize,
+    ) -> Result<(), GenerateError> {
         let ts = match self.last_ts {
             Some(last) if ts_us <= last => last + 1,
             _ => ts_us,
         };
         self.last_ts = Some(ts);
-        let orig = head.len() + tail.len();
+        let captured = head.len() + tail.len();
         let incl = match self.snaplen {
-            Some(s) => orig.min(s as usize),
-            None => orig,
+            Some(s) => captured.min(s as usize),
+            None => captured,
         };
         let secs = u32::try_from(ts / 1_000_000)
             .map_err(|_| GenerateError::Internal("timestamp past 2106".into()))?;
