@@ -144,23 +144,33 @@ fn check_findings(report: &RunReport, truth: &Value) {
     }
 }
 
+/// Exactly the expected hosts alert; each with its expected DetectionBranch, and any further
+/// alerts of the host (other windows) only with branches the truth allows as secondary.
 fn assert_alerts_match(report: &RunReport, truth: &Value) {
     let want = expected(truth);
     let got = actual(report);
-    assert_eq!(
-        got,
-        want,
-        "alerts:\n{}",
-        report
-            .alerts
-            .iter()
-            .map(|a| format!(
+    let listing = report
+        .alerts
+        .iter()
+        .map(|a| {
+            format!(
                 "  {} {} {}: {}",
                 a.host, a.detection_branch, a.score, a.reason
-            ))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let hosts = |set: &AlertSet| set.iter().map(|(h, _)| h.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(hosts(&got), hosts(&want), "alerted hosts:\n{listing}");
+    for key in &want {
+        assert!(got.contains(key), "missing {key:?}:\n{listing}");
+    }
+    for (host, branch) in got.difference(&want) {
+        let allowed = truth["hosts"][host.as_str()]["secondary_branches"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|b| b == branch.as_str()));
+        assert!(allowed, "unexpected ({host}, {branch}):\n{listing}");
+    }
     check_findings(report, truth);
 }
 
@@ -286,7 +296,6 @@ fn flood_scenario_replays_cleanly() {
 }
 
 #[test]
-#[ignore = "needs detectors (issue 3 merge)"]
 fn behaviour_alerts_exactly_the_expected_hosts_and_branches() {
     let truth = read_json(&capture("behaviour.truth.json"));
     let report = run(&capture("behaviour.pcap"), &scenario_config());
@@ -307,7 +316,6 @@ fn behaviour_alerts_exactly_the_expected_hosts_and_branches() {
 }
 
 #[test]
-#[ignore = "needs detectors (issue 3 merge)"]
 fn flood_alerts_exactly_the_flooding_sources() {
     let g = generated(Scenario::Flood, 1);
     let report = run(&g.pcap, &scenario_config());
@@ -317,7 +325,6 @@ fn flood_alerts_exactly_the_flooding_sources() {
 }
 
 #[test]
-#[ignore = "needs detectors (issue 3 merge)"]
 fn allowlists_come_from_config() {
     let truth = read_json(&capture("behaviour.truth.json"));
     let pcap = capture("behaviour.pcap");
@@ -342,7 +349,6 @@ fn allowlists_come_from_config() {
 }
 
 #[test]
-#[ignore = "needs detectors (issue 3 merge)"]
 fn disabling_a_detector_silences_its_branch() {
     let flood = generated(Scenario::Flood, 1);
     let cases: [(&str, Tweak, bool); 6] = [
@@ -398,12 +404,9 @@ fn disabling_a_detector_silences_its_branch() {
 /// Each detector's main threshold, raised above what its host does, removes that host's
 /// alert: the threshold is read from config, not hard-coded.
 ///
-/// The key names follow the defaults agreed for issue 3 (fanout.min_destinations_per_port
-/// is from the brief; the others are the natural names for the agreed thresholds). A key
-/// that does not exist fails `Config::load` with "unknown field", naming the key to rename
-/// when the detectors are merged.
+/// A key that does not exist fails `Config::load` with "unknown field". The fan-out case also
+/// raises the TRW failure floor, since the sequential test alone catches an 80-address burst.
 #[test]
-#[ignore = "needs detectors (issue 3 merge)"]
 fn thresholds_come_from_config() {
     let truth = read_json(&capture("behaviour.truth.json"));
     let flood = generated(Scenario::Flood, 1);
@@ -412,13 +415,13 @@ fn thresholds_come_from_config() {
         (
             "fanout_scan",
             "FanOut",
-            "[detectors.fanout]\nmin_destinations_per_port = 100",
+            "[detectors.fanout]\nmin_destinations_per_port = 100\ntrw_min_failures = 100",
         ),
         // The session uploads about 32 MB.
         (
             "long_lived_upload",
             "LongLivedSession",
-            "[detectors.long_lived]\nmin_bytes_out = 100000000",
+            "[detectors.long_lived]\nmin_upload_bytes = 100000000",
         ),
         // About 125 MB per window (500 MB/h).
         (
@@ -442,13 +445,13 @@ fn thresholds_come_from_config() {
         (
             "planted_proxy",
             "RelayBehaviour",
-            "[detectors.relay]\nmin_inbound_clients = 40",
+            "[detectors.relay]\ninbound_min_clients = 40",
         ),
         // 6000 packets/s.
         (
             "udp_flood_bot",
             "FloodParticipation",
-            "[detectors.flood]\nmin_packets_per_second = 50000\nmin_bits_per_second = 10000000000",
+            "[detectors.flood]\nthreshold_pps = 50000\nthreshold_mbps = 100000",
         ),
     ];
     let base = run(&capture("behaviour.pcap"), &scenario_config());

@@ -96,6 +96,8 @@ pub struct Engine {
     scorer: Scorer,
     flows: FxHashMap<Uid, FlowMemo>,
     window: Option<(u64, u64)>,
+    /// End of the last closed window.
+    closed_until: u64,
     findings: Vec<Finding>,
     facts: WindowFacts,
     known_destinations: FxHashSet<IpAddr>,
@@ -125,6 +127,7 @@ impl Engine {
             scorer: Scorer::new(config.scoring.clone(), config.segments.clone()),
             flows: FxHashMap::default(),
             window: None,
+            closed_until: 0,
             findings: Vec::new(),
             facts: WindowFacts::default(),
             known_destinations: FxHashSet::default(),
@@ -143,8 +146,11 @@ impl Engine {
     pub fn flow_update(&mut self, update: &FlowUpdate<'_>) {
         self.counters.updates += 1;
         if self.window.is_none() {
+            // Updates for packets before the last close (flows expiring late) belong to the
+            // next window: a closed window never reopens.
             let w = self.window_ns();
-            let start = update.last_ns - update.last_ns % w;
+            let at = update.last_ns.max(self.closed_until);
+            let start = at - at % w;
             self.window = Some((start, start + w));
         }
         let is_final = update.kind == UpdateKind::Final;
@@ -251,6 +257,7 @@ impl Engine {
             return Vec::new();
         };
         self.counters.windows_closed += 1;
+        self.closed_until = end;
         let closed = self.windows.close(start, end);
         for detector in &mut self.detectors {
             detector.window(&closed, &mut self.findings);

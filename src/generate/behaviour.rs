@@ -98,7 +98,8 @@ const SUSTAINED: Role = role(
     [10, 20, 2, 20],
     "sustained_egress",
     "SustainedEgress",
-    &[],
+    // Back-to-back 2-3 minute uploads to one server stitch into a session past 10 min.
+    &["LongLivedSession"],
     "browses like the office for six windows, then from 18:00 to 18:27 uploads about \
      130 MB and 100 MB in two windows to uploads.example-cloud.net (192.0.2.90) in 2-3 minute TLS \
      sessions (never one long session)",
