@@ -16,7 +16,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let report = replay(
                 &config,
-                &[path.clone()],
+                std::slice::from_ref(&path),
                 &ReplayOptions::default(),
                 &mut |_| Ok(()),
             );

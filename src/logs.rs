@@ -292,7 +292,7 @@ impl ZeekLogs {
             .flat_map(|(_, p)| p)
             .map(|(_, p)| p)
             .collect();
-        rest.sort_by(|a, b| a.ts_ns.cmp(&b.ts_ns));
+        rest.sort_by_key(|a| a.ts_ns);
         for p in rest {
             Self::write(&mut self.dns, &p.line)?;
         }

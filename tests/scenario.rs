@@ -18,14 +18,15 @@ fn truth(name: &str) -> Value {
 }
 
 fn config_for(truth: &Value) -> Config {
-    let mut config = Config::default();
-    config.home_nets = truth["home_nets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap().parse().unwrap())
-        .collect();
-    config
+    Config {
+        home_nets: truth["home_nets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().parse().unwrap())
+            .collect(),
+        ..Config::default()
+    }
 }
 
 fn replay_capture(name: &str, config: &Config) -> RunReport {

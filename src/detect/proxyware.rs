@@ -122,10 +122,10 @@ impl ProxywareDetector {
         }
         acc.via.insert(obs.source.as_str());
         if obs.is_answer {
-            if let Some((addr, _)) = obs.destination {
-                if acc.addresses.len() < MAX_EVIDENCE_ITEMS {
-                    acc.addresses.insert(addr);
-                }
+            if let Some((addr, _)) = obs.destination
+                && acc.addresses.len() < MAX_EVIDENCE_ITEMS
+            {
+                acc.addresses.insert(addr);
             }
             return;
         }

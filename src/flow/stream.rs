@@ -50,10 +50,10 @@ impl StreamDir {
         } else {
             // Behind: a retransmission, maybe with some new bytes at its end.
             let behind = next.wrapping_sub(data_seq) as usize;
-            if let Some(tail) = captured.get(behind..) {
-                if !tail.is_empty() {
-                    self.deliver_from(next, next, tail, deliver);
-                }
+            if let Some(tail) = captured.get(behind..)
+                && !tail.is_empty()
+            {
+                self.deliver_from(next, next, tail, deliver);
             }
             if sliced {
                 self.gap = true;

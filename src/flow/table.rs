@@ -228,13 +228,11 @@ impl FlowTable {
         let active_due =
             ts_ns.saturating_sub(flow.last_update_ns) >= self.config.active_timeout_seconds * NS;
         self.apply_events(slot, ts_ns, sink);
-        if active_due {
-            if let Some(Some(flow)) = self.slots.get_mut(slot as usize) {
-                flow.last_update_ns = ts_ns;
-                flow.updated = true;
-                self.counters.interim_updates += 1;
-                sink.flow(flow, UpdateKind::Interim);
-            }
+        if active_due && let Some(Some(flow)) = self.slots.get_mut(slot as usize) {
+            flow.last_update_ns = ts_ns;
+            flow.updated = true;
+            self.counters.interim_updates += 1;
+            sink.flow(flow, UpdateKind::Interim);
         }
     }
 

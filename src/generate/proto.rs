@@ -424,6 +424,28 @@ pub(crate) fn http_connect_ok() -> Vec<u8> {
     b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec()
 }
 
+/// Record and handshake headers of a Client/ServerHello up to the session id; returns the open
+/// record and handshake length fields for the caller to close.
+fn hello_head(
+    b: &mut Vec<u8>,
+    handshake_type: u8,
+    record_minor: u8,
+    rng: &mut Rng,
+    session_id: &[u8; 32],
+) -> (usize, usize) {
+    b.extend_from_slice(&[TLS_HANDSHAKE, 0x03, record_minor]);
+    let rec = open_len(b, 2);
+    b.push(handshake_type);
+    let hs = open_len(b, 3);
+    b.extend_from_slice(&[0x03, 0x03]);
+    let mut random = [0u8; 32];
+    rng.fill(&mut random);
+    b.extend_from_slice(&random);
+    b.push(32);
+    b.extend_from_slice(session_id);
+    (rec, hs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,26 +527,4 @@ mod tests {
         let (rest, _) = tls_parser::parse_tls_plaintext(&sf).unwrap();
         assert_eq!(rest[0], TLS_CCS);
     }
-}
-
-/// Record and handshake headers of a Client/ServerHello up to the session id; returns the open
-/// record and handshake length fields for the caller to close.
-fn hello_head(
-    b: &mut Vec<u8>,
-    handshake_type: u8,
-    record_minor: u8,
-    rng: &mut Rng,
-    session_id: &[u8; 32],
-) -> (usize, usize) {
-    b.extend_from_slice(&[TLS_HANDSHAKE, 0x03, record_minor]);
-    let rec = open_len(b, 2);
-    b.push(handshake_type);
-    let hs = open_len(b, 3);
-    b.extend_from_slice(&[0x03, 0x03]);
-    let mut random = [0u8; 32];
-    rng.fill(&mut random);
-    b.extend_from_slice(&random);
-    b.push(32);
-    b.extend_from_slice(session_id);
-    (rec, hs)
 }

@@ -123,20 +123,20 @@ impl CaptureReader {
 
     /// The next frame in timestamp order across all files.
     pub fn next_packet(&mut self) -> Option<Packet<'_>> {
-        if let Some(i) = self.current.take() {
-            if let Some(file) = self.files.get_mut(i) {
-                file.head = None;
-            }
+        if let Some(i) = self.current.take()
+            && let Some(file) = self.files.get_mut(i)
+        {
+            file.head = None;
         }
         let mut best: Option<(usize, u64)> = None;
         for (i, file) in self.files.iter_mut().enumerate() {
             if file.head.is_none() && !file.done {
                 file.advance(&mut self.problems, &mut self.counters);
             }
-            if let Some(head) = file.head {
-                if best.is_none_or(|(_, ts)| head.ts_ns < ts) {
-                    best = Some((i, head.ts_ns));
-                }
+            if let Some(head) = file.head
+                && best.is_none_or(|(_, ts)| head.ts_ns < ts)
+            {
+                best = Some((i, head.ts_ns));
             }
         }
         let (i, _) = best?;
@@ -186,15 +186,14 @@ impl FileReader {
         // Read up to the first frame so a legacy file's link type is checked before the run starts.
         let mut problems = Vec::new();
         file_reader.advance(&mut problems, &mut ReaderCounters::default());
-        if file_reader.legacy {
-            if let Some(iface) = file_reader.interfaces.first() {
-                if !link_type_supported(iface.linktype) {
-                    return Err(SourceError::UnsupportedLinkType {
-                        path: path.to_path_buf(),
-                        linktype: iface.linktype,
-                    });
-                }
-            }
+        if file_reader.legacy
+            && let Some(iface) = file_reader.interfaces.first()
+            && !link_type_supported(iface.linktype)
+        {
+            return Err(SourceError::UnsupportedLinkType {
+                path: path.to_path_buf(),
+                linktype: iface.linktype,
+            });
         }
         Ok((file_reader, problems))
     }
