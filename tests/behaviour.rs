@@ -59,6 +59,16 @@ fn config_with(extra: &str) -> Config {
     Config::load(&path).unwrap_or_else(|e| panic!("{e}\n--- appended:\n{extra}"))
 }
 
+/// The scenario config with one line replaced.
+fn config_replacing(line: &str, with: &str) -> Config {
+    let dir = TempDir::new("config");
+    let path = dir.path("behaviour.toml");
+    let base = std::fs::read_to_string(capture("behaviour.toml")).unwrap();
+    assert!(base.contains(line), "behaviour.toml has no line {line}");
+    std::fs::write(&path, base.replace(line, with)).unwrap();
+    Config::load(&path).unwrap()
+}
+
 fn run(pcap: &Path, config: &Config) -> RunReport {
     let options = ReplayOptions {
         collect: true,
@@ -231,7 +241,7 @@ fn behaviour_capture_replays_cleanly_with_truthful_volumes() {
     // What the sensor measured per host is what the truth file says the capture holds.
     let seen = volumes(&report);
     let hosts = truth["hosts"].as_object().unwrap();
-    assert_eq!(hosts.len(), 22);
+    assert_eq!(hosts.len(), 23);
     for (ip, h) in hosts {
         let got = seen.get(ip).copied().unwrap_or_default();
         let want = [
@@ -306,6 +316,7 @@ fn behaviour_alerts_exactly_the_expected_hosts_and_branches() {
         branches,
         BTreeSet::from([
             "FanOut",
+            "GeoUnusual",
             "LongLivedSession",
             "RelayBehaviour",
             "SustainedEgress",
@@ -351,7 +362,7 @@ fn allowlists_come_from_config() {
 #[test]
 fn disabling_a_detector_silences_its_branch() {
     let flood = generated(Scenario::Flood, 1);
-    let cases: [(&str, Tweak, bool); 6] = [
+    let cases: [(&str, Tweak, bool); 7] = [
         (
             "LongLivedSession",
             |c| c.detectors.long_lived.enabled = false,
@@ -377,6 +388,11 @@ fn disabling_a_detector_silences_its_branch() {
             "FloodParticipation",
             |c| c.detectors.flood.enabled = false,
             true,
+        ),
+        (
+            "GeoUnusual",
+            |c| c.detectors.geo_unusual.enabled = false,
+            false,
         ),
     ];
     let base = actual(&run(&capture("behaviour.pcap"), &scenario_config()));
@@ -447,6 +463,13 @@ fn thresholds_come_from_config() {
             "RelayBehaviour",
             "[detectors.relay]\ninbound_min_clients = 40",
         ),
+        // 15 MB to RU (outside allowed_countries, and a country the host never used). The
+        // scenario config already has this table, so the keys go in by replacing a line.
+        (
+            "geo_unusual",
+            "GeoUnusual",
+            "GEO:allowed_countries = [\"US\", \"GB\", \"NL\"]\nmin_bytes_out = 100000000\nnew_destination_min_bytes_out = 100000000",
+        ),
         // 6000 packets/s.
         (
             "udp_flood_bot",
@@ -466,7 +489,11 @@ fn thresholds_come_from_config() {
         let host = role_hosts(truth, role)[0].to_string();
         let key = (host.clone(), branch.to_string());
         assert!(actual(before).contains(&key), "{role} alerts by default");
-        let report = run(&pcap, &config_with(toml));
+        let config = match toml.strip_prefix("GEO:") {
+            Some(line) => config_replacing("allowed_countries = [\"US\", \"GB\", \"NL\"]", line),
+            None => config_with(toml),
+        };
+        let report = run(&pcap, &config);
         assert!(
             !actual(&report).contains(&key),
             "{role} {host} still raises {branch} with\n{toml}"

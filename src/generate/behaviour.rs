@@ -184,6 +184,15 @@ const KEYWORD: Role = role(
      (honeygain-review.example.com, notpawns.app, myhoneygain.com, earnapp.community, \
      pawns.app.example.net, packetstream-alternatives.example.org)",
 );
+const GEO: Role = role(
+    [10, 20, 2, 70],
+    "geo_unusual",
+    "GeoUnusual",
+    &[],
+    "browses like the office, then at 19:00 uploads 15 MB in a 4-minute TLS session to \
+     files.storage.example (95.213.0.10:443), which the scenario's test geo database \
+     (tests/data/geo) places in RU, outside the scenario's allowed_countries",
+);
 
 const OFFICE_TLS: [&str; 10] = [
     "www.example.com",
@@ -249,7 +258,7 @@ pub(super) fn run<W: Write>(
         })?;
     }
     type Plan = fn(&mut Sim, &mut Host) -> Result<(), GenerateError>;
-    let plans: [(&Role, Plan); 11] = [
+    let plans: [(&Role, Plan); 12] = [
         (&LONG_LIVED, Sim::long_lived),
         (&SUSTAINED, Sim::sustained),
         (&FANOUT, Sim::fanout),
@@ -261,6 +270,8 @@ pub(super) fn run<W: Write>(
         (&DOWNLOAD, Sim::download),
         (&WEB_PROXY, Sim::web_proxy),
         (&KEYWORD, Sim::keyword_lookalike),
+        // Last, so the hosts above keep their random streams (and bytes).
+        (&GEO, Sim::geo_unusual),
     ];
     for (k, (r, plan)) in plans.iter().enumerate() {
         roles.push((
@@ -783,6 +794,19 @@ impl Sim {
             }
             w += WINDOW;
         }
+        Ok(())
+    }
+
+    fn geo_unusual(&mut self, h: &mut Host) -> Result<(), GenerateError> {
+        self.routine(h, 1, 1)?;
+        let ip = Ipv4Addr::new(95, 213, 0, 10);
+        self.visit(
+            h,
+            clock(19, 0, 0),
+            "files.storage.example",
+            ip,
+            (200 * KB, 15 * MB, 240 * SEC),
+        )?;
         Ok(())
     }
 
