@@ -122,11 +122,6 @@ impl Allowlist {
     pub fn inside_host(&self, host: IpAddr) -> bool {
         self.inside_hosts.iter().any(|c| c.contains(host))
     }
-
-    /// Allowlisted by name alone (for findings that carry a name but no flow).
-    pub fn domain(&self, name: &str) -> bool {
-        self.domains.find(name).is_some()
-    }
 }
 
 /// Applies the segment policy to a finished alert (ProxywareDomain alerts, which the domain

@@ -160,11 +160,12 @@ impl Engine {
             pkts_out: update.pkts_out,
             pkts_in: update.pkts_in,
         };
+        // The first update enriches the flow; later ones reuse it (kept only while it lasts).
         let memo = if is_final {
             self.flows.remove(&update.uid)
         } else {
-            self.flows.get(&update.uid).map(|m| FlowMemo {
-                reported: m.reported,
+            self.flows.get_mut(&update.uid).map(|m| FlowMemo {
+                reported: std::mem::replace(&mut m.reported, totals),
                 geo: m.geo.clone(),
                 allowlisted: m.allowlisted,
             })
@@ -175,19 +176,19 @@ impl Engine {
             None => {
                 let geo = self.geo.lookup(update.outside);
                 let allowlisted = self.allowlist.destination(update, &geo).is_some();
+                if !is_final {
+                    self.flows.insert(
+                        update.uid,
+                        FlowMemo {
+                            reported: totals,
+                            geo: geo.clone(),
+                            allowlisted,
+                        },
+                    );
+                }
                 (Delta::default(), geo, allowlisted)
             }
         };
-        if !is_final {
-            self.flows.insert(
-                update.uid,
-                FlowMemo {
-                    reported: totals,
-                    geo: geo.clone(),
-                    allowlisted,
-                },
-            );
-        }
         if allowlisted {
             self.counters.allowlisted_updates += 1;
         }

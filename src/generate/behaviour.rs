@@ -759,17 +759,17 @@ impl Sim {
 
     fn web_proxy(&mut self, h: &mut Host) -> Result<(), GenerateError> {
         let upload = self.rng.fork(1);
-        let saved = std::mem::replace(&mut self.rng, upload);
-        let res = self.trickle_upload(
-            h,
-            "upload.bigdrive.example.org",
-            Ipv4Addr::new(198, 51, 100, 90),
-            (clock(16, 31, 0), clock(17, 59, 0)),
-            (500 * KB, 1000 * KB),
-            (60, 100),
-        );
-        self.rng = saved;
-        res?;
+        self.with_rng(upload, |s| {
+            s.trickle_upload(
+                h,
+                "upload.bigdrive.example.org",
+                Ipv4Addr::new(198, 51, 100, 90),
+                (clock(16, 31, 0), clock(17, 59, 0)),
+                (500 * KB, 1000 * KB),
+                (60, 100),
+            )
+            .map(|_| ())
+        })?;
         let mut w = START;
         while w < END {
             let busy = w < BUSINESS_END;
