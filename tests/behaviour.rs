@@ -241,7 +241,7 @@ fn behaviour_capture_replays_cleanly_with_truthful_volumes() {
     // What the sensor measured per host is what the truth file says the capture holds.
     let seen = volumes(&report);
     let hosts = truth["hosts"].as_object().unwrap();
-    assert_eq!(hosts.len(), 23);
+    assert_eq!(hosts.len(), 26);
     for (ip, h) in hosts {
         let got = seen.get(ip).copied().unwrap_or_default();
         let want = [
@@ -347,6 +347,12 @@ fn allowlists_come_from_config() {
         ("web_proxy", |c: &mut Config| {
             c.allowlist.inside_hosts.clear()
         }),
+        // Authorised performance testing: the default allowlist's speed-test domains, and the
+        // lab iperf3 server in the scenario config's destination CIDRs.
+        ("speed_test", |c: &mut Config| c.allowlist.domains.clear()),
+        ("iperf_test", |c: &mut Config| {
+            c.allowlist.destination_cidrs.clear()
+        }),
     ] {
         let mut config = scenario_config();
         clear(&mut config);
@@ -433,6 +439,12 @@ fn thresholds_come_from_config() {
             "FanOut",
             "[detectors.fanout]\nmin_destinations_per_port = 100\ntrw_min_failures = 100",
         ),
+        // 300 ports on one address.
+        (
+            "port_sweep",
+            "FanOut",
+            "[detectors.fanout]\nmin_ports_per_destination = 400",
+        ),
         // The session uploads about 32 MB.
         (
             "long_lived_upload",
@@ -497,6 +509,81 @@ fn thresholds_come_from_config() {
         assert!(
             !actual(&report).contains(&key),
             "{role} {host} still raises {branch} with\n{toml}"
+        );
+    }
+}
+
+fn event_time(rfc3339: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap()
+}
+
+/// Every host that must alert does so within one window of its behaviour starting (plus the
+/// time the behaviour needs before the defaults can see it, from the truth file), in event
+/// time, and none of its alerts belongs to a window that ended before the behaviour began.
+fn assert_alerts_are_timely(report: &RunReport, truth: &Value, window_s: i64) {
+    let window = chrono::Duration::seconds(window_s);
+    for (host, info) in truth["hosts"].as_object().unwrap() {
+        let Some(start) = info["behaviour_start"].as_str().map(event_time) else {
+            continue;
+        };
+        let after = chrono::Duration::seconds(info["detectable_after_s"].as_i64().unwrap());
+        let ends: Vec<_> = report
+            .alerts
+            .iter()
+            .filter(|a| a.host.to_string() == *host)
+            .map(|a| event_time(&a.window_end))
+            .collect();
+        let first = ends
+            .iter()
+            .min()
+            .unwrap_or_else(|| panic!("{host} raised no alert"));
+        assert!(
+            *first <= start + after + window,
+            "{host} ({}): behaviour from {start}, visible after {after}, first alert's window ends {first}",
+            info["role"]
+        );
+        assert!(
+            ends.iter().all(|end| *end > start),
+            "{host} ({}): an alert before its behaviour began at {start}",
+            info["role"]
+        );
+    }
+}
+
+#[test]
+fn alerts_fire_within_one_window_of_the_behaviour_starting() {
+    let truth = read_json(&capture("behaviour.truth.json"));
+    let window_s = truth["window_seconds"].as_i64().unwrap();
+    assert_eq!(
+        window_s, 900,
+        "the scenario config keeps the default window"
+    );
+    let report = run(&capture("behaviour.pcap"), &scenario_config());
+    assert_alerts_are_timely(&report, &truth, window_s);
+    let flood = generated(Scenario::Flood, 1);
+    let report = run(&flood.pcap, &scenario_config());
+    assert_alerts_are_timely(&report, &flood.truth, window_s);
+}
+
+/// The other window lengths: 5-minute windows find every behaviour too (relay evidence
+/// adds up over `relay.min_span_seconds`); hour windows need one window of sustained egress
+/// instead of two consecutive hours, the setting config/egresswatch.toml recommends for them.
+#[test]
+fn five_minute_and_hour_windows_find_the_same_hosts() {
+    let truth = read_json(&capture("behaviour.truth.json"));
+    for (window_s, extra) in [
+        (300, ""),
+        (3600, "[detectors.sustained]\nconsecutive_windows = 1"),
+    ] {
+        let config = config_with(&format!("[windows]\nwindow_seconds = {window_s}\n{extra}"));
+        let report = run(&capture("behaviour.pcap"), &config);
+        assert_alerts_match(&report, &truth);
+        assert!(
+            report.alerts.iter().all(|a| {
+                let span = event_time(&a.window_end) - event_time(&a.window_start);
+                span.num_seconds() == window_s
+            }),
+            "alerts carry {window_s}-second windows"
         );
     }
 }

@@ -9,7 +9,9 @@
 //! addresses and opens outbound flows whose downloads roughly equal what it serves back.
 //!
 //! Per host, updates accumulate into the open window (deltas, so a flow spanning windows counts
-//! in each for what it moved there); the window's close evaluates and clears them. BitTorrent
+//! in each for what it moved there); the window's close evaluates them. The evidence is cleared
+//! once it spans `min_span_seconds` or produced a finding, so with windows shorter than that
+//! (300 s) the counts of consecutive windows add up rather than each window falling short. BitTorrent
 //! flows are left to the TorrentSeeding detector: a peer swarm also uploads what it downloads.
 //! Known look-alike: a host that uploads a large file over one long TCP connection while
 //! downloading a similar amount in short flows from many sites in the same window; a scheduled
@@ -73,6 +75,9 @@ pub struct RelayConfig {
     /// ... and at least this much served back to the clients (DET0028 TrafficRateThreshold).
     pub inbound_min_bytes_out: u64,
     pub inbound_strength: u8,
+    /// Evidence is judged over at least this long (DET0028 TimeWindow): shorter windows add
+    /// up until they span it; each window's close still evaluates what has accumulated.
+    pub min_span_seconds: u64,
     /// Hosts tracked per window; updates of further hosts are dropped (counted).
     pub max_hosts: usize,
 }
@@ -96,6 +101,7 @@ impl Default for RelayConfig {
             inbound_min_outbound_flows: 10,
             inbound_min_bytes_out: 5_000_000,
             inbound_strength: 75,
+            min_span_seconds: 900,
             max_hosts: 50_000,
         }
     }
@@ -125,6 +131,8 @@ impl Control {
 /// One host's traffic in the open window, as the relay patterns need it.
 #[derive(Debug, Default)]
 struct HostAcc {
+    /// Start of the window the evidence began in.
+    span_start_ns: u64,
     last_ns: u64,
     bytes: u64,
     off_hours_bytes: u64,
@@ -150,8 +158,7 @@ struct HostAcc {
 pub struct RelayDetector {
     config: RelayConfig,
     hosts: FxHashMap<IpAddr, HostAcc>,
-    /// Start of the open window (the previous window's end); flows that began after it moved
-    /// all their bytes inside it.
+    /// Start of the open window (the previous window's end).
     window_start_ns: u64,
     /// Hosts whose outbound pattern held in the window that ended at `previous_end_ns`.
     previous: BTreeSet<IpAddr>,
@@ -359,7 +366,7 @@ impl RelayDetector {
             destination_name: None,
             bytes_out: acc.inbound_bytes_out,
             bytes_in: acc.outbound_bytes_in,
-            duration_s: closed.end_ns.saturating_sub(closed.start_ns) as f64 / NS as f64,
+            duration_s: closed.end_ns.saturating_sub(acc.span_start_ns) as f64 / NS as f64,
             country: None,
             asn: None,
             summary,
@@ -395,7 +402,10 @@ impl Detector for RelayDetector {
         let tracked = self.hosts.len();
         let acc = match self.hosts.entry(u.inside) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) if tracked < self.config.max_hosts => e.insert(HostAcc::default()),
+            Entry::Vacant(e) if tracked < self.config.max_hosts => e.insert(HostAcc {
+                span_start_ns: self.window_start_ns,
+                ..HostAcc::default()
+            }),
             Entry::Vacant(_) => {
                 self.dropped_updates += 1;
                 return;
@@ -455,8 +465,8 @@ impl Detector for RelayDetector {
                     k.bytes_in = k.bytes_in.saturating_add(d.bytes_in);
                 }
                 None => {
-                    // A flow that began in this window moved all its bytes in it.
-                    let (bytes_out, bytes_in) = if u.first_ns >= self.window_start_ns {
+                    // A flow that began within the evidence span moved all its bytes in it.
+                    let (bytes_out, bytes_in) = if u.first_ns >= acc.span_start_ns {
                         (u.bytes_out, u.bytes_in)
                     } else {
                         (d.bytes_out, d.bytes_in)
@@ -514,14 +524,24 @@ impl Detector for RelayDetector {
         let mut hosts: Vec<(IpAddr, HostAcc)> =
             std::mem::take(&mut self.hosts).into_iter().collect();
         hosts.sort_unstable_by_key(|(h, _)| *h);
+        let min_span_ns = self.config.min_span_seconds.saturating_mul(NS);
         let mut held = BTreeSet::new();
-        for (host, acc) in &hosts {
-            if let Some(f) = self.outbound(*host, acc, closed) {
-                held.insert(*host);
+        for (host, mut acc) in hosts {
+            // Before the first close the detector does not know where windows start.
+            if acc.span_start_ns == 0 {
+                acc.span_start_ns = closed.start_ns;
+            }
+            let found = out.len();
+            if let Some(f) = self.outbound(host, &acc, closed) {
+                held.insert(host);
                 out.push(f);
             }
-            if let Some(f) = self.inbound(*host, acc, closed) {
+            if let Some(f) = self.inbound(host, &acc, closed) {
                 out.push(f);
+            }
+            let spanned = closed.end_ns.saturating_sub(acc.span_start_ns) >= min_span_ns;
+            if out.len() == found && !spanned {
+                self.hosts.insert(host, acc);
             }
         }
         self.previous = held;
@@ -883,6 +903,75 @@ mod tests {
         );
         assert_eq!(f.evidence["variant"], "inbound");
         assert_eq!(f.evidence["top_clients"].as_array().map(Vec::len), Some(10));
+    }
+
+    /// Plays `updates` through 300-second windows from 0 to `end_s`, each window getting the
+    /// updates that end in it; returns the findings' window ends.
+    fn in_five_minute_windows(
+        d: &mut RelayDetector,
+        updates: &[FlowUpdate<'_>],
+        end_s: f64,
+    ) -> Vec<(f64, Finding)> {
+        let mut feeder = Feeder::default();
+        let mut out = Vec::new();
+        let mut start = 0.0;
+        while start < end_s {
+            let end = start + 300.0;
+            let window: Vec<FlowUpdate<'_>> = updates
+                .iter()
+                .filter(|u| u.last_ns > at(start) && u.last_ns <= at(end))
+                .cloned()
+                .collect();
+            feeder.feed_all(d, &window);
+            feeder.close(d, start, end);
+            out.extend(feeder.findings.drain(..).map(|f| (end, f)));
+            start = end;
+        }
+        out
+    }
+
+    #[test]
+    fn short_windows_add_up_to_the_evidence_span() {
+        // 12 clients and 12 fetches over 15 minutes: about 4 per 5-minute window, each window
+        // below inbound_min_clients (10) alone.
+        let mut updates = accepted(100, 1080, 12, 12, 1_000_000);
+        updates.extend(fetches(500, 0.0, 12, 12, 1_000_000));
+        let mut d = RelayDetector::new(RelayConfig::default());
+        let found = in_five_minute_windows(&mut d, &updates, 900.0);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, 900.0, "found when the evidence spans 15 min");
+        assert_eq!(found[0].1.evidence["clients"], 12);
+        assert_eq!(found[0].1.duration_s, 900.0);
+
+        // With the span at one window, each window is judged alone.
+        let mut d = RelayDetector::new(RelayConfig {
+            min_span_seconds: 300,
+            ..RelayConfig::default()
+        });
+        assert!(in_five_minute_windows(&mut d, &updates, 900.0).is_empty());
+    }
+
+    #[test]
+    fn evidence_older_than_the_span_is_dropped() {
+        // 9 clients and fetches in the first 15 minutes (one short of the thresholds), 3 more
+        // in the next: no 15-minute span holds 10.
+        let later = |mut v: Vec<FlowUpdate<'static>>| {
+            for u in v.iter_mut().skip(9) {
+                u.first_ns += at(900.0) - at(0.0);
+                u.last_ns += at(900.0) - at(0.0);
+            }
+            v
+        };
+        let mut updates = later(accepted(100, 1080, 12, 12, 1_000_000));
+        updates.extend(later(fetches(500, 0.0, 12, 12, 1_000_000)));
+        let mut d = RelayDetector::new(RelayConfig::default());
+        assert!(in_five_minute_windows(&mut d, &updates, 1_800.0).is_empty());
+        // Kept for 30 minutes, the same traffic is enough.
+        let mut d = RelayDetector::new(RelayConfig {
+            min_span_seconds: 1_800,
+            ..RelayConfig::default()
+        });
+        assert_eq!(in_five_minute_windows(&mut d, &updates, 1_800.0).len(), 1);
     }
 
     #[test]

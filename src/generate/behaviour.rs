@@ -47,9 +47,31 @@ pub(crate) struct RoleTruth {
     /// alert of `expect_branch`.
     pub secondary_branches: Vec<&'static str>,
     pub what: String,
+    /// When the behaviour to be found begins (RFC 3339), for hosts that must alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behaviour_start: Option<String>,
+    /// How long the behaviour must run before the defaults can see it at all (a session's
+    /// age threshold, consecutive windows). The first alert must come within one window of
+    /// `behaviour_start` plus this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detectable_after_s: Option<u64>,
     /// What the capture holds for the host (IP total lengths, host's point of view).
     #[serde(flatten)]
     pub traffic: HostTally,
+}
+
+impl RoleTruth {
+    fn benign(role: &'static str, what: String) -> RoleTruth {
+        RoleTruth {
+            role,
+            expect_branch: "none",
+            secondary_branches: Vec::new(),
+            what,
+            behaviour_start: None,
+            detectable_after_s: None,
+            traffic: HostTally::default(),
+        }
+    }
 }
 
 /// A scenario whose truth is host roles rather than a flow list.
@@ -65,6 +87,47 @@ pub(super) struct Role {
     pub expect: &'static str,
     pub secondary: &'static [&'static str],
     pub what: &'static str,
+    /// Event time (µs) the behaviour begins, and seconds before the defaults can see it;
+    /// zero start for benign hosts.
+    pub starts_us: u64,
+    pub detectable_after_s: u64,
+}
+
+impl Role {
+    const fn starting(self, at_us: u64, detectable_after_s: u64) -> Role {
+        Role {
+            starts_us: at_us,
+            detectable_after_s,
+            ..self
+        }
+    }
+
+    fn truth(&self) -> RoleTruth {
+        let starts = self.starts_us > 0;
+        RoleTruth {
+            role: self.role,
+            expect_branch: self.expect,
+            secondary_branches: self.secondary.to_vec(),
+            what: self.what.to_string(),
+            behaviour_start: starts.then(|| crate::alert::rfc3339(self.starts_us * 1000)),
+            detectable_after_s: starts.then_some(self.detectable_after_s),
+            traffic: HostTally::default(),
+        }
+    }
+}
+
+/// Each host's truth with what the capture holds for it.
+fn with_traffic(
+    roles: Vec<(IpAddr, RoleTruth)>,
+    tallies: &std::collections::BTreeMap<IpAddr, HostTally>,
+) -> Vec<(IpAddr, RoleTruth)> {
+    roles
+        .into_iter()
+        .map(|(ip, mut truth)| {
+            truth.traffic = tallies.get(&ip).copied().unwrap_or_default();
+            (ip, truth)
+        })
+        .collect()
 }
 
 const fn role(
@@ -80,11 +143,15 @@ const fn role(
         expect,
         secondary,
         what,
+        starts_us: 0,
+        detectable_after_s: 0,
     }
 }
 
 const OFFICE_HOSTS: u8 = 11;
 
+// The 10-minute tier alone scores below min_alert_score; the 1-hour tier, with the
+// upload past heavy_upload_bytes by then, alerts.
 const LONG_LIVED: Role = role(
     [10, 20, 2, 10],
     "long_lived_upload",
@@ -93,7 +160,9 @@ const LONG_LIVED: Role = role(
     "keeps one TLS session to sync.filedrop.example.net (192.0.2.80:443) open 18:05-20:25 \
      (2 h 20 min, off-hours) and uploads about 32 MB through it, some 3-4 MB per window, \
      far more than it receives",
-);
+)
+.starting(clock(18, 5, 0), 3600);
+// consecutive_windows = 2: the second window of the upload.
 const SUSTAINED: Role = role(
     [10, 20, 2, 20],
     "sustained_egress",
@@ -103,7 +172,8 @@ const SUSTAINED: Role = role(
     "browses like the office for six windows, then from 18:00 to 18:27 uploads about \
      130 MB and 100 MB in two windows to uploads.example-cloud.net (192.0.2.90) in 2-3 minute TLS \
      sessions (never one long session)",
-);
+)
+.starting(clock(18, 0, 20), 900);
 const FANOUT: Role = role(
     [10, 20, 2, 30],
     "fanout_scan",
@@ -111,7 +181,8 @@ const FANOUT: Role = role(
     &[],
     "Atomic Red Team style burst at 18:20:05: TCP SYNs to 80 different 8.8.x.1 addresses \
      on port 80 within about 50 s, each retransmitted once, none answered",
-);
+)
+.starting(clock(18, 20, 5), 0);
 const TORRENT: Role = role(
     [10, 20, 2, 40],
     "torrent_seeder",
@@ -119,7 +190,9 @@ const TORRENT: Role = role(
     &[],
     "19:01-19:12: BitTorrent peer-wire handshakes with 14 peers (203.0.113.20-33), then \
      uploads about 28 MB to them while downloading under 3 MB",
-);
+)
+.starting(clock(19, 1, 0), 0);
+// The control session must be control_min_seconds old.
 const RELAY: Role = role(
     [10, 20, 2, 50],
     "relay_proxyware",
@@ -130,7 +203,8 @@ const RELAY: Role = role(
      receives 22-24 small requests, fetches each from a different site (short TLS flows to \
      203.0.113.100-199) and sends what it downloaded up the control session (about 7 MB per \
      window, download/upload close to 1)",
-);
+)
+.starting(clock(17, 45, 0), 600);
 const PLANTED: Role = role(
     [10, 20, 2, 60],
     "planted_proxy",
@@ -139,7 +213,8 @@ const PLANTED: Role = role(
     "a planted SOCKS5 proxy on port 1080: 19:30-20:00, 13 connections per window from 13 \
      different outside addresses (192.0.2.100-125); for each it opens an outbound flow to \
      the requested address (192.0.2.150-175:443) and serves back what it downloads",
-);
+)
+.starting(clock(19, 30, 0), 0);
 const BACKUP: Role = role(
     [10, 20, 3, 10],
     "nightly_backup",
@@ -192,6 +267,36 @@ const GEO: Role = role(
     "browses like the office, then at 19:00 uploads 15 MB in a 4-minute TLS session to \
      files.storage.example (95.213.0.10:443), which the scenario's test geo database \
      (tests/data/geo) places in RU, outside the scenario's allowed_countries",
+)
+.starting(clock(19, 0, 0), 0);
+
+const PORT_SWEEP: Role = role(
+    [10, 20, 2, 80],
+    "port_sweep",
+    "FanOut",
+    &[],
+    "masscan-style vertical sweep at 19:40: SYNs from one source port to 300 ports of \
+     198.51.100.200 (ports 1-300) in 3 s; 297 are refused (RST/ACK), 22, 80 and 143 answer and get a RST",
+)
+.starting(clock(19, 40, 0), 0);
+const SPEED_TEST: Role = role(
+    [10, 20, 3, 60],
+    "speed_test",
+    "none",
+    &[],
+    "a scheduled speed test every 15 minutes from 17:35 to 18:05 against \
+     sea.speedtest.ooklaserver.net (198.51.100.60:443): 4 parallel TLS flows, 10 s download \
+     of about 40 MB then 10 s upload of about 60 MB; the default allowlist's speed-test \
+     domains keep it quiet",
+);
+const IPERF: Role = role(
+    [10, 20, 3, 70],
+    "iperf_test",
+    "none",
+    &[],
+    "authorised iperf3 runs at 18:10 and 18:25 to the lab server 192.0.2.40:5201 (a control \
+     connection plus one data connection sending about 70 MB in 10 s); the scenario config \
+     allowlists 192.0.2.40/32",
 );
 
 const OFFICE_TLS: [&str; 10] = [
@@ -232,23 +337,17 @@ pub(super) fn run<W: Write>(
     let mut rng = Rng::new(seed);
     let f = Frames::new(&mut rng);
     let mut sim = Sim { rng, f };
-    let mut roles: Vec<(
-        IpAddr,
-        &'static str,
-        &'static str,
-        Vec<&'static str>,
-        String,
-    )> = Vec::new();
+    let mut roles: Vec<(IpAddr, RoleTruth)> = Vec::new();
 
     for i in 0..OFFICE_HOSTS {
         let ip = Ipv4Addr::new(10, 20, 1, 10 + i);
         roles.push((
             v4(ip),
-            "office",
-            "none",
-            Vec::new(),
-            "ordinary office host: DNS and TLS to common names in every window, a few MB"
-                .to_string(),
+            RoleTruth::benign(
+                "office",
+                "ordinary office host: DNS and TLS to common names in every window, a few MB"
+                    .to_string(),
+            ),
         ));
         let r = sim.rng.fork(u64::from(i));
         sim.with_rng(r, |s| {
@@ -258,7 +357,7 @@ pub(super) fn run<W: Write>(
         })?;
     }
     type Plan = fn(&mut Sim, &mut Host) -> Result<(), GenerateError>;
-    let plans: [(&Role, Plan); 12] = [
+    let plans: [(&Role, Plan); 15] = [
         (&LONG_LIVED, Sim::long_lived),
         (&SUSTAINED, Sim::sustained),
         (&FANOUT, Sim::fanout),
@@ -270,17 +369,14 @@ pub(super) fn run<W: Write>(
         (&DOWNLOAD, Sim::download),
         (&WEB_PROXY, Sim::web_proxy),
         (&KEYWORD, Sim::keyword_lookalike),
-        // Last, so the hosts above keep their random streams (and bytes).
+        // Later additions go last, so the hosts above keep their random streams (and bytes).
         (&GEO, Sim::geo_unusual),
+        (&PORT_SWEEP, Sim::port_sweep),
+        (&SPEED_TEST, Sim::speed_test),
+        (&IPERF, Sim::iperf),
     ];
     for (k, (r, plan)) in plans.iter().enumerate() {
-        roles.push((
-            v4(r.ip),
-            r.role,
-            r.expect,
-            r.secondary.to_vec(),
-            r.what.to_string(),
-        ));
+        roles.push((v4(r.ip), r.truth()));
         let rng = sim.rng.fork(100 + k as u64);
         sim.with_rng(rng, |s| {
             let mut h = s.host(r.ip);
@@ -288,24 +384,8 @@ pub(super) fn run<W: Write>(
         })?;
     }
     let tallies = sim.f.write_to(w)?;
-    let hosts = roles
-        .into_iter()
-        .map(|(ip, role, expect_branch, secondary_branches, what)| {
-            let traffic = tallies.get(&ip).copied().unwrap_or_default();
-            (
-                ip,
-                RoleTruth {
-                    role,
-                    expect_branch,
-                    secondary_branches,
-                    what,
-                    traffic,
-                },
-            )
-        })
-        .collect();
     Ok(RoleScenario {
-        hosts,
+        hosts: with_traffic(roles, &tallies),
         start_us: START,
         end_us: END,
     })
@@ -829,6 +909,83 @@ impl Sim {
     }
 
     /// `n` distinct indexes below `of`, in random order.
+    fn port_sweep(&mut self, h: &mut Host) -> Result<(), GenerateError> {
+        self.routine(h, 2, 1)?;
+        let scanner = h.client(&mut self.rng);
+        let target = Ipv4Addr::new(198, 51, 100, 200);
+        let rtt = self.rng.range(5 * MS, 15 * MS);
+        let mut t = clock(19, 40, 0);
+        for port in 1..=300u16 {
+            let s = self.server(target, port);
+            if matches!(port, 22 | 80 | 143) {
+                // Open: SYN/ACK, and the scanner (no socket behind the SYN) resets.
+                let (mut tcp, t1) = self.f.tcp_open(&mut self.rng, scanner, s, t, rtt)?;
+                self.f.tcp_reset(&mut tcp, t1)?;
+            } else {
+                self.f.tcp_syn_refused(&mut self.rng, scanner, s, t, rtt)?;
+            }
+            t += self.rng.range(8 * MS, 12 * MS);
+        }
+        Ok(())
+    }
+
+    /// A speed test: `flows` parallel TLS flows, each downloading then uploading.
+    fn speed_test(&mut self, h: &mut Host) -> Result<(), GenerateError> {
+        self.routine(h, 1, 1)?;
+        let name = "sea.speedtest.ooklaserver.net";
+        let ip = Ipv4Addr::new(198, 51, 100, 60);
+        let mut at = clock(17, 35, 0);
+        while at <= clock(18, 5, 0) {
+            let d = self.lookup(h, at, name, ip)?;
+            let rtt = self.rng.range(8 * MS, 20 * MS);
+            for _ in 0..4 {
+                let server = self.server(ip, 443);
+                let (mut tcp, t) = self.tls_open(h, d + 2 * MS, Some(name), server, rtt)?;
+                let down = self.rng.range(9 * MB, 11 * MB);
+                let t = self.f.tcp_bulk(&mut tcp, false, t + rtt, 10 * SEC, down)?;
+                let up = self.rng.range(14 * MB, 16 * MB);
+                let t = self.f.tcp_bulk(&mut tcp, true, t + SEC, 10 * SEC, up)?;
+                self.f.tcp_close(&mut tcp, t + 100 * MS, rtt)?;
+            }
+            at += WINDOW;
+        }
+        Ok(())
+    }
+
+    fn iperf(&mut self, h: &mut Host) -> Result<(), GenerateError> {
+        self.routine(h, 1, 1)?;
+        let ip = Ipv4Addr::new(192, 0, 2, 40);
+        for start in [clock(18, 10, 0), clock(18, 25, 0)] {
+            let rtt = self.rng.range(2 * MS, 6 * MS);
+            let c = h.client(&mut self.rng);
+            let server = self.server(ip, 5201);
+            // iperf3's control connection: the cookie, JSON parameters and results.
+            let (mut ctl, t) = self.f.tcp_open(&mut self.rng, c, server, start, rtt)?;
+            let cookie = self.rng.bytes(37);
+            let t = self
+                .f
+                .tcp_data(&mut ctl, true, t + 100, &cookie, Keep::Full)?;
+            let params = proto::app_data(&mut self.rng, 140);
+            let t = self
+                .f
+                .tcp_data(&mut ctl, true, t + rtt, &params, Keep::Full)?;
+            let c = h.client(&mut self.rng);
+            let (mut data, t) = self.f.tcp_open(&mut self.rng, c, server, t + rtt, rtt)?;
+            let t = self
+                .f
+                .tcp_data(&mut data, true, t + 100, &cookie, Keep::Full)?;
+            let up = self.rng.range(68 * MB, 72 * MB);
+            let t = self.f.tcp_bulk(&mut data, true, t + rtt, 10 * SEC, up)?;
+            let t = self.f.tcp_close(&mut data, t + 50 * MS, rtt)?;
+            let results = proto::app_data(&mut self.rng, 900);
+            let t = self
+                .f
+                .tcp_data(&mut ctl, false, t + rtt, &results, Keep::Slice)?;
+            self.f.tcp_close(&mut ctl, t + 50 * MS, rtt)?;
+        }
+        Ok(())
+    }
+
     fn sample(&mut self, of: usize, n: usize) -> Vec<usize> {
         let mut all: Vec<usize> = (0..of).collect();
         for i in 0..n.min(of) {
@@ -857,6 +1014,8 @@ fn handshake(info_hash: &[u8], peer_id: &[u8]) -> Vec<u8> {
 /// Tuesday 2024-03-05 10:00:00 UTC (business hours), in microseconds.
 const FLOOD_START: u64 = clock(24 + 10, 0, 0);
 const FLOOD_END: u64 = FLOOD_START + 210 * SEC;
+const UDP_FLOOD_START: u64 = FLOOD_START + 60 * SEC;
+const SYN_FLOOD_START: u64 = FLOOD_START + 100 * SEC;
 /// Packets per second of each flood: above the 5000 pps default, averaged over any 10 s.
 const FLOOD_PPS: u64 = 6000;
 
@@ -867,7 +1026,8 @@ const UDP_BOT: Role = role(
     &[],
     "10:01:00-10:01:20: UDP flood at 6000 packets/s (540-byte packets, four source ports) \
      to 203.0.113.77:80",
-);
+)
+.starting(UDP_FLOOD_START, 0);
 const SPOOFING_BOT: Role = role(
     [10, 20, 4, 77],
     "spoofing_bot",
@@ -905,11 +1065,14 @@ pub(super) fn run_flood<W: Write>(
     let mut rng = Rng::new(seed);
     let f = Frames::new(&mut rng);
     let mut sim = Sim { rng, f };
-    let mut roles: Vec<(IpAddr, &'static str, &'static str, String)> = Vec::new();
+    let mut roles: Vec<(IpAddr, RoleTruth)> = Vec::new();
 
     for i in 0..4u8 {
         let ip = Ipv4Addr::new(10, 20, 1, 10 + i);
-        roles.push((v4(ip), "office", "none", "ordinary office host".to_string()));
+        roles.push((
+            v4(ip),
+            RoleTruth::benign("office", "ordinary office host".to_string()),
+        ));
         let r = sim.rng.fork(u64::from(i));
         sim.with_rng(r, |s| {
             let mut h = s.host(ip);
@@ -917,12 +1080,7 @@ pub(super) fn run_flood<W: Write>(
         })?;
     }
 
-    roles.push((
-        v4(UDP_BOT.ip),
-        UDP_BOT.role,
-        UDP_BOT.expect,
-        UDP_BOT.what.to_string(),
-    ));
+    roles.push((v4(UDP_BOT.ip), UDP_BOT.truth()));
     let r = sim.rng.fork(66);
     sim.with_rng(r, |s| {
         let mut h = s.host(UDP_BOT.ip);
@@ -932,7 +1090,7 @@ pub(super) fn run_flood<W: Write>(
             s.f.udp_flow(c, &target);
         }
         let mut ids: Vec<u16> = flows.iter().map(|_| s.rng.next_u16()).collect();
-        let t0 = FLOOD_START + 60 * SEC;
+        let t0 = UDP_FLOOD_START;
         let payload = s.rng.bytes(24);
         for k in 0..20 * FLOOD_PPS {
             let ts = t0 + k * SEC / FLOOD_PPS;
@@ -959,7 +1117,7 @@ pub(super) fn run_flood<W: Write>(
         let mut h = s.host(SPOOFING_BOT.ip);
         s.browse(&mut h, FLOOD_START + 10 * SEC, FLOOD_END - 15 * SEC)?;
         let target = s.server(Ipv4Addr::new(198, 51, 100, 88), 443);
-        let t0 = FLOOD_START + 100 * SEC;
+        let t0 = SYN_FLOOD_START;
         for k in 0..15 * FLOOD_PPS {
             let src = spoofed_source(&mut s.rng);
             if first_spoofed.is_none() {
@@ -976,43 +1134,24 @@ pub(super) fn run_flood<W: Write>(
         }
         Ok(())
     })?;
-    roles.push((
-        v4(SPOOFING_BOT.ip),
-        SPOOFING_BOT.role,
-        SPOOFING_BOT.expect,
-        SPOOFING_BOT.what.to_string(),
-    ));
+    roles.push((v4(SPOOFING_BOT.ip), SPOOFING_BOT.truth()));
     if let Some(src) = first_spoofed {
-        roles.push((
-            v4(src),
+        let mut truth = RoleTruth::benign(
             "spoofed_source",
-            "FloodParticipation",
             format!(
                 "first spoofed source of {}'s SYN flood: the address its alert carries",
                 SPOOFING_BOT.ip
             ),
-        ));
+        );
+        truth.expect_branch = "FloodParticipation";
+        truth.behaviour_start = Some(crate::alert::rfc3339(SYN_FLOOD_START * 1000));
+        truth.detectable_after_s = Some(0);
+        roles.push((v4(src), truth));
     }
 
     let tallies = sim.f.write_to(w)?;
-    let hosts = roles
-        .into_iter()
-        .map(|(ip, role, expect_branch, what)| {
-            let traffic = tallies.get(&ip).copied().unwrap_or_default();
-            (
-                ip,
-                RoleTruth {
-                    role,
-                    expect_branch,
-                    secondary_branches: Vec::new(),
-                    what,
-                    traffic,
-                },
-            )
-        })
-        .collect();
     Ok(RoleScenario {
-        hosts,
+        hosts: with_traffic(roles, &tallies),
         start_us: FLOOD_START,
         end_us: FLOOD_END,
     })

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::GenerateError;
 use super::blocks::{Zone, dns_exchange};
-use super::conv::{ACK, BulkPatterns, FIN, MSS_V4, MSS_V6, PSH, SYN};
+use super::conv::{ACK, BulkPatterns, FIN, MSS_V4, MSS_V6, PSH, RST, SYN};
 use super::rng::Rng;
 use super::wire::{Endpoint, L4, PcapWriter, build_headers, ones_sum};
 
@@ -244,6 +244,28 @@ impl Frames {
         Ok(ts)
     }
 
+    /// A SYN to a closed port, refused with RST/ACK after `rtt`.
+    pub(crate) fn tcp_syn_refused(
+        &mut self,
+        rng: &mut Rng,
+        c: Endpoint,
+        s: Endpoint,
+        t: u64,
+        rtt: u64,
+    ) -> Result<u64, GenerateError> {
+        let mut tcp = Tcp {
+            c,
+            s,
+            next: [rng.next_u32(), 0],
+            ids: [rng.next_u16(), rng.next_u16()],
+            mss: MSS_V4,
+        };
+        self.count_flow(c.ip, s.ip);
+        self.tcp_seg(&mut tcp, true, t, SYN, &[], 0, Keep::Full)?;
+        self.tcp_seg(&mut tcp, false, t + rtt, RST | ACK, &[], 0, Keep::Full)?;
+        Ok(t + rtt)
+    }
+
     /// One message in MSS-sized segments, a few tens of microseconds apart.
     pub(crate) fn tcp_data(
         &mut self,
@@ -303,6 +325,11 @@ impl Frames {
             }
         }
         Ok(ts)
+    }
+
+    /// A client RST ends the connection.
+    pub(crate) fn tcp_reset(&mut self, tcp: &mut Tcp, t: u64) -> Result<(), GenerateError> {
+        self.tcp_seg(tcp, true, t, RST, &[], 0, Keep::Full)
     }
 
     /// Client FIN, server FIN, last ACK.
