@@ -587,3 +587,70 @@ fn five_minute_and_hour_windows_find_the_same_hosts() {
         );
     }
 }
+
+/// Network segments with their own policy: a lab subnet where the relay hosts live is
+/// suppressed (counted, never emitted), a BYOD subnet with the torrent seeder gets a lower
+/// score, and a segment limited to one branch leaves the others alone.
+#[test]
+fn segment_policies_come_from_config() {
+    let truth = read_json(&capture("behaviour.truth.json"));
+    let base = run(&capture("behaviour.pcap"), &scenario_config());
+    let score = |report: &RunReport, role: &str| -> Vec<u8> {
+        let host = role_hosts(&truth, role)[0];
+        report
+            .alerts
+            .iter()
+            .filter(|a| a.host.to_string() == host)
+            .map(|a| a.score)
+            .collect()
+    };
+    let config = config_with(
+        r#"[[segments]]
+name = "lab"
+cidrs = ["10.20.2.48/28"]
+policy = "suppress"
+
+[[segments]]
+name = "byod"
+cidrs = ["10.20.2.32/28"]
+policy = "lower"
+score_penalty = 20
+
+[[segments]]
+name = "scanners-only"
+cidrs = ["10.20.2.0/28"]
+policy = "suppress"
+branches = ["FanOut"]"#,
+    );
+    let report = run(&capture("behaviour.pcap"), &config);
+    for role in ["relay_proxyware", "planted_proxy"] {
+        assert!(!score(&base, role).is_empty());
+        assert!(score(&report, role).is_empty(), "{role} is suppressed");
+    }
+    // Counted per host and window before repeats fold: the alerts the lab hosts raise with
+    // folding off.
+    let unfolded = run(
+        &capture("behaviour.pcap"),
+        &config_with("[scoring]\nrepeat_suppress_seconds = 0"),
+    );
+    let lab = score(&unfolded, "relay_proxyware").len() + score(&unfolded, "planted_proxy").len();
+    let emitted = score(&base, "relay_proxyware").len() + score(&base, "planted_proxy").len();
+    assert!(lab > emitted, "folding merged some of them");
+    assert_eq!(report.stats.suppressed_by_segment, lab as u64);
+    let lowered: Vec<u8> = score(&base, "torrent_seeder")
+        .iter()
+        .map(|s| s - 20)
+        .collect();
+    assert_eq!(score(&report, "torrent_seeder"), lowered);
+    let byod = report
+        .alerts
+        .iter()
+        .find(|a| a.detection_branch == "TorrentSeeding")
+        .unwrap();
+    assert_eq!(byod.evidence["segment"]["segment"], "byod");
+    // 10.20.2.10 is in the FanOut-only segment; its LongLivedSession alert stays.
+    assert_eq!(
+        score(&report, "long_lived_upload"),
+        score(&base, "long_lived_upload")
+    );
+}

@@ -197,6 +197,12 @@ impl Scorer {
                 "modifiers": modifiers,
             }),
         };
+        // Only alerts that would have been emitted count as suppressed; a lowered score may
+        // fall below the minimum.
+        if alert.score < self.config.min_alert_score {
+            self.counters.below_min_score += 1;
+            return None;
+        }
         if !apply_segment_policy(&self.segments, &mut alert) {
             self.counters.suppressed_by_segment += 1;
             return None;
