@@ -12,6 +12,7 @@ pub use crate::detect::sustained::SustainedConfig;
 pub use crate::detect::torrent::TorrentConfig;
 pub use crate::detect::windows::WindowsConfig;
 pub use crate::enrich::geo::GeoConfig;
+pub use crate::export::{ExportConfig, ExporterSampling};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct Config {
     pub segments: Vec<SegmentConfig>,
     pub scoring: ScoringConfig,
     pub detectors: DetectorsConfig,
+    /// Flow export ingest (NetFlow, IPFIX, sFlow, VPC Flow Logs).
+    pub export: ExportConfig,
 }
 
 /// One table per behavioural detector; thresholds are DET0028's mutable elements.
@@ -85,6 +88,7 @@ impl Default for Config {
             segments: Vec::new(),
             scoring: ScoringConfig::default(),
             detectors: DetectorsConfig::default(),
+            export: ExportConfig::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod enrich;
+pub mod export;
 pub mod flow;
 pub mod generate;
 pub mod logs;
