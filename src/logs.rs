@@ -5,6 +5,7 @@ use crate::decode::dns::{self, DnsMessage, DnsRdata};
 use crate::decode::http::RequestHead;
 use crate::decode::packet::ip_proto;
 use crate::decode::tls::{self, ClientHelloInfo, ServerInfo};
+use crate::export::table::ExportFlow;
 use crate::flow::key::Uid;
 use crate::flow::table::Flow;
 use crate::flow::update::service;
@@ -12,6 +13,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{Map, Value, json};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
 use std::path::Path;
 
 /// DNS queries of one flow waiting for their response; beyond this the oldest is logged
@@ -80,13 +82,47 @@ impl ZeekLogs {
     }
 
     fn id_fields(flow: &Flow) -> Map<String, Value> {
+        Self::id_of(flow.uid, flow.orig, flow.resp)
+    }
+
+    fn id_of(uid: Uid, orig: (IpAddr, u16), resp: (IpAddr, u16)) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("uid".into(), json!(flow.uid.to_string()));
-        m.insert("id.orig_h".into(), json!(flow.orig.0.to_string()));
-        m.insert("id.orig_p".into(), json!(flow.orig.1));
-        m.insert("id.resp_h".into(), json!(flow.resp.0.to_string()));
-        m.insert("id.resp_p".into(), json!(flow.resp.1));
+        m.insert("uid".into(), json!(uid.to_string()));
+        m.insert("id.orig_h".into(), json!(orig.0.to_string()));
+        m.insert("id.orig_p".into(), json!(orig.1));
+        m.insert("id.resp_h".into(), json!(resp.0.to_string()));
+        m.insert("id.resp_p".into(), json!(resp.1));
         m
+    }
+
+    /// A flow stitched from flow export records. Export gives IP bytes and packets, not
+    /// payload bytes, history or services, so those fields are left out; conn_state is
+    /// logged only when TCP flags were exported (or the flow is not TCP). `exporter` and
+    /// `flow_source` are ours: which router and protocol the flow came from.
+    pub fn conn_export(&mut self, flow: &ExportFlow) -> io::Result<()> {
+        let mut m = Map::new();
+        m.insert("ts".into(), ts(flow.first_ns));
+        m.append(&mut Self::id_of(flow.uid, flow.orig, flow.resp));
+        m.insert("proto".into(), json!(proto_name(flow.proto)));
+        let duration_us = flow.last_ns.saturating_sub(flow.first_ns) / 1_000;
+        if duration_us > 0 {
+            m.insert("duration".into(), json!(duration_us as f64 / 1e6));
+        }
+        if flow.proto != ip_proto::TCP || flow.orig_flags.is_some() || flow.resp_flags.is_some() {
+            m.insert("conn_state".into(), json!(flow.conn_state()));
+        }
+        m.insert("local_orig".into(), json!(self.home.is_inside(flow.orig.0)));
+        m.insert("local_resp".into(), json!(self.home.is_inside(flow.resp.0)));
+        m.insert("orig_pkts".into(), json!(flow.orig_pkts));
+        m.insert("orig_ip_bytes".into(), json!(flow.orig_bytes));
+        m.insert("resp_pkts".into(), json!(flow.resp_pkts));
+        m.insert("resp_ip_bytes".into(), json!(flow.resp_bytes));
+        m.insert("exporter".into(), json!(flow.exporter.to_string()));
+        m.insert("flow_source".into(), json!(flow.source.as_str()));
+        if flow.sampling > 1 {
+            m.insert("sampling".into(), json!(flow.sampling));
+        }
+        Self::write(&mut self.conn, &m)
     }
 
     fn write(out: &mut BufWriter<File>, line: &Map<String, Value>) -> io::Result<()> {

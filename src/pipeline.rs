@@ -12,22 +12,30 @@ use crate::detect::engine::{Engine, EngineError};
 use crate::detect::proxyware::{NameObservation, ProxywareDetector};
 use crate::enrich::dns_cache::DnsCache;
 use crate::enrich::domains::DomainMatcher;
+use crate::export::netflow::NetflowDecoder;
+use crate::export::sflow::SflowDecoder;
+use crate::export::table::{ExportFlow, RecordSink, RecordTable};
+use crate::export::vpc::{self, VpcCounters};
+use crate::export::{self, DatagramKind, FlowRecord};
 use crate::flow::defrag::{DefragOutcome, Defragmenter};
 use crate::flow::key::Uid;
 use crate::flow::table::{Flow, FlowTable};
 use crate::flow::update::{FlowSink, FlowUpdate, NameSource, UpdateKind};
 use crate::logs::ZeekLogs;
+use crate::source::Packet;
 use crate::source::pcap_file::{CaptureReader, SourceError};
-use crate::stats::Stats;
+use crate::stats::{ExportStats, Stats};
 use std::collections::BTreeSet;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const NS: u64 = 1_000_000_000;
 /// Expiry, fragment timeouts and alert windows are checked once per second of event time.
 const TICK_NS: u64 = NS;
+/// How far ahead of a datagram's arrival its records may move event time.
+const MAX_EXPORTER_CLOCK_AHEAD_NS: u64 = 3_600 * NS;
 
 /// The proxyware list shipped in the repository, built into the binary.
 pub const BUILTIN_DOMAINS: &str = include_str!("../config/proxyware-domains.txt");
@@ -399,6 +407,35 @@ impl FlowSink for Sensor<'_> {
     }
 }
 
+impl RecordSink for Sensor<'_> {
+    fn export_flow(&mut self, flow: &ExportFlow, update: &FlowUpdate<'_>) {
+        let last = update.kind == UpdateKind::Final;
+        self.detector.flow_update(update, last);
+        self.engine.flow_update(update);
+        if !last {
+            return;
+        }
+        if let Some(logs) = self.logs.as_mut() {
+            let result = logs.conn_export(flow);
+            self.log(result);
+        }
+        if self.collect {
+            self.observed.conversations.push(Conversation {
+                proto: flow.proto,
+                a: flow.orig,
+                b: flow.resp,
+                frames_a_to_b: flow.orig_pkts,
+                bytes_a_to_b: flow.orig_bytes,
+                frames_b_to_a: flow.resp_pkts,
+                bytes_b_to_a: flow.resp_bytes,
+                orig_ip_bytes: flow.orig_bytes,
+                resp_ip_bytes: flow.resp_bytes,
+                names: Vec::new(),
+            });
+        }
+    }
+}
+
 /// "host:port" or "[v6]:port" to the host part.
 fn host_without_port(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
@@ -412,78 +449,123 @@ fn host_without_port(authority: &str) -> &str {
     }
 }
 
-/// Replays capture files. `on_alerts` receives each batch of alerts as its window closes.
-pub fn replay(
-    config: &Config,
-    paths: &[PathBuf],
-    options: &ReplayOptions,
-    on_alerts: &mut dyn FnMut(&[Alert]) -> io::Result<()>,
-) -> Result<RunReport, PipelineError> {
-    let (matcher, allow) = load_domains(config)?;
-    let mut engine = Engine::new(config)?;
-    if let Some(path) = &options.state {
-        engine.load_state(path)?;
-    }
-    let mut reader = CaptureReader::open(paths)?;
-    let logs = match &options.log_dir {
-        Some(dir) => Some(ZeekLogs::create(Path::new(dir), config).map_err(PipelineError::Logs)?),
-        None => None,
-    };
-    let mut sensor = Sensor {
-        config,
-        dns_cache: DnsCache::new(
-            config.dns.cache_max_entries,
-            config.dns.cache_min_ttl_seconds,
-            config.dns.cache_max_ttl_seconds,
-        ),
-        detector: ProxywareDetector::new(matcher, allow, config.proxyware.clone()),
-        engine,
-        logs,
-        log_error: None,
-        stats: Stats {
-            files: paths.len() as u64,
-            ..Stats::default()
-        },
-        collect: options.collect,
-        observed: Observed::default(),
-        cache_reported: Default::default(),
-    };
-    let mut table = FlowTable::new(
-        config.flow.clone(),
-        config.reassembly.max_out_of_order_bytes,
-    );
-    let mut defrag = Defragmenter::new(
-        config.reassembly.max_fragmented_datagrams,
-        config.reassembly.fragment_timeout_seconds * NS,
-    );
-    let mut alerts = Vec::new();
-    let mut now_ns = 0u64;
-    let mut next_tick = 0u64;
+/// Where alerts go as their windows close.
+pub type AlertHandler<'h> = dyn FnMut(&[Alert]) -> io::Result<()> + 'h;
 
-    while let Some(packet) = reader.next_packet() {
-        let stats = &mut sensor.stats;
+/// Export datagrams and records on their way to the record table.
+struct ExportIngest {
+    netflow: NetflowDecoder,
+    sflow: SflowDecoder,
+    table: RecordTable,
+    records: Vec<FlowRecord>,
+    errors: std::collections::BTreeMap<&'static str, u64>,
+    vpc: VpcCounters,
+    vpc_files: u64,
+}
+
+/// One run of the sensor over packets and flow export, in event time. Replay and the
+/// collector both drive it.
+pub struct Run<'c> {
+    config: &'c Config,
+    sensor: Sensor<'c>,
+    table: FlowTable,
+    defrag: Defragmenter,
+    ingest: ExportIngest,
+    alerts: Vec<Alert>,
+    now_ns: u64,
+    next_tick: u64,
+    state: Option<PathBuf>,
+}
+
+impl<'c> Run<'c> {
+    pub fn new(config: &'c Config, options: &ReplayOptions) -> Result<Run<'c>, PipelineError> {
+        let (matcher, allow) = load_domains(config)?;
+        let mut engine = Engine::new(config)?;
+        if let Some(path) = &options.state {
+            engine.load_state(path)?;
+        }
+        let logs = match &options.log_dir {
+            Some(dir) => {
+                Some(ZeekLogs::create(Path::new(dir), config).map_err(PipelineError::Logs)?)
+            }
+            None => None,
+        };
+        let sensor = Sensor {
+            config,
+            dns_cache: DnsCache::new(
+                config.dns.cache_max_entries,
+                config.dns.cache_min_ttl_seconds,
+                config.dns.cache_max_ttl_seconds,
+            ),
+            detector: ProxywareDetector::new(matcher, allow, config.proxyware.clone()),
+            engine,
+            logs,
+            log_error: None,
+            stats: Stats::default(),
+            collect: options.collect,
+            observed: Observed::default(),
+            cache_reported: Default::default(),
+        };
+        Ok(Run {
+            config,
+            sensor,
+            table: FlowTable::new(
+                config.flow.clone(),
+                config.reassembly.max_out_of_order_bytes,
+            ),
+            defrag: Defragmenter::new(
+                config.reassembly.max_fragmented_datagrams,
+                config.reassembly.fragment_timeout_seconds * NS,
+            ),
+            ingest: ExportIngest {
+                netflow: NetflowDecoder::new(&config.export),
+                sflow: SflowDecoder::new(&config.export),
+                table: RecordTable::new(&config.export),
+                records: Vec::new(),
+                errors: Default::default(),
+                vpc: VpcCounters::default(),
+                vpc_files: 0,
+            },
+            alerts: Vec::new(),
+            now_ns: 0,
+            next_tick: 0,
+            state: options.state.clone(),
+        })
+    }
+
+    /// One captured frame.
+    pub fn packet(
+        &mut self,
+        packet: &Packet<'_>,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        let stats = &mut self.sensor.stats;
         stats.frames += 1;
         stats.wire_bytes += u64::from(packet.orig_len);
         if (packet.data.len() as u32) < packet.orig_len {
             stats.sliced_frames += 1;
         }
-        now_ns = now_ns.max(packet.ts_ns);
+        self.now_ns = self.now_ns.max(packet.ts_ns);
         let mut decoded = Decoded::default();
         decode_frame(packet.linktype, packet.data, &mut decoded);
         if let Some(reason) = decoded.drop {
             stats.drop(reason.name());
         }
         if let Some(quote) = decoded.icmp_quote {
-            quoted_dns(&mut sensor, packet.ts_ns, &quote);
+            quoted_dns(&mut self.sensor, packet.ts_ns, &quote);
         }
         for layer in &decoded.layers {
             match layer {
-                Layer::Transport(t) => table.packet(packet.ts_ns, packet.orig_len, t, &mut sensor),
-                Layer::Fragment(frag) => match defrag.add(packet.ts_ns, frag) {
+                Layer::Transport(t) => {
+                    self.export_in_capture(packet.ts_ns, t);
+                    self.table
+                        .packet(packet.ts_ns, packet.orig_len, t, &mut self.sensor)
+                }
+                Layer::Fragment(frag) => match self.defrag.add(packet.ts_ns, frag) {
                     DefragOutcome::Pending => {}
-                    DefragOutcome::Dropped(reason) => sensor.stats.drop(reason.name()),
+                    DefragOutcome::Dropped(reason) => self.sensor.stats.drop(reason.name()),
                     DefragOutcome::Complete(datagram) => {
-                        sensor.stats.fragments_reassembled += 1;
+                        self.sensor.stats.fragments_reassembled += 1;
                         let mut inner = Decoded::default();
                         let len = datagram.payload.len() as u32;
                         decode_transport(
@@ -497,95 +579,289 @@ pub fn replay(
                             &mut inner,
                         );
                         if let Some(reason) = inner.drop {
-                            sensor.stats.drop(reason.name());
+                            self.sensor.stats.drop(reason.name());
                         }
                         for layer in &inner.layers {
                             if let Layer::Transport(t) = layer {
-                                table.packet(packet.ts_ns, packet.orig_len, t, &mut sensor);
+                                self.export_in_capture(packet.ts_ns, t);
+                                self.table.packet(
+                                    packet.ts_ns,
+                                    packet.orig_len,
+                                    t,
+                                    &mut self.sensor,
+                                );
                             }
                         }
                     }
                 },
             }
         }
-        if now_ns >= next_tick {
-            table.expire(now_ns, &mut sensor);
-            for _ in 0..defrag.expire(now_ns) {
-                sensor
-                    .stats
-                    .drop(crate::decode::packet::DropReason::FragmentTimeout.name());
-            }
-            let mut batch = sensor.detector.close_windows(now_ns);
-            sensor.segment_policy(&mut batch);
-            if !batch.is_empty() {
-                on_alerts(&batch).map_err(PipelineError::Alerts)?;
-                alerts.extend(batch);
-            }
-            if sensor.engine.window_due(now_ns).is_some() {
-                // Counters up to now reach the windows before they close.
-                table.checkpoint(&mut sensor);
-                let batch = sensor.engine.close_window();
-                if !batch.is_empty() {
-                    on_alerts(&batch).map_err(PipelineError::Alerts)?;
-                    alerts.extend(batch);
-                }
-            }
-            next_tick = now_ns - now_ns % TICK_NS + TICK_NS;
+        self.advance(self.now_ns, on_alerts)
+    }
+
+    /// A NetFlow/IPFIX/sFlow datagram inside a replayed capture: decoded as export (it is
+    /// also a flow of its own, which the packet path counts).
+    fn export_in_capture(&mut self, ts_ns: u64, t: &Transport<'_>) {
+        if t.proto != ip_proto::UDP || !self.config.export.decode_in_captures {
+            return;
+        }
+        if let Some(kind) = export::classify(t.payload) {
+            self.decode_datagram(kind, SocketAddr::new(t.src, t.sport), ts_ns, t.payload);
         }
     }
-    table.flush(&mut sensor);
-    let mut batch = sensor.detector.finish();
-    sensor.segment_policy(&mut batch);
-    batch.extend(sensor.engine.finish());
-    if !batch.is_empty() {
-        on_alerts(&batch).map_err(PipelineError::Alerts)?;
-        alerts.extend(batch);
+
+    /// A datagram from a collector socket, received at `recv_ns` (wall clock). Event time
+    /// comes from the records.
+    pub fn datagram(
+        &mut self,
+        exporter: SocketAddr,
+        recv_ns: u64,
+        payload: &[u8],
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        match export::classify(payload) {
+            Some(kind) => self.decode_datagram(kind, exporter, recv_ns, payload),
+            None => *self.ingest.errors.entry("export_unrecognised").or_insert(0) += 1,
+        }
+        self.advance(self.now_ns, on_alerts)
     }
-    if let Some(path) = &options.state {
-        sensor.engine.save_state(path)?;
+
+    fn decode_datagram(
+        &mut self,
+        kind: DatagramKind,
+        exporter: SocketAddr,
+        recv_ns: u64,
+        payload: &[u8],
+    ) {
+        let mut records = std::mem::take(&mut self.ingest.records);
+        records.clear();
+        let result = match kind {
+            DatagramKind::Netflow(_) => {
+                self.ingest
+                    .netflow
+                    .decode(exporter, recv_ns, payload, &mut records)
+            }
+            DatagramKind::Sflow => {
+                self.ingest
+                    .sflow
+                    .decode(exporter, recv_ns, payload, &mut records)
+            }
+        };
+        if let Err(e) = result {
+            *self.ingest.errors.entry(e.reason()).or_insert(0) += 1;
+        }
+        // An exporter clock far ahead of the datagram's arrival must not close every window.
+        let horizon = recv_ns.saturating_add(MAX_EXPORTER_CLOCK_AHEAD_NS);
+        for record in &records {
+            self.record(record, horizon);
+        }
+        self.ingest.records = records;
     }
-    if let Some(logs) = sensor.logs.as_mut() {
-        let result = logs.finish();
-        sensor.log(result);
+
+    /// One flow record (from a datagram or a VPC flow log line). Exporter time is event
+    /// time, up to `horizon`.
+    pub fn record(&mut self, record: &FlowRecord, horizon: u64) {
+        self.now_ns = self.now_ns.max(record.end_ns.min(horizon));
+        let config = self.config;
+        self.ingest
+            .table
+            .record(record, &|ip| config.is_inside(ip), &mut self.sensor);
     }
-    if let Some(e) = sensor.log_error.take() {
-        return Err(PipelineError::Logs(e));
+
+    /// Reads an AWS VPC flow log file record by record.
+    pub fn vpc_file(
+        &mut self,
+        path: &Path,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        self.ingest.vpc_files += 1;
+        let mut records = Vec::new();
+        let mut problems = Vec::new();
+        let mut counters = std::mem::take(&mut self.ingest.vpc);
+        let result = vpc::read_file(path, &mut counters, &mut |r| records.push(r), &mut |e| {
+            problems.push(e.to_string())
+        });
+        self.ingest.vpc = counters;
+        if let Err(e) = result {
+            problems.push(e.to_string());
+        }
+        self.sensor.stats.file_problems.extend(problems);
+        // A file holds a few minutes of an interface's traffic, not in time order.
+        records.sort_by_key(|r| (r.end_ns, r.start_ns));
+        for record in &records {
+            self.record(record, u64::MAX);
+            self.advance(self.now_ns, on_alerts)?;
+        }
+        Ok(())
     }
-    let mut stats = sensor.stats;
-    stats.flows = table.counters.flows_created;
-    stats.flows_evicted = table.counters.flows_evicted;
-    stats.interim_updates = table.counters.interim_updates;
-    stats.connections_reused = table.counters.connections_reused;
-    stats.dns_cache_evicted = sensor.dns_cache.evicted;
-    stats.proxyware_observations = sensor.detector.observations;
-    let scored = &sensor.engine.scorer().counters;
-    stats.findings = scored.findings;
-    stats.below_min_score = scored.below_min_score;
-    stats.suppressed_repeats = scored.suppressed_repeats;
-    stats.suppressed_by_segment += scored.suppressed_by_segment;
-    stats.windows_closed = sensor.engine.counters.windows_closed;
-    stats.allowlisted_updates = sensor.engine.counters.allowlisted_updates;
-    stats.hosts_evicted = sensor.engine.hosts_evicted();
-    stats.geo = sensor.engine.geo().describe();
-    stats.alerts = alerts.len() as u64;
-    stats.file_problems = reader.problems().iter().map(|p| p.to_string()).collect();
-    if reader.counters.frames_on_unsupported_link > 0 {
-        stats.drops.insert(
-            "unsupported_link_type",
-            reader.counters.frames_on_unsupported_link,
-        );
+
+    /// Timeouts and windows up to event time `now_ns`, checked once per second of it.
+    pub fn advance(
+        &mut self,
+        now_ns: u64,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        self.now_ns = self.now_ns.max(now_ns);
+        let now_ns = self.now_ns;
+        if now_ns < self.next_tick {
+            return Ok(());
+        }
+        let config = self.config;
+        self.table.expire(now_ns, &mut self.sensor);
+        self.ingest
+            .table
+            .expire(now_ns, &|ip| config.is_inside(ip), &mut self.sensor);
+        for _ in 0..self.defrag.expire(now_ns) {
+            self.sensor
+                .stats
+                .drop(crate::decode::packet::DropReason::FragmentTimeout.name());
+        }
+        let mut batch = self.sensor.detector.close_windows(now_ns);
+        self.sensor.segment_policy(&mut batch);
+        self.emit(batch, on_alerts)?;
+        if self.sensor.engine.window_due(now_ns).is_some() {
+            // Counters up to now reach the windows before they close.
+            self.table.checkpoint(&mut self.sensor);
+            let batch = self.sensor.engine.close_window();
+            self.emit(batch, on_alerts)?;
+        }
+        self.next_tick = now_ns - now_ns % TICK_NS + TICK_NS;
+        Ok(())
     }
-    if reader.counters.frames_on_unknown_interface > 0 {
-        stats.drops.insert(
-            "unknown_pcapng_interface",
-            reader.counters.frames_on_unknown_interface,
-        );
+
+    fn emit(
+        &mut self,
+        batch: Vec<Alert>,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        if !batch.is_empty() {
+            on_alerts(&batch).map_err(PipelineError::Alerts)?;
+            self.alerts.extend(batch);
+        }
+        Ok(())
     }
-    Ok(RunReport {
-        alerts,
-        stats,
-        observed: sensor.observed,
-    })
+
+    /// Ends every flow and window, saves the state, and reports.
+    pub fn finish(mut self, on_alerts: &mut AlertHandler<'_>) -> Result<RunReport, PipelineError> {
+        let config = self.config;
+        self.table.flush(&mut self.sensor);
+        self.ingest
+            .table
+            .flush(&|ip| config.is_inside(ip), &mut self.sensor);
+        let mut batch = self.sensor.detector.finish();
+        self.sensor.segment_policy(&mut batch);
+        batch.extend(self.sensor.engine.finish());
+        self.emit(batch, on_alerts)?;
+        if let Some(path) = &self.state {
+            self.sensor.engine.save_state(path)?;
+        }
+        let mut sensor = self.sensor;
+        if let Some(logs) = sensor.logs.as_mut() {
+            let result = logs.finish();
+            sensor.log(result);
+        }
+        if let Some(e) = sensor.log_error.take() {
+            return Err(PipelineError::Logs(e));
+        }
+        let mut stats = sensor.stats;
+        let table = &self.table;
+        stats.flows = table.counters.flows_created;
+        stats.flows_evicted = table.counters.flows_evicted;
+        stats.interim_updates = table.counters.interim_updates;
+        stats.connections_reused = table.counters.connections_reused;
+        stats.dns_cache_evicted = sensor.dns_cache.evicted;
+        stats.proxyware_observations = sensor.detector.observations;
+        let scored = &sensor.engine.scorer().counters;
+        stats.findings = scored.findings;
+        stats.below_min_score = scored.below_min_score;
+        stats.suppressed_repeats = scored.suppressed_repeats;
+        stats.suppressed_by_segment += scored.suppressed_by_segment;
+        stats.windows_closed = sensor.engine.counters.windows_closed;
+        stats.allowlisted_updates = sensor.engine.counters.allowlisted_updates;
+        stats.hosts_evicted = sensor.engine.hosts_evicted();
+        stats.geo = sensor.engine.geo().describe();
+        stats.alerts = self.alerts.len() as u64;
+        let ingest = &self.ingest;
+        let nf = &ingest.netflow.counters;
+        let rt = &ingest.table.counters;
+        stats.export = ExportStats {
+            netflow_datagrams: nf.datagrams,
+            sflow_datagrams: ingest.sflow.counters.datagrams,
+            vpc_files: ingest.vpc_files,
+            vpc_lines: ingest.vpc.lines,
+            records: rt.records,
+            flows: rt.flows_created,
+            records_stitched: rt.records_stitched,
+            flows_evicted: rt.flows_evicted,
+            templates: nf.templates + nf.options_templates,
+            sets_pending: nf.sets_pending,
+            pending_decoded: nf.pending_decoded,
+            pending_dropped: nf.pending_dropped,
+            sflow_counter_samples: ingest.sflow.counters.counter_samples,
+            errors: ingest.errors.clone(),
+            queue_drops: stats.export.queue_drops.clone(),
+        };
+        Ok(RunReport {
+            alerts: self.alerts,
+            stats,
+            observed: sensor.observed,
+        })
+    }
+
+    /// Collector: datagrams the socket threads dropped because the queue was full.
+    pub fn count_queue_drops(&mut self, exporter: IpAddr, n: u64) {
+        *self
+            .sensor
+            .stats
+            .export
+            .queue_drops
+            .entry(exporter.to_string())
+            .or_insert(0) += n;
+    }
+}
+
+/// Replays capture files (and AWS VPC flow log files). `on_alerts` receives each batch of
+/// alerts as its window closes.
+pub fn replay(
+    config: &Config,
+    paths: &[PathBuf],
+    options: &ReplayOptions,
+    on_alerts: &mut AlertHandler<'_>,
+) -> Result<RunReport, PipelineError> {
+    let (vpc_paths, capture_paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.iter().cloned().partition(|p| vpc::is_vpc_flow_log(p));
+    let mut run = Run::new(config, options)?;
+    run.sensor.stats.files = paths.len() as u64;
+    let mut problems = Vec::new();
+    let mut reader_counters = None;
+    if !capture_paths.is_empty() {
+        let mut reader = CaptureReader::open(&capture_paths)?;
+        while let Some(packet) = reader.next_packet() {
+            run.packet(&packet, on_alerts)?;
+        }
+        problems = reader.problems().iter().map(|p| p.to_string()).collect();
+        reader_counters = Some(reader.counters.clone());
+    }
+    for path in &vpc_paths {
+        run.vpc_file(path, on_alerts)?;
+    }
+    let mut report = run.finish(on_alerts)?;
+    let stats = &mut report.stats;
+    stats.file_problems.extend(problems);
+    if let Some(counters) = reader_counters {
+        if counters.frames_on_unsupported_link > 0 {
+            stats
+                .drops
+                .insert("unsupported_link_type", counters.frames_on_unsupported_link);
+        }
+        if counters.frames_on_unknown_interface > 0 {
+            stats.drops.insert(
+                "unknown_pcapng_interface",
+                counters.frames_on_unknown_interface,
+            );
+        }
+    }
+    Ok(report)
 }
 
 /// A DNS message quoted in an ICMP error: the original sender did ask for the name.

@@ -31,6 +31,73 @@ pub struct Stats {
     pub geo: String,
     pub alerts: u64,
     pub file_problems: Vec<String>,
+    pub export: ExportStats,
+}
+
+/// Flow export ingest (NetFlow, IPFIX, sFlow, VPC Flow Logs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    pub netflow_datagrams: u64,
+    pub sflow_datagrams: u64,
+    pub vpc_files: u64,
+    pub vpc_lines: u64,
+    pub records: u64,
+    pub flows: u64,
+    pub records_stitched: u64,
+    pub flows_evicted: u64,
+    pub templates: u64,
+    pub sets_pending: u64,
+    pub pending_decoded: u64,
+    pub pending_dropped: u64,
+    pub sflow_counter_samples: u64,
+    /// Datagrams that failed to decode, per reason.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Collector: datagrams dropped because the decoder queue was full, per exporter.
+    pub queue_drops: BTreeMap<String, u64>,
+}
+
+impl ExportStats {
+    pub fn is_empty(&self) -> bool {
+        self.netflow_datagrams == 0
+            && self.sflow_datagrams == 0
+            && self.vpc_files == 0
+            && self.queue_drops.is_empty()
+    }
+
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "export: {} NetFlow/IPFIX and {} sFlow datagrams, {} VPC flow log lines; {} records              -> {} flows ({} records stitched, {} flows evicted); {} templates, {} data sets              before their template ({} decoded later, {} dropped); {} sFlow counter samples\n",
+            self.netflow_datagrams,
+            self.sflow_datagrams,
+            self.vpc_lines,
+            self.records,
+            self.flows,
+            self.records_stitched,
+            self.flows_evicted,
+            self.templates,
+            self.sets_pending,
+            self.pending_decoded,
+            self.pending_dropped,
+            self.sflow_counter_samples,
+        );
+        if !self.errors.is_empty() {
+            let list: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            s.push_str(&format!("export errors: {}\n", list.join(" ")));
+        }
+        if !self.queue_drops.is_empty() {
+            let list: Vec<String> = self
+                .queue_drops
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            s.push_str(&format!("collector queue drops: {}\n", list.join(" ")));
+        }
+        s
+    }
 }
 
 impl Stats {
@@ -72,6 +139,9 @@ impl Stats {
         if !self.geo.is_empty() {
             s.push_str(&self.geo);
             s.push('\n');
+        }
+        if !self.export.is_empty() {
+            s.push_str(&self.export.summary());
         }
         if self.fragments_reassembled > 0 {
             s.push_str(&format!(
