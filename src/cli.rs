@@ -2,11 +2,14 @@
 use crate::alert::{Alert, sink};
 use crate::config::{Cidr, Config};
 use crate::pipeline::{self, ReplayOptions};
+use crate::source::collector::Collector;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,29 +31,25 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replay pcap/pcapng files (merged in timestamp order) and report alerts.
+    ///
+    /// Captures may hold NetFlow/IPFIX/sFlow export datagrams, which are decoded as flows;
+    /// AWS VPC Flow Logs files (plain or gzip) are read as flows too.
     Replay {
-        /// Config file (TOML); built-in defaults when absent.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Inside network (repeatable); replaces the config's home_nets.
-        #[arg(long = "home-net", value_name = "CIDR")]
-        home_nets: Vec<Cidr>,
-        /// Alert output on stdout: a table, or JSON lines. Default: table on a terminal, else JSON.
-        #[arg(long, value_enum)]
-        format: Option<Format>,
-        /// Also write alerts as JSON lines to this file.
-        #[arg(long, value_name = "FILE")]
-        alerts: Option<PathBuf>,
-        /// Write Zeek-style conn.log, dns.log, ssl.log, http.log (JSON lines) here.
-        #[arg(long, value_name = "DIR")]
-        log_dir: Option<PathBuf>,
-        /// Baselines: loaded from FILE when it exists, saved to it at the end, so a daily
-        /// replay continues yesterday's history.
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
-        /// Capture files.
+        #[command(flatten)]
+        common: RunArgs,
+        /// Capture files (pcap, pcapng) and VPC flow log files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+    },
+    /// Collect NetFlow v5/v9, IPFIX and sFlow v5 on UDP and report alerts until SIGINT or
+    /// SIGTERM, which flush every flow and window and exit.
+    Collect {
+        /// UDP address to listen on (repeatable), e.g. 0.0.0.0:2055, [::]:4739, 0.0.0.0:6343.
+        /// Port 0 picks a free port; the bound addresses are printed on stderr.
+        #[arg(long, required = true, value_name = "ADDR")]
+        listen: Vec<std::net::SocketAddr>,
+        #[command(flatten)]
+        common: RunArgs,
     },
     /// Validate a config file (and its proxyware list), print the effective config, and exit.
     CheckConfig {
@@ -77,6 +76,115 @@ pub enum Command {
     },
 }
 
+/// Options shared by `replay` and `collect`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Config file (TOML); built-in defaults when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Inside network (repeatable); replaces the config's home_nets.
+    #[arg(long = "home-net", value_name = "CIDR")]
+    home_nets: Vec<Cidr>,
+    /// Alert output on stdout: a table, or JSON lines. Default: table on a terminal, else JSON.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Also write alerts as JSON lines to this file.
+    #[arg(long, value_name = "FILE")]
+    alerts: Option<PathBuf>,
+    /// Write Zeek-style conn.log, dns.log, ssl.log, http.log (JSON lines) here.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// Baselines: loaded from FILE when it exists, saved to it at the end, so a daily
+    /// replay continues yesterday's history.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
+/// Where alerts go: stdout as JSON lines or a table, and optionally a JSON lines file.
+struct AlertOutput {
+    format: Format,
+    file: Option<BufWriter<File>>,
+    table_rows: Vec<Alert>,
+    /// A live collector prints each window's table as it closes; replay prints one at the end.
+    table_per_batch: bool,
+}
+
+impl AlertOutput {
+    fn new(args: &RunArgs, table_per_batch: bool) -> Result<AlertOutput> {
+        let format = args.format.unwrap_or(if io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Json
+        });
+        let file = match &args.alerts {
+            Some(path) => {
+                Some(BufWriter::new(File::create(path).with_context(|| {
+                    format!("cannot create {}", path.display())
+                })?))
+            }
+            None => None,
+        };
+        Ok(AlertOutput {
+            format,
+            file,
+            table_rows: Vec::new(),
+            table_per_batch,
+        })
+    }
+
+    fn batch(&mut self, batch: &[Alert]) -> io::Result<()> {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        for alert in batch {
+            if let Some(f) = self.file.as_mut() {
+                sink::write_json_line(f, alert)?;
+            }
+            match self.format {
+                Format::Json => sink::write_json_line(&mut out, alert)?,
+                Format::Table => self.table_rows.push(alert.clone()),
+            }
+        }
+        if self.table_per_batch && !self.table_rows.is_empty() {
+            sink::write_table(&mut out, &std::mem::take(&mut self.table_rows))?;
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.flush()?;
+        }
+        out.flush()
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        if self.format == Format::Table && (!self.table_per_batch || !self.table_rows.is_empty()) {
+            sink::write_table(&mut out, &self.table_rows)?;
+        }
+        out.flush()?;
+        if let Some(mut f) = self.file.take() {
+            f.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<Config> {
+        let mut config = load_config(self.config.as_ref())?;
+        if !self.home_nets.is_empty() {
+            config.home_nets = self.home_nets.clone();
+        }
+        Ok(config)
+    }
+
+    fn options(&self) -> ReplayOptions {
+        ReplayOptions {
+            log_dir: self.log_dir.clone(),
+            state: self.state.clone(),
+            collect: false,
+        }
+    }
+}
+
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     match path {
         Some(p) => Config::load(p).map_err(anyhow::Error::from),
@@ -86,60 +194,32 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Replay {
-            config,
-            home_nets,
-            format,
-            alerts,
-            log_dir,
-            state,
-            files,
-        } => {
-            let mut config = load_config(config.as_ref())?;
-            if !home_nets.is_empty() {
-                config.home_nets = home_nets;
+        Command::Replay { common, files } => {
+            let config = common.config()?;
+            let mut output = AlertOutput::new(&common, false)?;
+            let report =
+                pipeline::replay(&config, &files, &common.options(), &mut |b| output.batch(b))?;
+            output.finish()?;
+            eprint!("{}", report.stats.summary());
+            Ok(())
+        }
+        Command::Collect { listen, common } => {
+            let config = common.config()?;
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone())
+                    .context("cannot install signal handlers")?;
             }
-            let stdout_is_terminal = io::stdout().is_terminal();
-            let format = format.unwrap_or(if stdout_is_terminal {
-                Format::Table
-            } else {
-                Format::Json
-            });
-            let mut alert_file = match &alerts {
-                Some(path) => {
-                    Some(BufWriter::new(File::create(path).with_context(|| {
-                        format!("cannot create {}", path.display())
-                    })?))
-                }
-                None => None,
-            };
-            let stdout = io::stdout();
-            let mut out = stdout.lock();
-            let mut table_rows: Vec<Alert> = Vec::new();
-            let options = ReplayOptions {
-                log_dir,
-                state,
-                collect: false,
-            };
-            let report = pipeline::replay(&config, &files, &options, &mut |batch| {
-                for alert in batch {
-                    if let Some(f) = alert_file.as_mut() {
-                        sink::write_json_line(f, alert)?;
-                    }
-                    match format {
-                        Format::Json => sink::write_json_line(&mut out, alert)?,
-                        Format::Table => table_rows.push(alert.clone()),
-                    }
-                }
-                out.flush()
+            let collector = Collector::start(&listen, config.export.queue_datagrams, stop.clone())?;
+            for addr in collector.local_addrs() {
+                eprintln!("egresswatch: listening on udp {addr}");
+            }
+            let mut output = AlertOutput::new(&common, true)?;
+            let report = pipeline::collect(&config, &collector, &common.options(), &mut |b| {
+                output.batch(b)
             })?;
-            if format == Format::Table {
-                sink::write_table(&mut out, &table_rows)?;
-            }
-            out.flush()?;
-            if let Some(mut f) = alert_file {
-                f.flush()?;
-            }
+            collector.join();
+            output.finish()?;
             eprint!("{}", report.stats.summary());
             Ok(())
         }

@@ -23,6 +23,7 @@ use crate::flow::table::{Flow, FlowTable};
 use crate::flow::update::{FlowSink, FlowUpdate, NameSource, UpdateKind};
 use crate::logs::ZeekLogs;
 use crate::source::Packet;
+use crate::source::collector::{Collector, Received};
 use crate::source::pcap_file::{CaptureReader, SourceError};
 use crate::stats::{ExportStats, Stats};
 use std::collections::BTreeSet;
@@ -34,6 +35,8 @@ use std::sync::Arc;
 const NS: u64 = 1_000_000_000;
 /// Expiry, fragment timeouts and alert windows are checked once per second of event time.
 const TICK_NS: u64 = NS;
+/// How long the collector waits for a datagram before it looks at the stop flag.
+const COLLECTOR_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// How far ahead of a datagram's arrival its records may move event time.
 const MAX_EXPORTER_CLOCK_AHEAD_NS: u64 = 3_600 * NS;
 
@@ -862,6 +865,32 @@ pub fn replay(
         }
     }
     Ok(report)
+}
+
+/// Runs a flow-export collector until its sockets stop (the stop flag the collector was
+/// started with: SIGINT/SIGTERM), then ends every flow and window, and reports.
+pub fn collect(
+    config: &Config,
+    collector: &Collector,
+    options: &ReplayOptions,
+    on_alerts: &mut AlertHandler<'_>,
+) -> Result<RunReport, PipelineError> {
+    let mut run = Run::new(config, options)?;
+    // After a stop the socket threads drain their sockets and exit; the queue closes when the
+    // last one has.
+    loop {
+        let received = collector.recv(COLLECTOR_POLL);
+        if let Received::Datagram(d) = &received {
+            run.datagram(d.exporter, d.recv_ns, &d.payload, on_alerts)?;
+        }
+        for (exporter, n) in collector.take_drops() {
+            run.count_queue_drops(exporter, n);
+        }
+        if matches!(received, Received::Closed) {
+            break;
+        }
+    }
+    run.finish(on_alerts)
 }
 
 /// A DNS message quoted in an ICMP error: the original sender did ask for the name.

@@ -1,4 +1,5 @@
 //! Packet and flow sources.
+pub mod collector;
 pub mod pcap_file;
 
 /// One captured frame, borrowed from the source's buffer until the next call.
