@@ -763,8 +763,15 @@ impl NetflowDecoder {
                 None => time.export_ns,
             },
         };
-        let start = fields.start_ns.or(fields.start_uptime_ms.map(to_ns));
-        let end = fields.end_ns.or(fields.end_uptime_ms.map(to_ns));
+        let before_export = |us: u64| time.export_ns.saturating_sub(us.saturating_mul(1_000));
+        let start = fields
+            .start_ns
+            .or(fields.start_uptime_ms.map(to_ns))
+            .or(fields.start_delta_us.map(before_export));
+        let end = fields
+            .end_ns
+            .or(fields.end_uptime_ms.map(to_ns))
+            .or(fields.end_delta_us.map(before_export));
         let (start_ns, end_ns) = match (start, end) {
             (Some(s), Some(e)) => (s, e),
             (Some(t), None) | (None, Some(t)) => (t, t),
@@ -834,6 +841,9 @@ struct RecordFields {
     start_uptime_ms: Option<u32>,
     end_uptime_ms: Option<u32>,
     system_init_ns: Option<u64>,
+    /// flowStart/EndDeltaMicroseconds: how long before the export time.
+    start_delta_us: Option<u64>,
+    end_delta_us: Option<u64>,
     end_reason: Option<u8>,
     sampler_id: Option<u64>,
     sampling_interval: Option<u64>,
@@ -926,6 +936,8 @@ impl RecordFields {
                 &mut self.system_init_ns,
                 number.map(|ms| ms.saturating_mul(1_000_000)),
             ),
+            158 => set_once(&mut self.start_delta_us, number),
+            159 => set_once(&mut self.end_delta_us, number),
             136 => set_once(&mut self.end_reason, number.map(|n| n as u8)),
             // samplerId (v9 FLOW_SAMPLER_ID) or selectorId: which sampler a record used.
             48 | 302 => set_once(&mut self.sampler_id, number),
@@ -1160,5 +1172,647 @@ pub fn looks_like_netflow(datagram: &[u8]) -> Option<u16> {
                 .then_some(10)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    const SEC: u64 = 1_000_000_000;
+    const T0: u64 = 1_700_000_000 * SEC;
+
+    fn exporter() -> Exporter {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 2055)
+    }
+
+    fn set(id: u16, body: &[u8]) -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend_from_slice(&id.to_be_bytes());
+        s.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+        s.extend_from_slice(body);
+        s
+    }
+
+    fn ipfix(domain: u32, export_secs: u32, sets: &[Vec<u8>]) -> Vec<u8> {
+        let body: Vec<u8> = sets.concat();
+        let mut m = Vec::new();
+        m.extend_from_slice(&10u16.to_be_bytes());
+        m.extend_from_slice(&((body.len() + 16) as u16).to_be_bytes());
+        m.extend_from_slice(&export_secs.to_be_bytes());
+        m.extend_from_slice(&7u32.to_be_bytes());
+        m.extend_from_slice(&domain.to_be_bytes());
+        m.extend_from_slice(&body);
+        m
+    }
+
+    fn v9(uptime_ms: u32, unix_secs: u32, source_id: u32, sets: &[Vec<u8>]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&9u16.to_be_bytes());
+        m.extend_from_slice(&(sets.len() as u16).to_be_bytes());
+        m.extend_from_slice(&uptime_ms.to_be_bytes());
+        m.extend_from_slice(&unix_secs.to_be_bytes());
+        m.extend_from_slice(&1u32.to_be_bytes());
+        m.extend_from_slice(&source_id.to_be_bytes());
+        m.extend_from_slice(&sets.concat());
+        m
+    }
+
+    /// A template record: id, then (element id, length, enterprise number or 0).
+    fn template(id: u16, fields: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(&id.to_be_bytes());
+        t.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+        for &(fid, len, pen) in fields {
+            let e = if pen != 0 { 0x8000 } else { 0 };
+            t.extend_from_slice(&(fid | e).to_be_bytes());
+            t.extend_from_slice(&len.to_be_bytes());
+            if pen != 0 {
+                t.extend_from_slice(&pen.to_be_bytes());
+            }
+        }
+        t
+    }
+
+    /// Template 256: src, dst (IPv4), ports, protocol, octets, packets.
+    const FLOW_FIELDS: &[(u16, u16, u32)] = &[
+        (8, 4, 0),
+        (12, 4, 0),
+        (7, 2, 0),
+        (11, 2, 0),
+        (4, 1, 0),
+        (1, 4, 0),
+        (2, 4, 0),
+    ];
+
+    fn flow_record(last_octet: u8, octets: u32, packets: u32) -> Vec<u8> {
+        let mut r = vec![10, 0, 0, last_octet, 10, 0, 1, 1];
+        r.extend_from_slice(&1234u16.to_be_bytes());
+        r.extend_from_slice(&443u16.to_be_bytes());
+        r.push(6);
+        r.extend_from_slice(&octets.to_be_bytes());
+        r.extend_from_slice(&packets.to_be_bytes());
+        r
+    }
+
+    fn decoder_with(f: impl FnOnce(&mut ExportConfig)) -> NetflowDecoder {
+        let mut config = ExportConfig::default();
+        f(&mut config);
+        NetflowDecoder::new(&config)
+    }
+
+    fn run(d: &mut NetflowDecoder, at: u64, datagram: &[u8]) -> Vec<FlowRecord> {
+        let mut out = Vec::new();
+        d.decode(exporter(), at, datagram, &mut out)
+            .expect("decodes");
+        out
+    }
+
+    #[test]
+    fn ipfix_withdrawal_single_and_all() {
+        let mut d = decoder_with(|_| {});
+        let templates = set(
+            2,
+            &[template(256, FLOW_FIELDS), template(257, FLOW_FIELDS)].concat(),
+        );
+        let options = set(3, &[1, 2, 0, 2, 0, 1, 0, 149, 0, 4, 0, 34, 0, 4]);
+        run(&mut d, T0, &ipfix(1, 1, &[templates, options]));
+        assert_eq!(d.template_count(), 3);
+        let data = |id| set(id, &flow_record(1, 100, 1));
+        assert_eq!(run(&mut d, T0, &ipfix(1, 1, &[data(256)])).len(), 1);
+
+        // Withdraw 256 alone: its data now waits; 257 still decodes.
+        run(&mut d, T0, &ipfix(1, 1, &[set(2, &[1, 0, 0, 0])]));
+        assert_eq!(d.counters.templates_withdrawn, 1);
+        assert!(run(&mut d, T0, &ipfix(1, 1, &[data(256)])).is_empty());
+        assert_eq!(d.counters.sets_pending, 1);
+        assert_eq!(run(&mut d, T0, &ipfix(1, 1, &[data(257)])).len(), 1);
+
+        // Withdraw all data templates (id 2): the options template stays.
+        run(&mut d, T0, &ipfix(1, 1, &[set(2, &[0, 2, 0, 0])]));
+        assert_eq!(d.counters.templates_withdrawn, 2);
+        assert_eq!(d.template_count(), 1);
+        // Withdraw all options templates (id 3).
+        run(&mut d, T0, &ipfix(1, 1, &[set(3, &[0, 3, 0, 0])]));
+        assert_eq!(d.template_count(), 0);
+        assert_eq!(d.counters.templates_withdrawn, 3);
+    }
+
+    #[test]
+    fn templates_are_scoped_per_exporter_and_domain() {
+        let mut d = decoder_with(|_| {});
+        run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(2, &template(256, FLOW_FIELDS))]),
+        );
+        let data = set(256, &flow_record(1, 100, 1));
+        // Same exporter, other domain: no template.
+        assert!(run(&mut d, T0, &ipfix(2, 1, std::slice::from_ref(&data))).is_empty());
+        // Other exporter, same domain: no template.
+        let other = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 2055);
+        let mut out = Vec::new();
+        d.decode(
+            other,
+            T0,
+            &ipfix(1, 1, std::slice::from_ref(&data)),
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.is_empty());
+        assert_eq!(d.counters.sets_pending, 2);
+        assert_eq!(run(&mut d, T0, &ipfix(1, 1, &[data])).len(), 1);
+    }
+
+    #[test]
+    fn pending_sets_are_bounded_per_exporter_and_decoded_when_the_template_arrives() {
+        let mut d = decoder_with(|c| c.max_pending_sets = 2);
+        for i in 1..=3 {
+            run(
+                &mut d,
+                T0,
+                &ipfix(1, 1, &[set(256, &flow_record(i, 100, 1))]),
+            );
+        }
+        assert_eq!(d.counters.sets_pending, 3);
+        assert_eq!(d.counters.pending_dropped, 1);
+        assert_eq!(d.pending_count(), 2);
+        let out = run(
+            &mut d,
+            T0 + SEC,
+            &ipfix(1, 1, &[set(2, &template(256, FLOW_FIELDS))]),
+        );
+        // The oldest was dropped; the two newest decode in arrival order.
+        let sources: Vec<IpAddr> = out.iter().map(|r| r.src).collect();
+        assert_eq!(
+            sources,
+            [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)].map(IpAddr::V4)
+        );
+        assert_eq!(d.counters.pending_decoded, 2);
+        assert_eq!(d.pending_count(), 0);
+    }
+
+    #[test]
+    fn pending_sets_time_out() {
+        let mut d = decoder_with(|c| c.pending_timeout_seconds = 10);
+        run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(256, &flow_record(1, 100, 1))]),
+        );
+        let late = T0 + 11 * SEC;
+        let out = run(
+            &mut d,
+            late,
+            &ipfix(1, 1, &[set(2, &template(256, FLOW_FIELDS))]),
+        );
+        assert!(out.is_empty());
+        assert_eq!(d.counters.pending_dropped, 1);
+        assert_eq!(d.counters.pending_decoded, 0);
+        assert_eq!(d.pending_count(), 0);
+    }
+
+    #[test]
+    fn data_set_before_its_template_in_the_same_datagram() {
+        let mut d = decoder_with(|_| {});
+        let message = ipfix(
+            1,
+            1,
+            &[
+                set(256, &flow_record(1, 100, 1)),
+                set(2, &template(256, FLOW_FIELDS)),
+                set(256, &flow_record(2, 200, 2)),
+            ],
+        );
+        let out = run(&mut d, T0, &message);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].octets, 100);
+        assert_eq!(out[1].octets, 200);
+        assert_eq!(d.counters.pending_decoded, 1);
+    }
+
+    #[test]
+    fn templates_expire_unused() {
+        let mut d = decoder_with(|c| c.template_timeout_seconds = 60);
+        run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(2, &template(256, FLOW_FIELDS))]),
+        );
+        let data = ipfix(1, 1, &[set(256, &flow_record(1, 100, 1))]);
+        // Use keeps it alive.
+        assert_eq!(run(&mut d, T0 + 50 * SEC, &data).len(), 1);
+        assert_eq!(run(&mut d, T0 + 100 * SEC, &data).len(), 1);
+        assert!(run(&mut d, T0 + 161 * SEC, &data).is_empty());
+        assert_eq!(d.counters.templates_expired, 1);
+        assert_eq!(d.template_count(), 0);
+        assert_eq!(d.counters.sets_pending, 1);
+    }
+
+    #[test]
+    fn template_bound_evicts_the_least_recently_used() {
+        let mut d = decoder_with(|c| c.max_templates = 2);
+        for id in [256u16, 257] {
+            run(
+                &mut d,
+                T0,
+                &ipfix(1, 1, &[set(2, &template(id, FLOW_FIELDS))]),
+            );
+        }
+        // Using 256 makes 257 the least recently used.
+        assert_eq!(
+            run(&mut d, T0, &ipfix(1, 1, &[set(256, &flow_record(1, 1, 1))])).len(),
+            1
+        );
+        run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(2, &template(258, FLOW_FIELDS))]),
+        );
+        assert_eq!(d.counters.templates_evicted, 1);
+        assert_eq!(d.template_count(), 2);
+        assert!(run(&mut d, T0, &ipfix(1, 1, &[set(257, &flow_record(1, 1, 1))])).is_empty());
+        assert_eq!(
+            run(&mut d, T0, &ipfix(1, 1, &[set(256, &flow_record(1, 1, 1))])).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn enterprise_and_variable_length_fields_are_skipped() {
+        let fields = [
+            (8, 4, 0),
+            (12345, 4, 9),            // Cisco enterprise element
+            (82, VARIABLE_LENGTH, 0), // interfaceName, short form
+            (12, 4, 0),
+            (94, VARIABLE_LENGTH, 0), // applicationDescription, long form
+            (1, 8, 0),
+            (1, 4, REVERSE_PEN), // reverseOctetDeltaCount
+            (6, 2, 0),           // tcpControlBits in 2 bytes
+            (6, 1, REVERSE_PEN),
+            (2, 4, 0),
+        ];
+        let mut record = vec![10, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef, 3, b'e', b't', b'h'];
+        record.extend_from_slice(&[10, 0, 1, 1]);
+        record.push(255);
+        record.extend_from_slice(&300u16.to_be_bytes());
+        record.extend_from_slice(&[b'x'; 300]);
+        record.extend_from_slice(&5_000_000_000u64.to_be_bytes());
+        record.extend_from_slice(&777u32.to_be_bytes());
+        record.extend_from_slice(&[0x01, 0x12]); // high byte: NS/ECN bits, low: ACK|SYN
+        record.push(0x10);
+        record.extend_from_slice(&9u32.to_be_bytes());
+        let mut d = decoder_with(|_| {});
+        let out = run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(2, &template(300, &fields)), set(300, &record)]),
+        );
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!(r.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(r.dst, IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)));
+        assert_eq!((r.octets, r.packets, r.rev_octets), (5_000_000_000, 9, 777));
+        assert_eq!((r.tcp_flags, r.rev_tcp_flags), (Some(0x12), Some(0x10)));
+        // No time field: the header's export time.
+        assert_eq!((r.start_ns, r.end_ns), (SEC, SEC));
+    }
+
+    #[test]
+    fn reduced_size_counters() {
+        let fields = [(8, 4, 0), (12, 4, 0), (1, 3, 0), (2, 1, 0), (85, 8, 0)];
+        let mut record = vec![10, 0, 0, 1, 10, 0, 0, 2];
+        record.extend_from_slice(&[0x01, 0x02, 0x03, 0x05]);
+        record.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut d = decoder_with(|_| {});
+        let out = run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(2, &template(256, &fields)), set(256, &record)]),
+        );
+        assert_eq!((out[0].octets, out[0].packets), (0x010203, 5));
+        // Total counts only when the delta is absent.
+        let fields = [(8, 4, 0), (12, 4, 0), (85, 2, 0), (86, 5, 0)];
+        let mut record = vec![10, 0, 0, 1, 10, 0, 0, 2, 0x12, 0x34];
+        record.extend_from_slice(&[1, 0, 0, 0, 0]);
+        let out = run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(2, &template(257, &fields)), set(257, &record)]),
+        );
+        assert_eq!((out[0].octets, out[0].packets), (0x1234, 1 << 32));
+    }
+
+    #[test]
+    fn ipfix_times_absolute_delta_and_system_init() {
+        let mut d = decoder_with(|_| {});
+        // flowStartMilliseconds, flowEndDeltaMicroseconds.
+        let fields = [(8, 4, 0), (12, 4, 0), (152, 8, 0), (159, 4, 0)];
+        let mut record = vec![10, 0, 0, 1, 10, 0, 0, 2];
+        record.extend_from_slice(&1_000_000_500u64.to_be_bytes());
+        record.extend_from_slice(&2_500_000u32.to_be_bytes());
+        let out = run(
+            &mut d,
+            T0,
+            &ipfix(
+                1,
+                1_000_010,
+                &[set(2, &template(256, &fields)), set(256, &record)],
+            ),
+        );
+        assert_eq!(out[0].start_ns, 1_000_000_500 * 1_000_000);
+        assert_eq!(out[0].end_ns, 1_000_010 * SEC - 2_500_000_000);
+        // flowStart/EndSysUpTime against systemInitTimeMilliseconds from options data.
+        let options_template = [&[1u8, 1, 0, 2, 0, 1][..], &[0, 149, 0, 4, 0, 160, 0, 8]].concat();
+        let options_data = [&1u32.to_be_bytes()[..], &1_600_000_000_000u64.to_be_bytes()].concat();
+        let fields = [(8, 4, 0), (12, 4, 0), (22, 4, 0), (21, 4, 0)];
+        let mut record = vec![10, 0, 0, 1, 10, 0, 0, 2];
+        record.extend_from_slice(&5_000u32.to_be_bytes());
+        record.extend_from_slice(&7_000u32.to_be_bytes());
+        let out = run(
+            &mut d,
+            T0,
+            &ipfix(
+                1,
+                1,
+                &[
+                    set(3, &options_template),
+                    set(257, &options_data),
+                    set(2, &template(258, &fields)),
+                    set(258, &record),
+                ],
+            ),
+        );
+        assert_eq!(out[0].start_ns, 1_600_000_005_000 * 1_000_000);
+        assert_eq!(out[0].end_ns, 1_600_000_007_000 * 1_000_000);
+    }
+
+    #[test]
+    fn options_sampling_per_domain_and_config_override() {
+        // IPFIX options: scope observationDomainId, samplingPacketInterval 1,
+        // samplingPacketSpace 99 -> 1 in 100.
+        let options_template = [
+            &[1u8, 0, 0, 3, 0, 1][..],
+            &[0, 149, 0, 4, 0x01, 0x31, 0, 4, 0x01, 0x32, 0, 4],
+        ]
+        .concat();
+        let options_data = [1u32.to_be_bytes(), 1u32.to_be_bytes(), 99u32.to_be_bytes()].concat();
+        let flows = |domain| {
+            ipfix(
+                domain,
+                1,
+                &[
+                    set(2, &template(256, FLOW_FIELDS)),
+                    set(256, &flow_record(1, 1000, 3)),
+                ],
+            )
+        };
+        let mut d = decoder_with(|_| {});
+        run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(3, &options_template), set(256, &options_data)]),
+        );
+        assert_eq!(d.counters.options_records, 1);
+        let sampled = run(&mut d, T0, &flows(1));
+        assert_eq!(
+            (sampled[0].octets, sampled[0].packets, sampled[0].sampling),
+            (100_000, 300, 100)
+        );
+        // Another domain of the same exporter is unsampled.
+        assert_eq!(run(&mut d, T0, &flows(2))[0].sampling, 1);
+
+        let mut d = decoder_with(|c| {
+            c.sampling.push(ExporterSampling {
+                exporter: exporter().ip(),
+                interval: 7,
+            })
+        });
+        run(
+            &mut d,
+            T0,
+            &ipfix(1, 1, &[set(3, &options_template), set(256, &options_data)]),
+        );
+        let overridden = run(&mut d, T0, &flows(1));
+        assert_eq!((overridden[0].octets, overridden[0].sampling), (7000, 7));
+    }
+
+    #[test]
+    fn v9_sampler_id_options_and_uptime_wrap() {
+        // Options template 300: scope System (4 bytes); FLOW_SAMPLER_ID, FLOW_SAMPLER_RANDOM_INTERVAL.
+        let options_template = [
+            &[1u8, 44, 0, 4, 0, 8][..],
+            &[0, 1, 0, 4, 0, 48, 0, 1, 0, 50, 0, 4],
+        ]
+        .concat();
+        let options_data = [&[0u8, 0, 0, 0, 5][..], &50u32.to_be_bytes(), &[0, 0, 0]].concat();
+        let fields: Vec<(u16, u16, u32)> = FLOW_FIELDS
+            .iter()
+            .copied()
+            .chain([(48, 1, 0), (22, 4, 0), (21, 4, 0)])
+            .collect();
+        let mut record = flow_record(1, 10, 1);
+        record.push(5);
+        // Uptime wrapped: the flow started and ended before the wrap, the header is after it.
+        record.extend_from_slice(&0xffff_ff00u32.to_be_bytes());
+        record.extend_from_slice(&0xffff_fff0u32.to_be_bytes());
+        let message = v9(
+            1000,
+            1_700_000_000,
+            3,
+            &[
+                set(1, &options_template),
+                set(300, &options_data),
+                set(0, &template(256, &fields)),
+                set(256, &record),
+            ],
+        );
+        let mut d = decoder_with(|_| {});
+        let out = run(&mut d, T0, &message);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].sampling, out[0].octets), (50, 500));
+        assert_eq!(out[0].source, RecordSource::NetflowV9);
+        let export_ms = 1_700_000_000_000u64;
+        assert_eq!(out[0].start_ns, (export_ms - (1000 + 0x100)) * 1_000_000);
+        assert_eq!(out[0].end_ns, (export_ms - (1000 + 0x10)) * 1_000_000);
+    }
+
+    fn v5(sampling_field: u16, count: u16) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&5u16.to_be_bytes());
+        m.extend_from_slice(&count.to_be_bytes());
+        m.extend_from_slice(&60_000u32.to_be_bytes()); // uptime ms
+        m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        m.extend_from_slice(&500_000_000u32.to_be_bytes());
+        m.extend_from_slice(&[0; 6]);
+        m.extend_from_slice(&sampling_field.to_be_bytes());
+        for i in 0..count {
+            let mut r = vec![0u8; 48];
+            r[..4].copy_from_slice(&[10, 0, 0, i as u8]);
+            r[4..8].copy_from_slice(&[10, 0, 1, 1]);
+            r[16..20].copy_from_slice(&3u32.to_be_bytes());
+            r[20..24].copy_from_slice(&1500u32.to_be_bytes());
+            r[24..28].copy_from_slice(&50_000u32.to_be_bytes());
+            r[28..32].copy_from_slice(&59_000u32.to_be_bytes());
+            r[37] = 0x1b;
+            r[38] = 6;
+            m.extend_from_slice(&r);
+        }
+        m
+    }
+
+    #[test]
+    fn v5_header_sampling() {
+        // Mode 01 (deterministic) in the top 2 bits, interval 10 in the low 14.
+        let datagram = v5(0x4000 | 10, 2);
+        assert_eq!(looks_like_netflow(&datagram), Some(5));
+        let mut d = decoder_with(|_| {});
+        let out = run(&mut d, T0, &datagram);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (out[0].octets, out[0].packets, out[0].sampling),
+            (15_000, 30, 10)
+        );
+        let export = 1_700_000_000 * SEC + 500_000_000;
+        assert_eq!(out[0].start_ns, export - 10 * SEC);
+        assert_eq!(out[0].end_ns, export - SEC);
+        assert_eq!(out[0].tcp_flags, Some(0x1b));
+        // Interval 0 means unsampled.
+        assert_eq!(run(&mut d, T0, &v5(0, 1))[0].sampling, 1);
+        let mut d = decoder_with(|c| {
+            c.sampling.push(ExporterSampling {
+                exporter: exporter().ip(),
+                interval: 4,
+            })
+        });
+        assert_eq!(run(&mut d, T0, &datagram)[0].octets, 6000);
+    }
+
+    #[test]
+    fn a_bad_set_keeps_the_good_sets_before_it() {
+        let mut d = decoder_with(|_| {});
+        let mut message = ipfix(
+            1,
+            1,
+            &[
+                set(2, &template(256, FLOW_FIELDS)),
+                set(256, &flow_record(1, 100, 1)),
+                set(256, &flow_record(2, 100, 1)),
+            ],
+        );
+        // Claim a longer last set than the message holds.
+        let last = message.len() - 25 + 2;
+        message[last..last + 2].copy_from_slice(&200u16.to_be_bytes());
+        let mut out = Vec::new();
+        let err = d.decode(exporter(), T0, &message, &mut out).unwrap_err();
+        assert_eq!(out.len(), 1);
+        assert!(matches!(err, ExportError::Truncated { offset, .. } if offset == last - 2));
+        assert_eq!(d.counters.malformed, 1);
+        assert_eq!(looks_like_netflow(&message), None);
+    }
+
+    #[test]
+    fn looks_like_netflow_is_strict() {
+        let good = ipfix(1, 1, &[set(2, &template(256, FLOW_FIELDS))]);
+        assert_eq!(looks_like_netflow(&good), Some(10));
+        let mut longer = good.clone();
+        longer.push(0);
+        assert_eq!(looks_like_netflow(&longer), None);
+        let v9_ok = v9(1, 1, 1, &[set(0, &template(256, FLOW_FIELDS))]);
+        assert_eq!(looks_like_netflow(&v9_ok), Some(9));
+        let mut padded = v9_ok.clone();
+        padded.extend_from_slice(&[0, 0]);
+        assert_eq!(looks_like_netflow(&padded), Some(9));
+        let mut bad_set_id = v9_ok.clone();
+        bad_set_id[21] = 5;
+        assert_eq!(looks_like_netflow(&bad_set_id), None);
+        assert_eq!(looks_like_netflow(&v5(0, 2)[..100]), None);
+        assert_eq!(looks_like_netflow(&[0, 5]), None);
+        // Pseudo-random payloads that start like a version number almost never pass.
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut passed = 0;
+        for i in 0..20_000u32 {
+            let len = 20 + (i as usize % 1400);
+            let mut p: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            p[0] = 0;
+            p[1] = [5, 9, 10][i as usize % 3];
+            passed += usize::from(looks_like_netflow(&p).is_some());
+        }
+        assert_eq!(passed, 0);
+    }
+
+    fn capture_payloads(name: &str) -> Vec<(Exporter, Vec<u8>)> {
+        use crate::decode::packet::{Decoded, Layer, decode_frame};
+        use crate::source::pcap_file::CaptureReader;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/captures/public")
+            .join(name);
+        let mut reader = CaptureReader::open(&[path]).expect("capture");
+        let mut payloads = Vec::new();
+        while let Some(packet) = reader.next_packet() {
+            let mut decoded = Decoded::default();
+            decode_frame(packet.linktype, packet.data, &mut decoded);
+            if let Some(Layer::Transport(t)) = decoded.layers.last()
+                && t.proto == 17
+                && looks_like_netflow(t.payload).is_some()
+            {
+                payloads.push((SocketAddr::new(t.src, t.sport), t.payload.to_vec()));
+            }
+        }
+        payloads
+    }
+
+    /// Every prefix, and every one-byte corruption, of every datagram of the export
+    /// captures, decoded after the datagrams before it: never a panic; errors are counted.
+    #[test]
+    fn truncated_and_corrupted_real_datagrams_never_panic() {
+        for name in [
+            "akvorado__nfv5.pcap",
+            "akvorado__nfv9-data+templates.pcap",
+            "akvorado__ipfixprobe-templates+data.pcap",
+            "pmacct__100-IPFIXv10-CISCO.pcap",
+            "pmacct__101-NFv9-CISCO-cust_primitives.pcap",
+            "pmacct__106-IPFIXv10-HUAWEI-vrf_name.pcap",
+        ] {
+            let payloads = capture_payloads(name);
+            assert!(!payloads.is_empty(), "{name}");
+            // Only the first few datagrams of the long capture: the rest repeat its shape.
+            for (index, (exporter, datagram)) in payloads.iter().enumerate().take(4) {
+                let primed = || {
+                    let mut d = NetflowDecoder::new(&ExportConfig::default());
+                    let mut out = Vec::new();
+                    for (e, p) in payloads.iter().take(index) {
+                        let _ = d.decode(*e, T0, p, &mut out);
+                    }
+                    d
+                };
+                let mut d = primed();
+                let mut out = Vec::new();
+                for cut in 0..datagram.len() {
+                    let before = d.counters.malformed;
+                    let result = d.decode(*exporter, T0, &datagram[..cut], &mut out);
+                    if result.is_err() {
+                        assert_eq!(d.counters.malformed, before + 1);
+                    }
+                }
+                let mut d = primed();
+                for at in 0..datagram.len() {
+                    for byte in [0x00, 0xff, 0x80] {
+                        let mut corrupt = datagram.clone();
+                        corrupt[at] = byte;
+                        out.clear();
+                        let _ = d.decode(*exporter, T0, &corrupt, &mut out);
+                    }
+                }
+            }
+        }
     }
 }
