@@ -455,8 +455,16 @@ fn host_without_port(authority: &str) -> &str {
 /// Where alerts go as their windows close.
 pub type AlertHandler<'h> = dyn FnMut(&[Alert]) -> io::Result<()> + 'h;
 
+/// A decoded export record waiting to be put in event-time order.
+struct Held {
+    arrival_ns: u64,
+    horizon: u64,
+    record: FlowRecord,
+}
+
 /// Export datagrams and records on their way to the record table.
 struct ExportIngest {
+    held: std::collections::VecDeque<Held>,
     netflow: NetflowDecoder,
     sflow: SflowDecoder,
     table: RecordTable,
@@ -521,6 +529,7 @@ impl<'c> Run<'c> {
                 config.reassembly.fragment_timeout_seconds * NS,
             ),
             ingest: ExportIngest {
+                held: Default::default(),
                 netflow: NetflowDecoder::new(&config.export),
                 sflow: SflowDecoder::new(&config.export),
                 table: RecordTable::new(&config.export),
@@ -599,6 +608,9 @@ impl<'c> Run<'c> {
                 },
             }
         }
+        if !self.ingest.held.is_empty() {
+            self.release_held(packet.ts_ns, false, on_alerts)?;
+        }
         self.advance(self.now_ns, on_alerts)
     }
 
@@ -626,6 +638,7 @@ impl<'c> Run<'c> {
             Some(kind) => self.decode_datagram(kind, exporter, recv_ns, payload),
             None => *self.ingest.errors.entry("export_unrecognised").or_insert(0) += 1,
         }
+        self.release_held(recv_ns, false, on_alerts)?;
         self.advance(self.now_ns, on_alerts)
     }
 
@@ -655,10 +668,57 @@ impl<'c> Run<'c> {
         }
         // An exporter clock far ahead of the datagram's arrival must not close every window.
         let horizon = recv_ns.saturating_add(MAX_EXPORTER_CLOCK_AHEAD_NS);
-        for record in &records {
-            self.record(record, horizon);
+        for record in records.drain(..) {
+            self.ingest.held.push_back(Held {
+                arrival_ns: recv_ns,
+                horizon,
+                record,
+            });
         }
         self.ingest.records = records;
+    }
+
+    /// Releases held export records that arrived `reorder_seconds` before `arrival_ns` (all
+    /// of them when `all`), or beyond `max_reorder_records`, in event-time order. Exporters
+    /// send records when flows end or time out, not when they start: softflowd dumps its
+    /// whole cache at the end of a file, a router its cache on a reload. Sorting what arrived
+    /// together lets windows close in event time.
+    fn release_held(
+        &mut self,
+        arrival_ns: u64,
+        all: bool,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        let wait_ns = self.config.export.reorder_seconds.saturating_mul(NS);
+        let cutoff = arrival_ns.saturating_sub(wait_ns);
+        let over = self
+            .ingest
+            .held
+            .len()
+            .saturating_sub(self.config.export.max_reorder_records);
+        let mut batch: Vec<Held> = Vec::new();
+        while let Some(front) = self.ingest.held.front() {
+            if !(all || batch.len() < over || front.arrival_ns <= cutoff) {
+                break;
+            }
+            batch.extend(self.ingest.held.pop_front());
+        }
+        batch.sort_by_key(|h| (h.record.end_ns, h.record.start_ns));
+        for held in &batch {
+            self.record(&held.record, held.horizon);
+            self.advance(self.now_ns, on_alerts)?;
+        }
+        Ok(())
+    }
+
+    /// Collector: no datagram for a while; held records still leave on time (`now_ns` is
+    /// the wall clock, as datagrams' arrival times are).
+    pub fn idle(
+        &mut self,
+        now_ns: u64,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        self.release_held(now_ns, false, on_alerts)
     }
 
     /// One flow record (from a datagram or a VPC flow log line). Exporter time is event
@@ -746,6 +806,7 @@ impl<'c> Run<'c> {
 
     /// Ends every flow and window, saves the state, and reports.
     pub fn finish(mut self, on_alerts: &mut AlertHandler<'_>) -> Result<RunReport, PipelineError> {
+        self.release_held(u64::MAX, true, on_alerts)?;
         let config = self.config;
         self.table.flush(&mut self.sensor);
         self.ingest
@@ -880,8 +941,10 @@ pub fn collect(
     // last one has.
     loop {
         let received = collector.recv(COLLECTOR_POLL);
-        if let Received::Datagram(d) = &received {
-            run.datagram(d.exporter, d.recv_ns, &d.payload, on_alerts)?;
+        match &received {
+            Received::Datagram(d) => run.datagram(d.exporter, d.recv_ns, &d.payload, on_alerts)?,
+            Received::Nothing => run.idle(wall_clock_ns(), on_alerts)?,
+            Received::Closed => {}
         }
         for (exporter, n) in collector.take_drops() {
             run.count_queue_drops(exporter, n);
@@ -891,6 +954,13 @@ pub fn collect(
         }
     }
     run.finish(on_alerts)
+}
+
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// A DNS message quoted in an ICMP error: the original sender did ask for the name.

@@ -66,7 +66,9 @@ impl ExportStats {
 
     fn summary(&self) -> String {
         let mut s = format!(
-            "export: {} NetFlow/IPFIX and {} sFlow datagrams, {} VPC flow log lines; {} records              -> {} flows ({} records stitched, {} flows evicted); {} templates, {} data sets              before their template ({} decoded later, {} dropped); {} sFlow counter samples\n",
+            "export: {} NetFlow/IPFIX and {} sFlow datagrams, {} VPC flow log lines; {} records \
+             -> {} flows ({} records stitched, {} flows evicted); {} templates, {} data sets \
+             before their template ({} decoded later, {} dropped); {} sFlow counter samples\n",
             self.netflow_datagrams,
             self.sflow_datagrams,
             self.vpc_lines,

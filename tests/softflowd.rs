@@ -128,12 +128,32 @@ fn softflowd(capture: &Path, to: &str, args: &[&str], dir: &Path) {
     );
 }
 
+/// Where flows and packets differ, and why.
+/// - 10.20.3.60's speed tests are allowlisted by domain (the default speed-test names); flow
+///   records carry no names, so from flows it raises SustainedEgress. With flow export,
+///   allowlist such targets by CIDR or ASN.
+/// - 10.20.2.50's relay: softflowd reading a file exports each session once, at its end (its
+///   active timeout runs on the wall clock, and the file is read in milliseconds), so the
+///   control session's upload is not seen window by window and RelayBehaviour cannot match it
+///   against the fetches; the host is still flagged, by LongLivedSession.
+const FLOW_ONLY: [(&str, &str); 2] = [
+    ("10.20.3.60", "SustainedEgress"),
+    ("10.20.2.50", "LongLivedSession"),
+];
+const PACKETS_ONLY: [(&str, &str); 1] = [("10.20.2.50", "RelayBehaviour")];
+
 #[test]
 fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
-    let want: AlertSet = from_packets()
+    let mut want: AlertSet = from_packets()
         .into_iter()
         .filter(|(_, b)| !PAYLOAD_BRANCHES.contains(&b.as_str()))
         .collect();
+    for (h, b) in PACKETS_ONLY {
+        assert!(want.remove(&(h.to_string(), b.to_string())), "{h} {b}");
+    }
+    for (h, b) in FLOW_ONLY {
+        want.insert((h.to_string(), b.to_string()));
+    }
     assert!(want.len() >= 8, "{want:?}");
     // maxlife 300 s makes softflowd cut long sessions into 5-minute records, as a router's
     // active timeout does; the record table stitches them back together.

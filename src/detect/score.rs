@@ -142,7 +142,9 @@ impl Scorer {
             {
                 score = score.saturating_sub(u32::from(self.config.prevalence_penalty));
                 modifiers.push(json!({"modifier": "prevalent_destination", "hosts": hosts, "active_hosts": active, "change": -i32::from(self.config.prevalence_penalty)}));
-            } else if facts.first_seen(dest) {
+            } else if contact_began_ns(top).saturating_add(NS) >= window_start_ns
+                && facts.first_seen(dest)
+            {
                 score += u32::from(self.config.first_seen_bonus);
                 modifiers.push(json!({"modifier": "first_seen_destination", "change": self.config.first_seen_bonus}));
             }
@@ -236,6 +238,16 @@ impl Scorer {
         }
         Some(alert)
     }
+}
+
+/// When the finding's contact with its destination began: a session open since an earlier
+/// window has made its destination known, however late its finding comes (flow export
+/// reports a session only when a record arrives). Compared with a second's slack: findings
+/// stamped at a window's last instant round their start to just before it.
+fn contact_began_ns(finding: &Finding) -> u64 {
+    finding
+        .ts_ns
+        .saturating_sub((finding.duration_s.max(0.0) * 1e9) as u64)
 }
 
 #[cfg(test)]
@@ -344,17 +356,24 @@ mod tests {
             prevalent: None,
             known: Vec::new(),
         };
-        let b = close(
-            &mut scorer,
-            START + 7200 * NS,
-            vec![finding(Branch::FanOut, 70, "scanned")],
-            &new,
-        );
+        let burst = Finding {
+            ts_ns: START + 7260 * NS,
+            duration_s: 50.0,
+            ..finding(Branch::FanOut, 70, "scanned")
+        };
+        let b = close(&mut scorer, START + 7200 * NS, vec![burst], &new);
         assert_eq!(b[0].score, 75);
         assert_eq!(
             b[0].evidence["modifiers"][0]["modifier"],
             "first_seen_destination"
         );
+        // A 9-hour session reported now has known its destination since it began.
+        let session = Finding {
+            ts_ns: START + 14_460 * NS,
+            ..finding(Branch::LongLivedSession, 65, "kept a session open 9 h")
+        };
+        let c = close(&mut scorer, START + 14_400 * NS, vec![session], &new);
+        assert_eq!(c[0].score, 65);
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct ExportConfig {
     pub sampling: Vec<ExporterSampling>,
     /// Records of one connection closer than this are stitched into one flow.
     pub stitch_gap_seconds: u64,
+    /// A flow opened by a one-way record (unsampled NetFlow/IPFIX) waits this long in event
+    /// time for its other direction before detectors see it.
+    pub pair_wait_seconds: u64,
     /// A stitched flow with no record for this long ends (Final update).
     pub idle_timeout_seconds: u64,
     /// Stitched flows tracked at once; beyond it the least recently updated end (counted).
@@ -131,6 +134,11 @@ pub struct ExportConfig {
     /// Collector: datagrams queued between the sockets and the decoder; a full queue drops
     /// (counted per exporter) rather than block the socket.
     pub queue_datagrams: usize,
+    /// Decoded records wait this long (by arrival) and leave sorted by event time, so an
+    /// exporter that dumps its cache at once is still processed in event-time order.
+    pub reorder_seconds: u64,
+    /// Records held for reordering at most; beyond it the earliest arrivals leave at once.
+    pub max_reorder_records: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -150,9 +158,12 @@ impl Default for ExportConfig {
             max_templates: 65_536,
             sampling: Vec::new(),
             stitch_gap_seconds: 60,
+            pair_wait_seconds: 30,
             idle_timeout_seconds: 120,
             max_flows: 1_000_000,
             queue_datagrams: 65_536,
+            reorder_seconds: 5,
+            max_reorder_records: 1_000_000,
         }
     }
 }

@@ -241,6 +241,8 @@ pub struct RecordTableCounters {
     pub empty_records: u64,
     /// Orientations corrected when the second direction appeared.
     pub orientation_corrections: u64,
+    /// One-way flows whose other direction never came within `pair_wait_seconds`.
+    pub unpaired_flows: u64,
 }
 
 /// Where a record of a tabled key goes.
@@ -263,6 +265,10 @@ enum Basis {
 struct Entry {
     flow: ExportFlow,
     basis: Basis,
+    /// A flow opened by a one-way record of an unsampled exporter waits for its other
+    /// direction (until this event time) before detectors see it: a half-flow would look
+    /// like an upload with nothing received, or an unanswered attempt.
+    awaiting_reverse: Option<u64>,
 }
 
 pub struct RecordTable {
@@ -273,6 +279,10 @@ pub struct RecordTable {
     flows: FxHashMap<FlowKey, Entry>,
     /// Every tabled flow by (last_ns, uid): the front idles out, or is evicted, first.
     by_last: BTreeMap<(u64, Uid), FlowKey>,
+    pair_wait_ns: u64,
+    /// Flows waiting for their reverse direction by (deadline, uid); entries of flows that
+    /// ended or paired meanwhile are skipped when they come up.
+    awaiting: BTreeMap<(u64, Uid), FlowKey>,
     pub counters: RecordTableCounters,
 }
 
@@ -285,6 +295,8 @@ impl RecordTable {
             next_uid: 0,
             flows: FxHashMap::default(),
             by_last: BTreeMap::new(),
+            pair_wait_ns: config.pair_wait_seconds.saturating_mul(NS),
+            awaiting: BTreeMap::new(),
             counters: RecordTableCounters::default(),
         }
     }
@@ -363,10 +375,18 @@ impl RecordTable {
             self.counters.flows_evicted += 1;
             sink.export_flow(&oldest, &oldest.update(UpdateKind::Final, is_inside));
         }
-        sink.export_flow(
-            &entry.flow,
-            &entry.flow.update(UpdateKind::Interim, is_inside),
-        );
+        let mut entry = entry;
+        let one_way = record.rev_packets == 0 && record.sampling <= 1;
+        if one_way && self.pair_wait_ns > 0 {
+            let deadline = end.saturating_add(self.pair_wait_ns);
+            entry.awaiting_reverse = Some(deadline);
+            self.awaiting.insert((deadline, entry.flow.uid), key);
+        } else {
+            sink.export_flow(
+                &entry.flow,
+                &entry.flow.update(UpdateKind::Interim, is_inside),
+            );
+        }
         self.by_last
             .insert((entry.flow.last_ns, entry.flow.uid), key);
         self.flows.insert(key, entry);
@@ -379,6 +399,22 @@ impl RecordTable {
         is_inside: &dyn Fn(IpAddr) -> bool,
         sink: &mut dyn RecordSink,
     ) {
+        while let Some((&(deadline, uid), &key)) = self.awaiting.first_key_value() {
+            if deadline >= now_ns {
+                break;
+            }
+            self.awaiting.pop_first();
+            if let Some(entry) = self.flows.get_mut(&key)
+                && entry.flow.uid == uid
+                && entry.awaiting_reverse.take().is_some()
+            {
+                self.counters.unpaired_flows += 1;
+                sink.export_flow(
+                    &entry.flow,
+                    &entry.flow.update(UpdateKind::Interim, is_inside),
+                );
+            }
+        }
         while let Some((&(last_ns, _), _)) = self.by_last.first_key_value() {
             if last_ns.saturating_add(self.idle_timeout_ns) >= now_ns {
                 break;
@@ -393,6 +429,7 @@ impl RecordTable {
     /// Ends every flow (end of input), ordered by first_ns then uid.
     pub fn flush(&mut self, is_inside: &dyn Fn(IpAddr) -> bool, sink: &mut dyn RecordSink) {
         self.by_last.clear();
+        self.awaiting.clear();
         let mut flows: Vec<ExportFlow> = self.flows.drain().map(|(_, e)| e.flow).collect();
         flows.sort_unstable_by_key(|f| (f.first_ns, f.uid));
         for flow in &flows {
@@ -464,7 +501,11 @@ impl RecordTable {
                 None => Basis::FirstRecord,
             },
         };
-        Entry { flow, basis }
+        Entry {
+            flow,
+            basis,
+            awaiting_reverse: None,
+        }
     }
 
     /// Adds a record to the tabled flow of `key`.
@@ -535,13 +576,18 @@ impl RecordTable {
             }
         }
 
+        if entry.awaiting_reverse.is_some() && entry.flow.both_directions_seen() {
+            entry.awaiting_reverse = None;
+        }
         let flow = &entry.flow;
         if flow.last_ns != old_last {
             self.by_last.remove(&(old_last, flow.uid));
             self.by_last.insert((flow.last_ns, flow.uid), key);
         }
         if !closes(flow, record) {
-            sink.export_flow(flow, &flow.update(UpdateKind::Interim, is_inside));
+            if entry.awaiting_reverse.is_none() {
+                sink.export_flow(flow, &flow.update(UpdateKind::Interim, is_inside));
+            }
             return;
         }
         self.counters.flows_closed += 1;
@@ -596,11 +642,23 @@ fn originator_by_ports(flow: &ExportFlow) -> Option<bool> {
     }
     let well_known = |port: u16| (1..EPHEMERAL_PORT_MIN).contains(&port);
     match (well_known(flow.orig.1), well_known(flow.resp.1)) {
-        (false, true) if flow.orig.1 >= EPHEMERAL_PORT_MIN => Some(true),
-        (true, false) if flow.resp.1 >= EPHEMERAL_PORT_MIN => Some(false),
+        (false, true) if flow.orig.1 >= EPHEMERAL_PORT_MIN => return Some(true),
+        (true, false) if flow.resp.1 >= EPHEMERAL_PORT_MIN => return Some(false),
+        _ => {}
+    }
+    // A registered service port (1080, 3128, 8080, ...) against a port from the clients'
+    // dynamic range (Linux from 32768, Windows and the IANA range from 49152).
+    let service = |port: u16| (1..DYNAMIC_PORT_MIN).contains(&port);
+    let dynamic = |port: u16| port >= DYNAMIC_PORT_MIN;
+    match (flow.orig.1, flow.resp.1) {
+        (o, r) if dynamic(o) && service(r) => Some(true),
+        (o, r) if service(o) && dynamic(r) => Some(false),
         _ => None,
     }
 }
+
+/// Where clients' dynamic (ephemeral) source ports start on the common systems.
+const DYNAMIC_PORT_MIN: u16 = 32_768;
 
 /// The record reports the end of a TCP connection whose both directions were seen.
 fn closes(flow: &ExportFlow, record: &FlowRecord) -> bool {
@@ -696,10 +754,13 @@ mod tests {
         matches!(addr, IpAddr::V4(v4) if v4.octets()[0] == 10)
     }
 
+    /// Updates at once: these tests look at stitching, orientation and states record by
+    /// record (`pairing_waits_for_the_other_direction` covers the wait).
     fn config() -> ExportConfig {
         ExportConfig {
             stitch_gap_seconds: 60,
             idle_timeout_seconds: 120,
+            pair_wait_seconds: 0,
             max_flows: 1000,
             ..ExportConfig::default()
         }
@@ -1407,6 +1468,58 @@ mod tests {
     }
 
     #[test]
+    fn pairing_waits_for_the_other_direction() {
+        let mut table = RecordTable::new(&ExportConfig {
+            pair_wait_seconds: 30,
+            ..config()
+        });
+        let mut sink = Collect(Vec::new());
+        // An hour-long upload's forward record: nothing reaches detectors yet...
+        let up = uni(
+            ("10.0.0.5", 40000),
+            ("198.51.100.9", 443),
+            6,
+            50_000_000,
+            40_000,
+            0,
+            3_600 * NS,
+        );
+        table.record(&up, &inside_10, &mut sink);
+        assert!(sink.0.is_empty());
+        // ...until its reverse arrives: the first update has both directions.
+        let down = uni(
+            ("198.51.100.9", 443),
+            ("10.0.0.5", 40000),
+            6,
+            2_000_000,
+            20_000,
+            0,
+            3_600 * NS,
+        );
+        table.record(&down, &inside_10, &mut sink);
+        assert_eq!(sink.0.len(), 1);
+        assert_eq!(sink.last().1.bytes_in, 2_000_000);
+        assert_eq!(sink.last().1.bytes_out, 50_000_000);
+        // A SYN nobody answers is seen once the wait has passed in event time.
+        let syn = uni(
+            ("10.0.0.5", 40001),
+            ("198.51.100.10", 80),
+            6,
+            60,
+            1,
+            100 * NS,
+            100 * NS,
+        );
+        table.record(&syn, &inside_10, &mut sink);
+        table.expire(129 * NS, &inside_10, &mut sink);
+        assert_eq!(sink.0.len(), 1);
+        table.expire(131 * NS, &inside_10, &mut sink);
+        assert_eq!(sink.0.len(), 2);
+        assert_eq!(sink.last().1.bytes_in, 0);
+        assert_eq!(table.counters.unpaired_flows, 1);
+    }
+
+    #[test]
     fn flush_orders_by_first_seen_then_uid() {
         let mut table = RecordTable::new(&config());
         let mut sink = Collect::default();
@@ -1717,13 +1830,14 @@ mod tests {
                 (said.bytes_in, said.pkts_in, said.bytes_out),
                 (r.octets, r.packets, 0)
             );
-            if r.src_port < 1024 {
+            // A well-known or registered service port against a dynamic client port.
+            if r.src_port < 1024 || (r.src_port < 32_768 && r.dst_port >= 32_768) {
                 by_port += 1;
                 assert_eq!(flow.orig, (r.dst, r.dst_port), "the client originates");
                 assert!(!said.inbound && said.answered);
                 assert_eq!(said.conn_state, "OTH");
             } else {
-                // Both ports ephemeral: the record's src originates.
+                // No port tells: the record's src originates.
                 assert_eq!(flow.orig, (r.src, r.src_port));
                 assert!(said.inbound);
             }
@@ -1733,6 +1847,7 @@ mod tests {
                 assert!(said.answered && !said.unanswered_attempt, "{r:?}");
             }
         }
-        assert_eq!(by_port, 26, "all but three records come from port 443");
+        // 26 records come from port 443, one from 3724 to a dynamic port.
+        assert_eq!(by_port, 27);
     }
 }
