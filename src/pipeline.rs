@@ -486,6 +486,9 @@ pub struct Run<'c> {
     now_ns: u64,
     next_tick: u64,
     state: Option<PathBuf>,
+    /// Collector: (arrival clock, event time) when records last left the reorder buffer, so
+    /// event time can follow the wall clock while exporters are silent.
+    last_release: Option<(u64, u64)>,
 }
 
 impl<'c> Run<'c> {
@@ -542,6 +545,7 @@ impl<'c> Run<'c> {
             now_ns: 0,
             next_tick: 0,
             state: options.state.clone(),
+            last_release: None,
         })
     }
 
@@ -708,17 +712,34 @@ impl<'c> Run<'c> {
             self.record(&held.record, held.horizon);
             self.advance(self.now_ns, on_alerts)?;
         }
+        if !batch.is_empty() {
+            self.last_release = Some((arrival_ns, self.now_ns));
+        }
         Ok(())
     }
 
-    /// Collector: no datagram for a while; held records still leave on time (`now_ns` is
-    /// the wall clock, as datagrams' arrival times are).
+    /// Collector: no datagram for a while (`now_ns` is the wall clock, as datagrams' arrival
+    /// times are). Held records still leave on time, and once the reorder wait has passed
+    /// with nothing new, event time runs on with the wall clock from where the last records
+    /// left it, so windows close and alerts go out while exporters are silent.
     pub fn idle(
         &mut self,
         now_ns: u64,
         on_alerts: &mut AlertHandler<'_>,
     ) -> Result<(), PipelineError> {
-        self.release_held(now_ns, false, on_alerts)
+        self.release_held(now_ns, false, on_alerts)?;
+        let Some((released_at, event_ns)) = self.last_release else {
+            return Ok(());
+        };
+        if !self.ingest.held.is_empty() {
+            return Ok(());
+        }
+        let wait_ns = self.config.export.reorder_seconds.saturating_mul(NS);
+        let quiet_ns = now_ns.saturating_sub(released_at).saturating_sub(wait_ns);
+        if quiet_ns == 0 {
+            return Ok(());
+        }
+        self.advance(event_ns.saturating_add(quiet_ns), on_alerts)
     }
 
     /// One flow record (from a datagram or a VPC flow log line). Exporter time is event
@@ -980,7 +1001,77 @@ fn quoted_dns(sensor: &mut Sensor<'_>, ts_ns: u64, quote: &Transport<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use super::host_without_port;
+    use super::*;
+
+    fn windows_closed(run: &Run<'_>) -> u64 {
+        run.sensor.engine.counters.windows_closed
+    }
+
+    /// A live exporter that goes silent: its last records still reach a closed window, on
+    /// the wall clock, not only when the next datagram arrives.
+    #[test]
+    fn collector_windows_close_while_exporters_are_silent() {
+        let config = Config::default();
+        let mut run = Run::new(&config, &ReplayOptions::default()).unwrap();
+        let mut alerts = |_: &[Alert]| Ok(());
+        let exporter: SocketAddr = "127.0.0.1:9995".parse().unwrap();
+        let arrival = 1_700_000_001 * NS;
+        let datagram = crate::export::netflow::v5_datagram(0, 2);
+        run.datagram(exporter, arrival, &datagram, &mut alerts)
+            .unwrap();
+        let wait = config.export.reorder_seconds * NS;
+        run.idle(arrival + wait, &mut alerts).unwrap();
+        assert!(run.now_ns > 0, "the records left the reorder buffer");
+        assert_eq!(windows_closed(&run), 0);
+        let event = run.now_ns;
+        let window = config.windows.window_seconds * NS;
+        let to_boundary = (event / window + 1) * window - event;
+        // Silence short of the window's end (after the reorder wait): still open.
+        run.idle(arrival + 2 * wait + to_boundary - NS, &mut alerts)
+            .unwrap();
+        assert_eq!(windows_closed(&run), 0);
+        run.idle(arrival + 2 * wait + to_boundary + NS, &mut alerts)
+            .unwrap();
+        assert_eq!(windows_closed(&run), 1);
+    }
+
+    /// A decoder that cannot keep up: the socket thread drops what the bounded queue cannot
+    /// hold, counts it per exporter, and the run reports it; nothing is lost uncounted.
+    #[test]
+    fn collector_queue_overflow_is_counted_per_exporter() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut config = Config::default();
+        config.export.queue_datagrams = 1;
+        let stop = Arc::new(AtomicBool::new(false));
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let collector =
+            Collector::start(&[listen], config.export.queue_datagrams, stop.clone()).unwrap();
+        let exporter = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let datagram = crate::export::netflow::v5_datagram(0, 1);
+        let sent = 100u64;
+        for _ in 0..sent {
+            exporter
+                .send_to(&datagram, collector.local_addrs()[0])
+                .unwrap();
+        }
+        // Nobody reads the queue yet; the socket thread meets a full queue.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let mut alerts = |_: &[Alert]| Ok(());
+        let report = collect(&config, &collector, &ReplayOptions::default(), &mut alerts).unwrap();
+        collector.join();
+        let export = &report.stats.export;
+        let drops = export.queue_drops.get("127.0.0.1").copied().unwrap_or(0);
+        assert!(drops > 0, "a one-datagram queue overflowed");
+        assert_eq!(export.netflow_datagrams + drops, sent);
+        assert!(
+            report
+                .stats
+                .summary()
+                .contains(&format!("collector queue drops: 127.0.0.1={drops}"))
+        );
+    }
 
     #[test]
     fn authority_host() {

@@ -1175,6 +1175,33 @@ pub fn looks_like_netflow(datagram: &[u8]) -> Option<u16> {
     }
 }
 
+/// A NetFlow v5 datagram for tests: exported at 1 700 000 000.5 s with uptime 60 s; record i
+/// is 10.0.0.i -> 10.0.1.1 TCP, 3 packets, 1500 octets, uptime 50 s to 59 s.
+#[cfg(test)]
+pub(crate) fn v5_datagram(sampling_field: u16, count: u16) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&5u16.to_be_bytes());
+    m.extend_from_slice(&count.to_be_bytes());
+    m.extend_from_slice(&60_000u32.to_be_bytes()); // uptime ms
+    m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+    m.extend_from_slice(&500_000_000u32.to_be_bytes());
+    m.extend_from_slice(&[0; 6]);
+    m.extend_from_slice(&sampling_field.to_be_bytes());
+    for i in 0..count {
+        let mut r = vec![0u8; 48];
+        r[..4].copy_from_slice(&[10, 0, 0, i as u8]);
+        r[4..8].copy_from_slice(&[10, 0, 1, 1]);
+        r[16..20].copy_from_slice(&3u32.to_be_bytes());
+        r[20..24].copy_from_slice(&1500u32.to_be_bytes());
+        r[24..28].copy_from_slice(&50_000u32.to_be_bytes());
+        r[28..32].copy_from_slice(&59_000u32.to_be_bytes());
+        r[37] = 0x1b;
+        r[38] = 6;
+        m.extend_from_slice(&r);
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1638,34 +1665,10 @@ mod tests {
         assert_eq!(out[0].end_ns, (export_ms - (1000 + 0x10)) * 1_000_000);
     }
 
-    fn v5(sampling_field: u16, count: u16) -> Vec<u8> {
-        let mut m = Vec::new();
-        m.extend_from_slice(&5u16.to_be_bytes());
-        m.extend_from_slice(&count.to_be_bytes());
-        m.extend_from_slice(&60_000u32.to_be_bytes()); // uptime ms
-        m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
-        m.extend_from_slice(&500_000_000u32.to_be_bytes());
-        m.extend_from_slice(&[0; 6]);
-        m.extend_from_slice(&sampling_field.to_be_bytes());
-        for i in 0..count {
-            let mut r = vec![0u8; 48];
-            r[..4].copy_from_slice(&[10, 0, 0, i as u8]);
-            r[4..8].copy_from_slice(&[10, 0, 1, 1]);
-            r[16..20].copy_from_slice(&3u32.to_be_bytes());
-            r[20..24].copy_from_slice(&1500u32.to_be_bytes());
-            r[24..28].copy_from_slice(&50_000u32.to_be_bytes());
-            r[28..32].copy_from_slice(&59_000u32.to_be_bytes());
-            r[37] = 0x1b;
-            r[38] = 6;
-            m.extend_from_slice(&r);
-        }
-        m
-    }
-
     #[test]
     fn v5_header_sampling() {
         // Mode 01 (deterministic) in the top 2 bits, interval 10 in the low 14.
-        let datagram = v5(0x4000 | 10, 2);
+        let datagram = v5_datagram(0x4000 | 10, 2);
         assert_eq!(looks_like_netflow(&datagram), Some(5));
         let mut d = decoder_with(|_| {});
         let out = run(&mut d, T0, &datagram);
@@ -1679,7 +1682,7 @@ mod tests {
         assert_eq!(out[0].end_ns, export - SEC);
         assert_eq!(out[0].tcp_flags, Some(0x1b));
         // Interval 0 means unsampled.
-        assert_eq!(run(&mut d, T0, &v5(0, 1))[0].sampling, 1);
+        assert_eq!(run(&mut d, T0, &v5_datagram(0, 1))[0].sampling, 1);
         let mut d = decoder_with(|c| {
             c.sampling.push(ExporterSampling {
                 exporter: exporter().ip(),
@@ -1727,7 +1730,7 @@ mod tests {
         let mut bad_set_id = v9_ok.clone();
         bad_set_id[21] = 5;
         assert_eq!(looks_like_netflow(&bad_set_id), None);
-        assert_eq!(looks_like_netflow(&v5(0, 2)[..100]), None);
+        assert_eq!(looks_like_netflow(&v5_datagram(0, 2)[..100]), None);
         assert_eq!(looks_like_netflow(&[0, 5]), None);
         // Pseudo-random payloads that start like a version number almost never pass.
         let mut state = 0x1234_5678_9abc_def0u64;
