@@ -49,14 +49,19 @@ fn from_packets() -> AlertSet {
 struct Collector {
     child: Child,
     stderr: BufReader<ChildStderr>,
-    addr: String,
+    addrs: Vec<String>,
 }
 
-/// Starts `egresswatch collect` on a free loopback port; returns once it listens.
-fn start_collector(dir: &Path) -> Collector {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
+/// Starts `egresswatch collect` on `sockets` free loopback ports; returns once it listens.
+fn start_collector(dir: &Path, sockets: usize) -> Collector {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_egresswatch"));
+    command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["collect", "--listen", "127.0.0.1:0", "--format", "json"])
+        .args(["collect", "--format", "json"]);
+    for _ in 0..sockets {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
+    let mut child = command
         .args(["--config", "captures/behaviour.toml"])
         .arg("--alerts")
         .arg(dir.join("alerts.jsonl"))
@@ -67,17 +72,20 @@ fn start_collector(dir: &Path) -> Collector {
         .spawn()
         .expect("egresswatch collect starts");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("egresswatch: listening on udp ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
+    let addrs = (0..sockets)
+        .map(|_| {
+            let mut line = String::new();
+            stderr.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("egresswatch: listening on udp ")
+                .unwrap_or_else(|| panic!("unexpected line: {line}"))
+                .to_string()
+        })
+        .collect();
     Collector {
         child,
         stderr,
-        addr,
+        addrs,
     }
 }
 
@@ -111,21 +119,36 @@ impl Collector {
     }
 }
 
-fn softflowd(capture: &Path, to: &str, args: &[&str], dir: &Path) {
-    let out = Command::new("softflowd")
+fn softflowd_command(capture: &Path, to: &str, args: &[&str], pid_file: &Path) -> Command {
+    let mut command = Command::new("softflowd");
+    command
         .arg("-r")
         .arg(capture)
         .args(["-n", to, "-d", "-a", "-c", "none", "-m", "2000000"])
         .arg("-p")
-        .arg(dir.join("softflowd.pid"))
+        .arg(pid_file)
         .args(args)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn assert_exited(child: Child) {
+    let out = child
+        .wait_with_output()
         .expect("softflowd is installed (apt-get install -y softflowd; .ci/run does)");
     assert!(
         out.status.success(),
         "softflowd failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn softflowd(capture: &Path, to: &str, args: &[&str], dir: &Path) {
+    let child = softflowd_command(capture, to, args, &dir.join("softflowd.pid"))
+        .spawn()
+        .expect("softflowd is installed (apt-get install -y softflowd; .ci/run does)");
+    assert_exited(child);
 }
 
 /// Where flows and packets differ, and why.
@@ -142,12 +165,9 @@ const FLOW_ONLY: [(&str, &str); 2] = [
 ];
 const PACKETS_ONLY: [(&str, &str); 1] = [("10.20.2.50", "RelayBehaviour")];
 
-#[test]
-fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
-    let mut want: AlertSet = from_packets()
-        .into_iter()
-        .filter(|(_, b)| !PAYLOAD_BRANCHES.contains(&b.as_str()))
-        .collect();
+/// The packet replay's alerts, as flow export should show them.
+fn expected_from_flows() -> AlertSet {
+    let mut want = without_payload_branches(from_packets());
     for (h, b) in PACKETS_ONLY {
         assert!(want.remove(&(h.to_string(), b.to_string())), "{h} {b}");
     }
@@ -155,6 +175,19 @@ fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
         want.insert((h.to_string(), b.to_string()));
     }
     assert!(want.len() >= 8, "{want:?}");
+    want
+}
+
+fn without_payload_branches(alerts: AlertSet) -> AlertSet {
+    alerts
+        .into_iter()
+        .filter(|(_, b)| !PAYLOAD_BRANCHES.contains(&b.as_str()))
+        .collect()
+}
+
+#[test]
+fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
+    let want = expected_from_flows();
     // maxlife 300 s makes softflowd cut long sessions into 5-minute records, as a router's
     // active timeout does; the record table stitches them back together.
     let cases: [(&str, &[&str]); 4] = [
@@ -165,8 +198,8 @@ fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
     ];
     for (tag, args) in cases {
         let dir = temp_dir(tag);
-        let collector = start_collector(&dir);
-        let addr = collector.addr.clone();
+        let collector = start_collector(&dir, 1);
+        let addr = collector.addrs[0].clone();
         softflowd(&repo("captures/behaviour.pcap"), &addr, args, &dir);
         let (summary, got, alerts) = collector.stop(&dir);
         let listing: Vec<String> = alerts
@@ -178,10 +211,7 @@ fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
             summary.contains("export: ") && !summary.contains("export errors"),
             "{tag}: {summary}"
         );
-        let got: AlertSet = got
-            .into_iter()
-            .filter(|(_, b)| !PAYLOAD_BRANCHES.contains(&b.as_str()))
-            .collect();
+        let got = without_payload_branches(got);
         assert_eq!(got, want, "{tag}:\n{listing}\n{summary}");
         // conn.log has the exported flows, with what export knows and nothing invented.
         let conn = std::fs::read_to_string(dir.join("logs/conn.log")).unwrap();
@@ -192,4 +222,60 @@ fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
         assert_eq!(first["exporter"], "127.0.0.1");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Two routers at once, each exporting its half of the site (split by inside subnet, so every
+/// connection is in exactly one half) in a different protocol to a different collector
+/// socket: one collector puts them together and finds what the single exporter found.
+#[test]
+fn two_exporters_at_once_make_one_picture() {
+    let want = expected_from_flows();
+    let dir = temp_dir("two-exporters");
+    let whole = repo("captures/behaviour.pcap");
+    let halves = [
+        ("net 10.20.2.0/24", dir.join("branch2.pcap")),
+        ("not net 10.20.2.0/24", dir.join("rest.pcap")),
+    ];
+    for (filter, out) in &halves {
+        let status = Command::new("tcpdump")
+            .arg("-r")
+            .arg(&whole)
+            .arg("-w")
+            .arg(out)
+            .arg(filter)
+            .stderr(Stdio::null())
+            .status()
+            .expect("tcpdump is installed (.ci/run installs it)");
+        assert!(status.success(), "tcpdump {filter}");
+    }
+    let collector = start_collector(&dir, 2);
+    let versions = [["-v", "9"], ["-v", "10"]];
+    let exporters: Vec<Child> = halves
+        .iter()
+        .zip(&collector.addrs)
+        .zip(versions)
+        .enumerate()
+        .map(|(i, (((_, capture), to), version))| {
+            let args = [version[0], version[1], "-t", "maxlife=300"];
+            softflowd_command(capture, to, &args, &dir.join(format!("softflowd{i}.pid")))
+                .spawn()
+                .expect("softflowd is installed (apt-get install -y softflowd; .ci/run does)")
+        })
+        .collect();
+    for child in exporters {
+        assert_exited(child);
+    }
+    let (summary, got, _) = collector.stop(&dir);
+    assert!(
+        summary.contains("export: ") && !summary.contains("export errors"),
+        "{summary}"
+    );
+    assert_eq!(without_payload_branches(got), want, "{summary}");
+    let conn = std::fs::read_to_string(dir.join("logs/conn.log")).unwrap();
+    let sources: BTreeSet<String> = conn
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["flow_source"].to_string())
+        .collect();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
