@@ -185,6 +185,14 @@ impl RunArgs {
     }
 }
 
+/// A flag SIGHUP sets: long-running commands re-read their config when they see it.
+fn reload_on_sighup() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())
+        .context("cannot install the SIGHUP handler")?;
+    Ok(flag)
+}
+
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     match path {
         Some(p) => Config::load(p).map_err(anyhow::Error::from),
@@ -214,10 +222,18 @@ pub fn run(cli: Cli) -> Result<()> {
             for addr in collector.local_addrs() {
                 eprintln!("egresswatch: listening on udp {addr}");
             }
+            let reloader = pipeline::Reloader {
+                requested: reload_on_sighup()?,
+                load: &|| common.config(),
+            };
             let mut output = AlertOutput::new(&common, true)?;
-            let report = pipeline::collect(&config, &collector, &common.options(), &mut |b| {
-                output.batch(b)
-            })?;
+            let report = pipeline::collect(
+                &config,
+                &collector,
+                &common.options(),
+                Some(&reloader),
+                &mut |b| output.batch(b),
+            )?;
             collector.join();
             output.finish()?;
             eprint!("{}", report.stats.summary());

@@ -31,6 +31,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const NS: u64 = 1_000_000_000;
 /// Expiry, fragment timeouts and alert windows are checked once per second of event time.
@@ -123,8 +124,8 @@ pub fn load_domains(config: &Config) -> Result<(DomainMatcher, DomainMatcher), P
 }
 
 /// Everything downstream of the flow table.
-struct Sensor<'c> {
-    config: &'c Config,
+struct Sensor {
+    config: Arc<Config>,
     dns_cache: DnsCache,
     detector: ProxywareDetector,
     engine: Engine,
@@ -137,7 +138,7 @@ struct Sensor<'c> {
     cache_reported: rustc_hash::FxHashSet<Uid>,
 }
 
-impl Sensor<'_> {
+impl Sensor {
     /// The inside host of a client-server pair, if the client is inside.
     fn inside_client(&self, client: IpAddr) -> Option<IpAddr> {
         self.config.is_inside(client).then_some(client)
@@ -300,7 +301,7 @@ impl Sensor<'_> {
     }
 }
 
-impl FlowSink for Sensor<'_> {
+impl FlowSink for Sensor {
     fn resolved_name(
         &mut self,
         _uid: Uid,
@@ -410,7 +411,7 @@ impl FlowSink for Sensor<'_> {
     }
 }
 
-impl RecordSink for Sensor<'_> {
+impl RecordSink for Sensor {
     fn export_flow(&mut self, flow: &ExportFlow, update: &FlowUpdate<'_>) {
         let last = update.kind == UpdateKind::Final;
         self.detector.flow_update(update, last);
@@ -476,9 +477,9 @@ struct ExportIngest {
 
 /// One run of the sensor over packets and flow export, in event time. Replay and the
 /// collector both drive it.
-pub struct Run<'c> {
-    config: &'c Config,
-    sensor: Sensor<'c>,
+pub struct Run {
+    config: Arc<Config>,
+    sensor: Sensor,
     table: FlowTable,
     defrag: Defragmenter,
     ingest: ExportIngest,
@@ -491,8 +492,9 @@ pub struct Run<'c> {
     last_release: Option<(u64, u64)>,
 }
 
-impl<'c> Run<'c> {
-    pub fn new(config: &'c Config, options: &ReplayOptions) -> Result<Run<'c>, PipelineError> {
+impl Run {
+    pub fn new(config: &Config, options: &ReplayOptions) -> Result<Run, PipelineError> {
+        let shared = Arc::new(config.clone());
         let (matcher, allow) = load_domains(config)?;
         let mut engine = Engine::new(config)?;
         if let Some(path) = &options.state {
@@ -505,7 +507,7 @@ impl<'c> Run<'c> {
             None => None,
         };
         let sensor = Sensor {
-            config,
+            config: shared.clone(),
             dns_cache: DnsCache::new(
                 config.dns.cache_max_entries,
                 config.dns.cache_min_ttl_seconds,
@@ -521,7 +523,7 @@ impl<'c> Run<'c> {
             cache_reported: Default::default(),
         };
         Ok(Run {
-            config,
+            config: shared,
             sensor,
             table: FlowTable::new(
                 config.flow.clone(),
@@ -547,6 +549,46 @@ impl<'c> Run<'c> {
             state: options.state.clone(),
             last_release: None,
         })
+    }
+
+    /// SIGHUP: applies a reloaded config without losing flows, windows or baselines. Domain
+    /// lists, home nets, allowlists, segments, business hours, geo databases, scoring and
+    /// detector thresholds change; sections that size or time state already held (`flow`,
+    /// `reassembly`, `dns`, `windows`, `export`) keep their running values until a restart,
+    /// and their names are returned so the operator is told. On error nothing changes.
+    pub fn reload(&mut self, mut config: Config) -> Result<Vec<&'static str>, PipelineError> {
+        let running = &*self.config;
+        let mut kept = Vec::new();
+        if config.flow != running.flow {
+            config.flow = running.flow.clone();
+            kept.push("flow");
+        }
+        if config.reassembly != running.reassembly {
+            config.reassembly = running.reassembly.clone();
+            kept.push("reassembly");
+        }
+        if config.dns != running.dns {
+            config.dns = running.dns.clone();
+            kept.push("dns");
+        }
+        if config.windows != running.windows {
+            config.windows = running.windows.clone();
+            kept.push("windows");
+        }
+        if config.export != running.export {
+            config.export = running.export.clone();
+            kept.push("export");
+        }
+        let (matcher, allow) = load_domains(&config)?;
+        self.sensor.engine.reconfigure(&config)?;
+        self.sensor
+            .detector
+            .reconfigure(matcher, allow, config.proxyware.clone());
+        let shared = Arc::new(config);
+        self.config = shared.clone();
+        self.sensor.config = shared;
+        self.sensor.stats.config_reloads += 1;
+        Ok(kept)
     }
 
     /// One captured frame.
@@ -746,7 +788,7 @@ impl<'c> Run<'c> {
     /// time, up to `horizon`.
     pub fn record(&mut self, record: &FlowRecord, horizon: u64) {
         self.now_ns = self.now_ns.max(record.end_ns.min(horizon));
-        let config = self.config;
+        let config = &self.config;
         self.ingest
             .table
             .record(record, &|ip| config.is_inside(ip), &mut self.sensor);
@@ -790,7 +832,7 @@ impl<'c> Run<'c> {
         if now_ns < self.next_tick {
             return Ok(());
         }
-        let config = self.config;
+        let config = &self.config;
         self.table.expire(now_ns, &mut self.sensor);
         self.ingest
             .table
@@ -828,7 +870,7 @@ impl<'c> Run<'c> {
     /// Ends every flow and window, saves the state, and reports.
     pub fn finish(mut self, on_alerts: &mut AlertHandler<'_>) -> Result<RunReport, PipelineError> {
         self.release_held(u64::MAX, true, on_alerts)?;
-        let config = self.config;
+        let config = &self.config;
         self.table.flush(&mut self.sensor);
         self.ingest
             .table
@@ -949,12 +991,42 @@ pub fn replay(
     Ok(report)
 }
 
+/// How a long-running command (collect, live) re-reads its config on SIGHUP.
+pub struct Reloader<'a> {
+    /// Set by the signal handler; cleared when the reload is done.
+    pub requested: Arc<AtomicBool>,
+    /// Reads the config again (file plus command-line overrides).
+    pub load: &'a dyn Fn() -> anyhow::Result<Config>,
+}
+
+impl Reloader<'_> {
+    /// Applies a requested reload to `run` and says on stderr what happened; a config that
+    /// fails to load or apply leaves the running one in place.
+    pub fn poll(&self, run: &mut Run) {
+        if !self.requested.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let applied = (self.load)().and_then(|c| run.reload(c).map_err(anyhow::Error::from));
+        match applied {
+            Ok(kept) if kept.is_empty() => eprintln!("egresswatch: config reloaded"),
+            Ok(kept) => eprintln!(
+                "egresswatch: config reloaded; [{}] changed but keep running values until a restart",
+                kept.join("], [")
+            ),
+            Err(e) => {
+                eprintln!("egresswatch: config reload failed, running config unchanged: {e:#}")
+            }
+        }
+    }
+}
+
 /// Runs a flow-export collector until its sockets stop (the stop flag the collector was
 /// started with: SIGINT/SIGTERM), then ends every flow and window, and reports.
 pub fn collect(
     config: &Config,
     collector: &Collector,
     options: &ReplayOptions,
+    reloader: Option<&Reloader<'_>>,
     on_alerts: &mut AlertHandler<'_>,
 ) -> Result<RunReport, PipelineError> {
     let mut run = Run::new(config, options)?;
@@ -969,6 +1041,9 @@ pub fn collect(
         }
         for (exporter, n) in collector.take_drops() {
             run.count_queue_drops(exporter, n);
+        }
+        if let Some(reloader) = reloader {
+            reloader.poll(&mut run);
         }
         if matches!(received, Received::Closed) {
             break;
@@ -985,7 +1060,7 @@ fn wall_clock_ns() -> u64 {
 }
 
 /// A DNS message quoted in an ICMP error: the original sender did ask for the name.
-fn quoted_dns(sensor: &mut Sensor<'_>, ts_ns: u64, quote: &Transport<'_>) {
+fn quoted_dns(sensor: &mut Sensor, ts_ns: u64, quote: &Transport<'_>) {
     if quote.proto != ip_proto::UDP || (quote.sport != 53 && quote.dport != 53) {
         return;
     }
@@ -1003,7 +1078,7 @@ fn quoted_dns(sensor: &mut Sensor<'_>, ts_ns: u64, quote: &Transport<'_>) {
 mod tests {
     use super::*;
 
-    fn windows_closed(run: &Run<'_>) -> u64 {
+    fn windows_closed(run: &Run) -> u64 {
         run.sensor.engine.counters.windows_closed
     }
 
@@ -1059,7 +1134,14 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);
         let mut alerts = |_: &[Alert]| Ok(());
-        let report = collect(&config, &collector, &ReplayOptions::default(), &mut alerts).unwrap();
+        let report = collect(
+            &config,
+            &collector,
+            &ReplayOptions::default(),
+            None,
+            &mut alerts,
+        )
+        .unwrap();
         collector.join();
         let export = &report.stats.export;
         let drops = export.queue_drops.get("127.0.0.1").copied().unwrap_or(0);
@@ -1071,6 +1153,65 @@ mod tests {
                 .summary()
                 .contains(&format!("collector queue drops: 127.0.0.1={drops}"))
         );
+    }
+
+    /// Replays office.pcap, reloading `reloaded` after `at` packets; the report and what
+    /// the reload said it kept.
+    fn office_with_reload(at: usize, reloaded: Config) -> (RunReport, Vec<&'static str>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/office.pcap");
+        let mut reader = CaptureReader::open(&[path]).unwrap();
+        let mut run = Run::new(&Config::default(), &ReplayOptions::default()).unwrap();
+        let mut alerts = |_: &[Alert]| Ok(());
+        let mut kept = Vec::new();
+        let mut seen = 0;
+        while let Some(packet) = reader.next_packet() {
+            if seen == at {
+                kept = run.reload(reloaded.clone()).unwrap();
+            }
+            seen += 1;
+            run.packet(&packet, &mut alerts).unwrap();
+        }
+        (run.finish(&mut alerts).unwrap(), kept)
+    }
+
+    fn services(report: &RunReport) -> BTreeSet<String> {
+        report
+            .alerts
+            .iter()
+            .filter_map(|a| a.destination_hostname.clone())
+            .collect()
+    }
+
+    #[test]
+    fn reload_applies_domain_lists_and_keeps_flow_state() {
+        let (plain, kept) = office_with_reload(usize::MAX, Config::default());
+        assert!(kept.is_empty());
+        assert!(services(&plain).contains("api.honeygain.com"), "{plain:?}");
+
+        let mut allow = Config::default();
+        allow.proxyware.allow_domains = vec!["honeygain.com".into()];
+        let (at_start, kept) = office_with_reload(0, allow.clone());
+        assert!(kept.is_empty());
+        assert!(!services(&at_start).contains("api.honeygain.com"));
+        assert_eq!(at_start.stats.config_reloads, 1);
+
+        // Half-way, with a window length change that must wait for a restart: flows and
+        // windows carry on as if nothing happened.
+        allow.windows.window_seconds = 300;
+        let (midway, kept) = office_with_reload(500, allow);
+        assert_eq!(kept, vec!["windows"]);
+        assert_eq!(midway.stats.flows, plain.stats.flows);
+        assert_eq!(midway.stats.windows_closed, plain.stats.windows_closed);
+        // What was observed before the reload still alerts.
+        assert!(services(&midway).contains("api.honeygain.com"));
+        assert!(midway.stats.proxyware_observations < plain.stats.proxyware_observations);
+
+        // A reload that cannot be applied changes nothing.
+        let mut broken = Config::default();
+        broken.proxyware.domains_file = "/nonexistent/domains.txt".into();
+        let mut run = Run::new(&Config::default(), &ReplayOptions::default()).unwrap();
+        assert!(run.reload(broken).is_err());
+        assert_eq!(run.sensor.stats.config_reloads, 0);
     }
 
     #[test]

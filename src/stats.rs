@@ -22,6 +22,8 @@ pub struct Stats {
     pub socks_requests: u64,
     pub proxyware_observations: u64,
     pub windows_closed: u64,
+    /// SIGHUP reloads applied.
+    pub config_reloads: u64,
     pub findings: u64,
     pub below_min_score: u64,
     pub suppressed_repeats: u64,

@@ -105,6 +105,27 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// A reloaded config (SIGHUP): geo databases, business hours, allowlists, scoring and
+    /// detector thresholds change; windows, baselines and detector state stay. The caller
+    /// keeps the `[windows]` section as it was (window length cannot change mid-run).
+    pub fn reconfigure(&mut self, config: &Config) -> Result<(), EngineError> {
+        let clock = BusinessClock::new(&config.business_hours)?;
+        let geo = Geo::open(&config.geo)?;
+        let allowlist = Allowlist::new(&config.allowlist)?;
+        self.windows.set_clock(clock.clone());
+        self.clock = clock;
+        self.geo = geo;
+        self.allowlist = allowlist;
+        self.scorer
+            .reconfigure(config.scoring.clone(), config.segments.clone());
+        for detector in &mut self.detectors {
+            detector.reconfigure(&config.detectors);
+        }
+        // Flows already judged keep their verdicts until they end.
+        self.home = config.clone();
+        Ok(())
+    }
+
     pub fn new(config: &Config) -> Result<Engine, EngineError> {
         let clock = BusinessClock::new(&config.business_hours)?;
         let d = &config.detectors;

@@ -625,6 +625,11 @@ impl FanOutDetector {
 }
 
 impl Detector for FanOutDetector {
+    fn reconfigure(&mut self, config: &crate::config::DetectorsConfig) {
+        // The per-host filter size stays: hosts already tracked keep their filters.
+        self.trw = TrwParams::new(&config.fanout);
+        self.config = config.fanout.clone();
+    }
     fn flow(&mut self, view: &FlowView<'_>, _out: &mut Vec<Finding>) {
         let u = view.update;
         if !self.config.enabled || !view.host_inside || u.inbound || !routable(u.outside) {

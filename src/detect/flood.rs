@@ -391,6 +391,9 @@ fn dominant_port(t: &Target) -> (Option<u8>, Option<u16>) {
 }
 
 impl Detector for FloodDetector {
+    fn reconfigure(&mut self, config: &crate::config::DetectorsConfig) {
+        self.config = config.flood.clone();
+    }
     fn flow(&mut self, view: &FlowView<'_>, _out: &mut Vec<Finding>) {
         let u = view.update;
         // Outbound only: what an inside host (or a spoofing one) sends to a target it chose.

@@ -264,6 +264,9 @@ impl GeoUnusualDetector {
 }
 
 impl Detector for GeoUnusualDetector {
+    fn reconfigure(&mut self, config: &crate::config::DetectorsConfig) {
+        self.config = GeoUnusualDetector::new(config.geo_unusual.clone()).config;
+    }
     fn flow(&mut self, view: &FlowView<'_>, out: &mut Vec<Finding>) {
         // Only uploads from inside hosts that moved bytes in this window.
         if !self.config.enabled

@@ -367,6 +367,11 @@ impl LongLivedDetector {
 }
 
 impl Detector for LongLivedDetector {
+    fn reconfigure(&mut self, config: &crate::config::DetectorsConfig) {
+        let fresh = LongLivedDetector::new(config.long_lived.clone());
+        self.config = fresh.config;
+        self.tiers = fresh.tiers;
+    }
     fn flow(&mut self, view: &FlowView<'_>, out: &mut Vec<Finding>) {
         if !self.config.enabled || !view.host_inside || view.host_allowlisted {
             return;

@@ -125,6 +125,8 @@ pub trait Detector {
     fn evicted(&self) -> u64 {
         0
     }
+    /// New thresholds from a reloaded config (SIGHUP); what the detector has learned stays.
+    fn reconfigure(&mut self, config: &crate::config::DetectorsConfig);
 }
 
 /// "1.2 GB", "640 kB": decimal units as network tools print them.

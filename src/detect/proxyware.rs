@@ -87,6 +87,19 @@ impl ProxywareDetector {
         }
     }
 
+    /// Reloaded domain lists and settings; open alert windows and matched flows stay.
+    pub fn reconfigure(
+        &mut self,
+        matcher: DomainMatcher,
+        allow_domains: DomainMatcher,
+        config: ProxywareConfig,
+    ) {
+        self.matcher = matcher;
+        self.allow_domains = allow_domains;
+        self.allow_hosts = config.allow_hosts.clone();
+        self.config = config;
+    }
+
     fn window_start(&self, ts_ns: u64) -> u64 {
         let w = self.config.alert_window_seconds.max(1) * NS;
         ts_ns - ts_ns % w

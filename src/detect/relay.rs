@@ -390,6 +390,9 @@ impl RelayDetector {
 }
 
 impl Detector for RelayDetector {
+    fn reconfigure(&mut self, config: &crate::config::DetectorsConfig) {
+        self.config = config.relay.clone();
+    }
     fn flow(&mut self, view: &FlowView<'_>, _out: &mut Vec<Finding>) {
         let u = view.update;
         if !self.config.enabled

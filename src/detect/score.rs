@@ -77,6 +77,12 @@ pub struct Scorer {
 }
 
 impl Scorer {
+    /// Reloaded weights and segment policies; repeat suppression keeps its memory.
+    pub fn reconfigure(&mut self, config: ScoringConfig, segments: Vec<SegmentConfig>) {
+        self.config = config;
+        self.segments = segments;
+    }
+
     pub fn new(config: ScoringConfig, segments: Vec<SegmentConfig>) -> Scorer {
         Scorer {
             config,

@@ -189,6 +189,9 @@ impl SustainedDetector {
 }
 
 impl Detector for SustainedDetector {
+    fn reconfigure(&mut self, config: &crate::config::DetectorsConfig) {
+        self.config = config.sustained.clone();
+    }
     fn window(&mut self, closed: &ClosedWindow, out: &mut Vec<Finding>) {
         if !self.config.enabled {
             return;

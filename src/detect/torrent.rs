@@ -230,6 +230,9 @@ impl TorrentDetector {
 }
 
 impl Detector for TorrentDetector {
+    fn reconfigure(&mut self, config: &crate::config::DetectorsConfig) {
+        self.config = config.torrent.clone();
+    }
     fn flow(&mut self, view: &FlowView<'_>, _out: &mut Vec<Finding>) {
         let u = view.update;
         if !self.config.enabled || !view.host_inside || u.services & service::BITTORRENT == 0 {

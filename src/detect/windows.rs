@@ -346,6 +346,11 @@ pub struct HostWindows {
 }
 
 impl HostWindows {
+    /// Reloaded business hours; per-host history stays.
+    pub fn set_clock(&mut self, clock: BusinessClock) {
+        self.clock = clock;
+    }
+
     pub fn new(mut config: WindowsConfig, clock: BusinessClock) -> HostWindows {
         if !config.ewma_alpha.is_finite() {
             config.ewma_alpha = WindowsConfig::default().ewma_alpha;
