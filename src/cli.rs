@@ -218,14 +218,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 signal_hook::flag::register(signal, stop.clone())
                     .context("cannot install signal handlers")?;
             }
-            let collector = Collector::start(&listen, config.export.queue_datagrams, stop.clone())?;
-            for addr in collector.local_addrs() {
-                eprintln!("egresswatch: listening on udp {addr}");
-            }
+            // Before "listening" is printed: whoever reads it may signal at once.
             let reloader = pipeline::Reloader {
                 requested: reload_on_sighup()?,
                 load: &|| common.config(),
             };
+            let collector = Collector::start(&listen, config.export.queue_datagrams, stop.clone())?;
+            for addr in collector.local_addrs() {
+                eprintln!("egresswatch: listening on udp {addr}");
+            }
             let mut output = AlertOutput::new(&common, true)?;
             let report = pipeline::collect(
                 &config,

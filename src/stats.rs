@@ -153,6 +153,9 @@ impl Stats {
                 self.fragments_reassembled
             ));
         }
+        if self.config_reloads > 0 {
+            s.push_str(&format!("config reloads: {}\n", self.config_reloads));
+        }
         if self.drops.is_empty() {
             s.push_str("drops: none\n");
         } else {

@@ -215,3 +215,70 @@ fn ssl_log_server_fields_match_tshark() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// SIGHUP re-reads the config: a change that can apply live is applied, one that sizes state
+/// already held is named and kept, and a broken file leaves the running config in place.
+#[test]
+fn collect_reloads_its_config_on_sighup() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = temp_dir("sighup");
+    let config = dir.join("egresswatch.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
+        .args([
+            "collect",
+            "--listen",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("egresswatch: listening on udp"), "{line}");
+    let signal = |name: &str| {
+        let ok = Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    let mut next_line = || {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        line
+    };
+    std::fs::write(
+        &config,
+        "[proxyware]\nallow_domains = [\"honeygain.com\"]\n[windows]\nwindow_seconds = 300\n",
+    )
+    .unwrap();
+    signal("-HUP");
+    let reloaded = next_line();
+    assert!(
+        reloaded.contains("config reloaded") && reloaded.contains("[windows]"),
+        "{reloaded}"
+    );
+    std::fs::write(&config, "no_such_key = 1\n").unwrap();
+    signal("-HUP");
+    let failed = next_line();
+    assert!(
+        failed.contains("config reload failed, running config unchanged")
+            && failed.contains(&config.display().to_string()),
+        "{failed}"
+    );
+    signal("-TERM");
+    let status = child.wait().unwrap();
+    let mut summary = String::new();
+    stderr.read_to_string(&mut summary).unwrap();
+    assert!(status.success(), "{summary}");
+    assert!(summary.contains("config reloads: 1"), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
