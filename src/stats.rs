@@ -234,3 +234,37 @@ impl Stats {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_interval_drop_rate_and_summary() {
+        let earlier = InterfaceStats {
+            interface: "eth1".into(),
+            received: 1_000,
+            kernel_dropped: 10,
+            ..InterfaceStats::default()
+        };
+        let now = InterfaceStats {
+            received: 3_000,
+            kernel_dropped: 30,
+            if_dropped: 0,
+            queue_dropped: 20,
+            delivered: 2_950,
+            ..earlier.clone()
+        };
+        let delta = now.since(&earlier);
+        assert_eq!(delta.received, 2_000);
+        assert_eq!(delta.dropped(), 40);
+        assert!((delta.drop_percent() - 2.0).abs() < 1e-9);
+        let stats = Stats {
+            live: vec![now],
+            ..Stats::default()
+        };
+        assert!(stats.summary().contains(
+            "live eth1: 3000 received, 2950 delivered; drops: kernel=30 interface=0 queue=20\n"
+        ));
+    }
+}

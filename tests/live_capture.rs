@@ -150,8 +150,14 @@ impl Lab {
 
     /// `egresswatch live` in the capture namespace; returns once every interface is open.
     fn sensor(&self, args: &[&str]) -> Sensor {
+        self.sensor_via(&[], args)
+    }
+
+    /// The same, started through `wrapper` (a command that execs the rest, like setpriv).
+    fn sensor_via(&self, wrapper: &[&str], args: &[&str]) -> Sensor {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.capture_ns])
+            .args(wrapper)
             .arg(env!("CARGO_BIN_EXE_egresswatch"))
             .arg("live")
             .args(args)
@@ -480,6 +486,114 @@ fn live_capture_raises_the_alerts_replay_raises() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A field of /proc/PID/status.
+fn proc_status(pid: i32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+/// Every thread of `pid` runs as `uid` with no capability in any set.
+fn assert_unprivileged(pid: i32, uid: u32, when: &str) {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let tid: i32 = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        let uids: Vec<String> = proc_status(tid, "Uid")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(uids, vec![uid.to_string(); 4], "thread {tid} uids {when}");
+        for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+            assert_eq!(
+                proc_status(tid, set),
+                "0000000000000000",
+                "thread {tid} {set} {when}"
+            );
+        }
+        assert_eq!(proc_status(tid, "NoNewPrivs"), "1", "thread {tid} {when}");
+    }
+}
+
+/// As systemd's unit runs it: an unprivileged user handed CAP_NET_RAW and CAP_NET_ADMIN as
+/// ambient capabilities (setpriv does the same here). They are gone once the interface is
+/// open; without them the interface cannot be opened at all.
+#[test]
+fn ambient_capabilities_are_dropped_after_opening() {
+    require("setpriv", "util-linux");
+    let Some(lab) = Lab::new("amb") else { return };
+    let dir = temp_dir("amb");
+    let (ours, theirs) = lab.link(7);
+    let config = write_config(&dir, FAST_STATS);
+    // The unprivileged user must read the config.
+    run(Command::new("chmod").arg("755").arg(&dir));
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody exists");
+    let reuid = format!("--reuid={}", nobody.uid.as_raw());
+    let regid = format!("--regid={}", nobody.gid.as_raw());
+    let caps = "+net_raw,+net_admin";
+    let args = [
+        "--interface",
+        &ours,
+        "--buffer-mib",
+        BUFFER_MIB,
+        "--config",
+        &config,
+        "--format",
+        "json",
+    ];
+    let unprivileged = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.capture_ns,
+            "setpriv",
+            &reuid,
+            &regid,
+            "--clear-groups",
+        ])
+        .arg(env!("CARGO_BIN_EXE_egresswatch"))
+        .arg("live")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!unprivileged.status.success());
+    let err = String::from_utf8_lossy(&unprivileged.stderr);
+    assert!(
+        err.contains(&format!("interface {ours}")) && err.contains("CAP_NET_RAW"),
+        "{err}"
+    );
+
+    let inh = format!("--inh-caps={caps}");
+    let amb = format!("--ambient-caps={caps}");
+    let mut sensor = lab.sensor_via(
+        &["setpriv", &reuid, &regid, "--clear-groups", &inh, &amb],
+        &args,
+    );
+    assert!(
+        sensor.err.iter().any(|l| l.starts_with(&format!(
+            "egresswatch: running as nobody (uid {}, gid {}); capabilities dropped: cap_net_admin, cap_net_raw",
+            nobody.uid.as_raw(),
+            nobody.gid.as_raw()
+        ))),
+        "{:?}",
+        sensor.err
+    );
+    let pid = sensor.pid();
+    assert_unprivileged(pid, nobody.uid.as_raw(), "after the interface opened");
+    wait_replay(lab.replay(&theirs, &repo("captures/office.pcap")));
+    sensor.wait_processed(OFFICE_FRAMES);
+    assert_unprivileged(pid, nobody.uid.as_raw(), "while capturing");
+    let stopped = sensor.stop(nix::sys::signal::Signal::SIGTERM);
+    stopped.assert_clean_exit();
+    assert_eq!(stopped.summary_frames(), OFFICE_FRAMES);
+    assert_eq!(project_json(&stopped.out), replayed(Destination::Hostname));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn privileges_are_dropped_while_capturing() {
     let Some(lab) = Lab::new("priv") else { return };
@@ -502,61 +616,32 @@ fn privileges_are_dropped_while_capturing() {
         "nobody",
     ]);
     let dropped = format!(
-        "egresswatch: running as nobody (uid {}",
-        nobody.uid.as_raw()
+        "egresswatch: running as nobody (uid {}, gid {}); capabilities dropped (all: was root)",
+        nobody.uid.as_raw(),
+        nobody.gid.as_raw()
     );
-    assert!(
-        sensor.err.iter().any(|l| l.starts_with(&dropped)),
-        "{:?}",
-        sensor.err
-    );
+    assert!(sensor.err.contains(&dropped), "{:?}", sensor.err);
     let pid = sensor.pid();
-    let status_field = |field: &str| -> String {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{field}:")))
-            .unwrap_or_else(|| panic!("no {field} in /proc status"))
-            .trim()
-            .to_string()
-    };
+    let uid = nobody.uid.as_raw();
+    let gid = nobody.gid.as_raw().to_string();
     let check = |when: &str| {
-        let uid = nobody.uid.as_raw().to_string();
-        let uids: Vec<String> = status_field("Uid")
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
+        assert_unprivileged(pid, uid, when);
         assert_eq!(
-            uids,
-            vec![uid.clone(); 4],
-            "real, effective, saved, fs uid {when}"
+            proc_status(pid, "Gid"),
+            [gid.as_str(); 4].join("\t"),
+            "{when}"
         );
-        let gid = nobody.gid.as_raw().to_string();
-        let gids: Vec<String> = status_field("Gid")
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        assert_eq!(gids, vec![gid; 4], "gids {when}");
-        for set in ["CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"] {
-            assert_eq!(status_field(set), "0000000000000000", "{set} {when}");
-        }
-        assert_eq!(status_field("NoNewPrivs"), "1", "{when}");
+        // Root's bounding set is emptied too (it needs CAP_SETPCAP, so before the switch).
+        assert_eq!(proc_status(pid, "CapBnd"), "0000000000000000", "{when}");
     };
-    check("after the handles opened");
-    // Still capturing, with the same (absent) privileges, from every thread.
+    check("after the interface opened");
+    // Still capturing, from every thread, with nothing left to lose.
     wait_replay(lab.replay(&theirs, &repo("captures/office.pcap")));
     sensor.wait_processed(OFFICE_FRAMES);
     check("while capturing");
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    let mut threads = 0;
-    for task in tasks {
-        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
-        assert!(
-            status.contains("CapEff:\t0000000000000000"),
-            "a thread kept capabilities:\n{status}"
-        );
-        threads += 1;
-    }
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
     assert!(threads >= 2, "pipeline and capture threads");
     let stopped = sensor.stop(nix::sys::signal::Signal::SIGTERM);
     stopped.assert_clean_exit();

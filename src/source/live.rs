@@ -8,7 +8,7 @@ use crate::source::Packet;
 use crate::stats::InterfaceStats;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -217,9 +217,19 @@ impl OpenCaptures {
             })?;
         let mut handles = Vec::new();
         for name in &options.interfaces {
-            let open_error = |e: pcap::Error| LiveError::Open {
-                interface: name.clone(),
-                reason: e.to_string(),
+            let open_error = |e: pcap::Error| {
+                let mut reason = e.to_string();
+                if reason.contains("not permitted") || reason.contains("permission") {
+                    reason.push_str(
+                        "; capture needs root or CAP_NET_RAW and CAP_NET_ADMIN \
+                         (setcap cap_net_raw,cap_net_admin=eip on the binary, or the systemd \
+                         unit's AmbientCapabilities)",
+                    );
+                }
+                LiveError::Open {
+                    interface: name.clone(),
+                    reason,
+                }
             };
             let mut handle = pcap::Capture::from_device(name.as_str())
                 .map_err(open_error)?
@@ -441,10 +451,7 @@ impl Reader {
             hand_over(current, queue, counters, false);
         }
         if current.is_none() {
-            *current = match free.try_recv() {
-                Ok(batch) => Some(batch),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-            };
+            *current = free.try_recv().ok();
         }
         match current {
             Some(batch) if batch.fits(data.len()) => batch.push(ts_ns, orig_len, data),
@@ -546,6 +553,31 @@ mod tests {
         assert_eq!(packets[3].linktype, 1);
         batch.clear();
         assert!(batch.is_empty() && batch.fits(frame.len()));
+    }
+
+    /// A pipeline that reads nothing: frames go into the queued batches until the queue and
+    /// the pool are used up, then every further frame is counted as a queue drop.
+    #[test]
+    fn a_stalled_pipeline_costs_counted_drops_only() {
+        let (queue, queued) = mpsc::sync_channel(1);
+        let (back, free) = mpsc::channel();
+        for _ in 0..2 {
+            back.send(Batch::new(0, 1, 65_535)).unwrap();
+        }
+        let counters = Counters::default();
+        let frame = vec![0u8; 60_000];
+        let mut current = None;
+        let sent = 200u64;
+        for i in 0..sent {
+            Reader::frame(&mut current, &free, &queue, &counters, i, 60_000, &frame);
+        }
+        hand_over(&mut current, &queue, &counters, false);
+        let delivered = counters.delivered.load(Ordering::Relaxed);
+        let dropped = counters.queue_dropped.load(Ordering::Relaxed);
+        assert!(delivered > 0 && dropped > 0, "{delivered} {dropped}");
+        assert_eq!(delivered + dropped, sent);
+        let in_queue: usize = queued.try_iter().map(|b| b.len()).sum();
+        assert_eq!(in_queue as u64, delivered);
     }
 
     #[test]
