@@ -74,6 +74,8 @@ const BATCH_FRAMES: usize = 4096;
 /// Batches per interface; with BATCH_BYTES this bounds our buffering to 16 MiB per interface
 /// (the kernel buffer, `--buffer-mib`, absorbs bursts before it).
 const BATCHES_PER_INTERFACE: usize = 16;
+/// libpcap's own ceiling; it also bounds a batch's buffer (two frames at least).
+const MAX_SNAPLEN: i32 = 262_144;
 /// pcap counters are read at most this often (a getsockopt each).
 const STATS_REFRESH: Duration = Duration::from_millis(500);
 
@@ -203,9 +205,12 @@ impl OpenCaptures {
         }
         let snaplen = i32::try_from(options.snaplen)
             .ok()
-            .filter(|&s| s > 0)
+            .filter(|&s| s > 0 && s <= MAX_SNAPLEN)
             .ok_or_else(|| {
-                LiveError::Invalid(format!("snaplen {} out of range", options.snaplen))
+                LiveError::Invalid(format!(
+                    "snaplen {} out of range (1 to {MAX_SNAPLEN})",
+                    options.snaplen
+                ))
             })?;
         let buffer = options
             .buffer_mib
