@@ -51,6 +51,32 @@ pub enum Command {
         #[command(flatten)]
         common: RunArgs,
     },
+    /// Capture live on network interfaces (a span port or tap) and report alerts until SIGINT
+    /// or SIGTERM, which flush every flow and window and exit; a second SIGINT exits at once.
+    /// SIGHUP reloads the config.
+    Live {
+        /// Interface to capture on (repeatable), e.g. eth1.
+        #[arg(long = "interface", required = true, value_name = "NAME")]
+        interfaces: Vec<String>,
+        /// BPF filter (tcpdump syntax) applied in the kernel on every interface.
+        #[arg(long, value_name = "FILTER")]
+        bpf: Option<String>,
+        /// Bytes captured per frame.
+        #[arg(long, default_value_t = 65_535)]
+        snaplen: u32,
+        /// Kernel capture buffer per interface, MiB.
+        #[arg(long = "buffer-mib", default_value_t = 64)]
+        buffer_mib: u32,
+        /// Do not put the interfaces in promiscuous mode.
+        #[arg(long)]
+        no_promisc: bool,
+        /// Started as root: switch to this user once the interfaces are open, dropping every
+        /// capability (overrides [live] user).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        #[command(flatten)]
+        common: RunArgs,
+    },
     /// Validate a config file (and its proxyware list), print the effective config, and exit.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -236,6 +262,62 @@ pub fn run(cli: Cli) -> Result<()> {
                 &mut |b| output.batch(b),
             )?;
             collector.join();
+            output.finish()?;
+            eprint!("{}", report.stats.summary());
+            Ok(())
+        }
+        Command::Live {
+            interfaces,
+            bpf,
+            snaplen,
+            buffer_mib,
+            no_promisc,
+            user,
+            common,
+        } => {
+            let config = common.config()?;
+            let stop = Arc::new(AtomicBool::new(false));
+            // A second SIGINT or SIGTERM exits at once (128 + signal), skipping the flush.
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register_conditional_shutdown(
+                    signal,
+                    128 + signal,
+                    stop.clone(),
+                )
+                .context("cannot install signal handlers")?;
+                signal_hook::flag::register(signal, stop.clone())
+                    .context("cannot install signal handlers")?;
+            }
+            let reload = reload_on_sighup()?;
+            let options = crate::source::live::CaptureOptions {
+                interfaces,
+                bpf,
+                snaplen,
+                buffer_mib,
+                promisc: !no_promisc,
+            };
+            let opened = crate::source::live::OpenCaptures::open(&options)?;
+            let user = user.or_else(|| Some(config.live.user.clone()).filter(|u| !u.is_empty()));
+            let dropped = crate::privileges::drop_privileges(user.as_deref())?;
+            eprintln!("egresswatch: {dropped}");
+            for (name, linktype) in opened.interfaces() {
+                eprintln!("egresswatch: capturing on {name} (linktype {linktype})");
+            }
+            // Alert and log files are created as the user the sensor now runs as.
+            let mut output = AlertOutput::new(&common, true)?;
+            let reloader = pipeline::Reloader {
+                requested: reload,
+                load: &|| common.config(),
+            };
+            let result = pipeline::live(
+                &config,
+                opened,
+                stop,
+                &common.options(),
+                Some(&reloader),
+                &mut |b| output.batch(b),
+            );
+            let report = result?;
             output.finish()?;
             eprint!("{}", report.stats.summary());
             Ok(())

@@ -13,6 +13,7 @@ pub use crate::detect::torrent::TorrentConfig;
 pub use crate::detect::windows::WindowsConfig;
 pub use crate::enrich::geo::GeoConfig;
 pub use crate::export::{ExportConfig, ExporterSampling};
+pub use crate::source::live::LiveConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,8 @@ pub struct Config {
     pub detectors: DetectorsConfig,
     /// Flow export ingest (NetFlow, IPFIX, sFlow, VPC Flow Logs).
     pub export: ExportConfig,
+    /// Live capture (`egresswatch live`).
+    pub live: LiveConfig,
 }
 
 /// One table per behavioural detector; thresholds are DET0028's mutable elements.
@@ -89,6 +92,7 @@ impl Default for Config {
             scoring: ScoringConfig::default(),
             detectors: DetectorsConfig::default(),
             export: ExportConfig::default(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -266,6 +270,10 @@ impl Config {
                 "proxyware.alert_window_seconds",
                 self.proxyware.alert_window_seconds,
             ),
+            (
+                "live.stats_interval_seconds",
+                self.live.stats_interval_seconds,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -277,6 +285,11 @@ impl Config {
         if self.dns.cache_min_ttl_seconds > self.dns.cache_max_ttl_seconds {
             return Err(ConfigError::Invalid(
                 "dns.cache_min_ttl_seconds must not exceed dns.cache_max_ttl_seconds".into(),
+            ));
+        }
+        if !(self.live.drop_warn_percent >= 0.0 && self.live.drop_warn_percent <= 100.0) {
+            return Err(ConfigError::Invalid(
+                "live.drop_warn_percent must be between 0 and 100".into(),
             ));
         }
         Ok(())

@@ -14,5 +14,6 @@ pub mod flow;
 pub mod generate;
 pub mod logs;
 pub mod pipeline;
+pub mod privileges;
 pub mod source;
 pub mod stats;

@@ -24,6 +24,7 @@ use crate::flow::update::{FlowSink, FlowUpdate, NameSource, UpdateKind};
 use crate::logs::ZeekLogs;
 use crate::source::Packet;
 use crate::source::collector::{Collector, Received};
+use crate::source::live::{LiveCapture, OpenCaptures, Received as LiveReceived};
 use crate::source::pcap_file::{CaptureReader, SourceError};
 use crate::stats::{ExportStats, Stats};
 use std::collections::BTreeSet;
@@ -38,6 +39,8 @@ const NS: u64 = 1_000_000_000;
 const TICK_NS: u64 = NS;
 /// How long the collector waits for a datagram before it looks at the stop flag.
 const COLLECTOR_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long live capture waits for a batch before it advances time on the wall clock.
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 /// How far ahead of a datagram's arrival its records may move event time.
 const MAX_EXPORTER_CLOCK_AHEAD_NS: u64 = 3_600 * NS;
 
@@ -579,6 +582,10 @@ impl Run {
             config.export = running.export.clone();
             kept.push("export");
         }
+        if config.live != running.live {
+            config.live = running.live.clone();
+            kept.push("live");
+        }
         let (matcher, allow) = load_domains(&config)?;
         self.sensor.engine.reconfigure(&config)?;
         self.sensor
@@ -1050,6 +1057,120 @@ pub fn collect(
         }
     }
     run.finish(on_alerts)
+}
+
+/// Runs live capture until its capture threads end (the stop flag the capture was started
+/// with: SIGINT/SIGTERM), then ends every flow and window, and reports. Packet timestamps are
+/// the wall clock, so on a quiet link event time follows the wall clock and windows still
+/// close. Every `[live] stats_interval_seconds` a line with each interface's drops goes to
+/// stderr, with a warning when the interval's drop rate exceeds `drop_warn_percent`.
+pub fn live(
+    config: &Config,
+    opened: OpenCaptures,
+    stop: Arc<AtomicBool>,
+    options: &ReplayOptions,
+    reloader: Option<&Reloader<'_>>,
+    on_alerts: &mut AlertHandler<'_>,
+) -> Result<RunReport, PipelineError> {
+    // Ready before the first frame is read, so no batch waits on the setup.
+    let mut run = Run::new(config, options)?;
+    let mut capture = opened.start(stop.clone());
+    let result = live_loop(&mut run, &capture, reloader, on_alerts);
+    if result.is_err() {
+        // The capture threads end only once the queue is read to its end.
+        stop.store(true, Ordering::Relaxed);
+        while !matches!(capture.recv(LIVE_POLL), LiveReceived::Closed) {}
+    }
+    capture.join();
+    result?;
+    eprintln!(
+        "egresswatch: capture stopped; flushing flows and windows (signal again to exit at once)"
+    );
+    let mut report = run.finish(on_alerts)?;
+    report.stats.live = capture.stats();
+    Ok(report)
+}
+
+fn live_loop(
+    run: &mut Run,
+    capture: &LiveCapture,
+    reloader: Option<&Reloader<'_>>,
+    on_alerts: &mut AlertHandler<'_>,
+) -> Result<(), PipelineError> {
+    let interval = std::time::Duration::from_secs(run.config.live.stats_interval_seconds.max(1));
+    let warn_percent = run.config.live.drop_warn_percent;
+    let mut last_stats = capture.stats();
+    let mut last_frames = 0u64;
+    let mut next_stats = std::time::Instant::now() + interval;
+    loop {
+        match capture.recv(LIVE_POLL) {
+            LiveReceived::Batch(batch) => {
+                let mut result = Ok(());
+                for packet in batch.packets() {
+                    result = run.packet(&packet, on_alerts);
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                capture.recycle(batch);
+                result?;
+            }
+            LiveReceived::Nothing => run.advance(wall_clock_ns(), on_alerts)?,
+            LiveReceived::Closed => return Ok(()),
+        }
+        if let Some(reloader) = reloader {
+            reloader.poll(run);
+        }
+        if std::time::Instant::now() >= next_stats {
+            next_stats += interval;
+            let now = capture.stats();
+            let frames = run.sensor.stats.frames;
+            report_live_interval(&last_stats, &now, frames - last_frames, warn_percent);
+            (last_stats, last_frames) = (now, frames);
+        }
+    }
+}
+
+/// The periodic live stats line, and a warning per interface that dropped too much.
+fn report_live_interval(
+    before: &[crate::stats::InterfaceStats],
+    now: &[crate::stats::InterfaceStats],
+    frames: u64,
+    warn_percent: f64,
+) {
+    let mut line = format!("egresswatch: live: {frames} frames processed");
+    let mut warnings = Vec::new();
+    for (then, total) in before.iter().zip(now) {
+        let delta = total.since(then);
+        line.push_str(&format!(
+            "; {} +{} received, drops kernel=+{} interface=+{} queue=+{} (totals {} {} {} {})",
+            total.interface,
+            delta.received,
+            delta.kernel_dropped,
+            delta.if_dropped,
+            delta.queue_dropped,
+            total.received,
+            total.kernel_dropped,
+            total.if_dropped,
+            total.queue_dropped,
+        ));
+        let percent = delta.drop_percent();
+        if delta.dropped() > 0 && percent > warn_percent {
+            warnings.push(format!(
+                "egresswatch: warning: {} dropped {:.2}% of its frames over the last interval \
+                 (kernel {}, interface {}, queue {}); see README \"Drop statistics\"",
+                total.interface,
+                percent,
+                delta.kernel_dropped,
+                delta.if_dropped,
+                delta.queue_dropped
+            ));
+        }
+    }
+    eprintln!("{line}");
+    for w in warnings {
+        eprintln!("{w}");
+    }
 }
 
 fn wall_clock_ns() -> u64 {

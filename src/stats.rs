@@ -34,6 +34,72 @@ pub struct Stats {
     pub alerts: u64,
     pub file_problems: Vec<String>,
     pub export: ExportStats,
+    /// Live capture, per interface (empty for replay and collect).
+    pub live: Vec<InterfaceStats>,
+}
+
+/// One live capture interface: what libpcap reports and what we dropped ourselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    pub interface: String,
+    /// Frames the kernel filter passed (on Linux this includes kernel_dropped).
+    pub received: u64,
+    /// Dropped because the kernel capture buffer was full (`--buffer-mib`).
+    pub kernel_dropped: u64,
+    /// Dropped by the interface or its driver.
+    pub if_dropped: u64,
+    /// Dropped by us because the pipeline was behind (queue full).
+    pub queue_dropped: u64,
+    /// Handed to the pipeline.
+    pub delivered: u64,
+}
+
+impl InterfaceStats {
+    pub fn dropped(&self) -> u64 {
+        self.kernel_dropped + self.if_dropped + self.queue_dropped
+    }
+
+    /// Frames seen at all: received (which already holds the kernel's drops) plus the
+    /// interface's.
+    pub fn offered(&self) -> u64 {
+        self.received + self.if_dropped
+    }
+
+    /// Counters accumulated since `earlier` (a previous reading of the same interface).
+    pub fn since(&self, earlier: &InterfaceStats) -> InterfaceStats {
+        InterfaceStats {
+            interface: self.interface.clone(),
+            received: self.received.saturating_sub(earlier.received),
+            kernel_dropped: self.kernel_dropped.saturating_sub(earlier.kernel_dropped),
+            if_dropped: self.if_dropped.saturating_sub(earlier.if_dropped),
+            queue_dropped: self.queue_dropped.saturating_sub(earlier.queue_dropped),
+            delivered: self.delivered.saturating_sub(earlier.delivered),
+        }
+    }
+
+    /// Dropped share of what was offered, in percent.
+    pub fn drop_percent(&self) -> f64 {
+        if self.offered() == 0 {
+            0.0
+        } else {
+            100.0 * self.dropped() as f64 / self.offered() as f64
+        }
+    }
+}
+
+impl std::fmt::Display for InterfaceStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} received, {} delivered; drops: kernel={} interface={} queue={}",
+            self.interface,
+            self.received,
+            self.delivered,
+            self.kernel_dropped,
+            self.if_dropped,
+            self.queue_dropped
+        )
+    }
 }
 
 /// Flow export ingest (NetFlow, IPFIX, sFlow, VPC Flow Logs).
@@ -147,6 +213,9 @@ impl Stats {
         if !self.export.is_empty() {
             s.push_str(&self.export.summary());
         }
+        for interface in &self.live {
+            s.push_str(&format!("live {interface}\n"));
+        }
         if self.fragments_reassembled > 0 {
             s.push_str(&format!(
                 "fragments: {} datagrams reassembled\n",
@@ -166,5 +235,39 @@ impl Stats {
             s.push_str(&format!("problem: {p}\n"));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_interval_drop_rate_and_summary() {
+        let earlier = InterfaceStats {
+            interface: "eth1".into(),
+            received: 1_000,
+            kernel_dropped: 10,
+            ..InterfaceStats::default()
+        };
+        let now = InterfaceStats {
+            received: 3_000,
+            kernel_dropped: 30,
+            if_dropped: 0,
+            queue_dropped: 20,
+            delivered: 2_950,
+            ..earlier.clone()
+        };
+        let delta = now.since(&earlier);
+        assert_eq!(delta.received, 2_000);
+        assert_eq!(delta.dropped(), 40);
+        assert!((delta.drop_percent() - 2.0).abs() < 1e-9);
+        let stats = Stats {
+            live: vec![now],
+            ..Stats::default()
+        };
+        assert!(stats.summary().contains(
+            "live eth1: 3000 received, 2950 delivered; drops: kernel=30 interface=0 queue=20\n"
+        ));
     }
 }

@@ -1,5 +1,6 @@
 //! Packet and flow sources.
 pub mod collector;
+pub mod live;
 pub mod pcap_file;
 
 /// One captured frame, borrowed from the source's buffer until the next call.
