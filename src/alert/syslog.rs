@@ -194,6 +194,8 @@ pub struct SinkCounters {
     /// Connections made after the first one.
     pub reconnects: u64,
     pub connect_errors: u64,
+    /// Connections the collector closed (found before a write, so nothing is written into them).
+    pub closed_by_peer: u64,
     /// Failed writes (the message is retried on TCP/TLS, dropped on UDP).
     pub send_errors: u64,
     /// Messages shortened to `max_message_bytes`.
@@ -229,9 +231,15 @@ pub fn summary_line(url: &str, c: &SinkCounters) -> String {
         s.push_str(&format!(" ({})", list.join(" ")));
     }
     s.push_str(&format!(
-        ", {} reconnects, {} connect errors, {} send errors, {} truncated, {} left in memory, \
-         {} bytes left in spool",
-        c.reconnects, c.connect_errors, c.send_errors, c.truncated, c.pending, c.spool_bytes
+        ", {} reconnects, {} connect errors, {} closed by peer, {} send errors, {} truncated, \
+         {} left in memory, {} bytes left in spool",
+        c.reconnects,
+        c.connect_errors,
+        c.closed_by_peer,
+        c.send_errors,
+        c.truncated,
+        c.pending,
+        c.spool_bytes
     ));
     if let Some(e) = &c.last_error {
         s.push_str(&format!("; last error: {e}"));
@@ -602,6 +610,12 @@ impl Worker {
                 if let Some(c) = conn.take() {
                     c.close();
                 }
+                let mut st = self.shared.lock();
+                st.counters.closed_by_peer += 1;
+                st.counters.last_error = Some("the collector closed the connection".into());
+                drop(st);
+                next_attempt = Instant::now() + backoff;
+                backoff = (backoff * 2).min(self.backoff_max);
             }
             if conn.is_none() {
                 let now = Instant::now();
@@ -618,8 +632,9 @@ impl Worker {
                 let tls = self.tls.as_ref().map(|(c, n)| (c, n));
                 match Connection::open(&self.endpoint, tls) {
                     Ok(c) => {
+                        // Backoff resets on a successful write, not here: a collector that
+                        // accepts and then rejects (TLS client auth) must not be hammered.
                         conn = Some(c);
-                        backoff = BACKOFF_START;
                         let mut st = self.shared.lock();
                         if connected_before {
                             st.counters.reconnects += 1;
@@ -647,6 +662,7 @@ impl Worker {
             };
             match c.send(message) {
                 Ok(()) => {
+                    backoff = BACKOFF_START;
                     self.shared.lock().counters.sent += 1;
                     if held.take().is_none()
                         && let Some(s) = segment.as_mut()

@@ -194,6 +194,7 @@ impl Connection {
                 while stream.conn.is_handshaking() {
                     stream.conn.complete_io(&mut stream.sock)?;
                 }
+                settle(&mut stream)?;
                 Ok(Connection::Tls(Box::new(stream)))
             }
         }
@@ -264,6 +265,50 @@ impl Connection {
             let _ = s.conn.write_tls(&mut s.sock);
         }
     }
+}
+
+/// How long a new TLS connection is watched before the first write.
+const TLS_SETTLE: Duration = Duration::from_secs(1);
+
+/// Collectors check client certificates and peer names after the TLS handshake (rsyslog's
+/// `x509/certvalid` and `x509/name` do), and a refused client learns it only from the close
+/// that follows; messages written before it are lost unnoticed. So a new TLS connection is
+/// watched for `TLS_SETTLE` first: a close then is a connect error, not silent loss.
+fn settle(stream: &mut StreamOwned<ClientConnection, TcpStream>) -> io::Result<()> {
+    let refused = || {
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the collector closed the connection after the TLS handshake \
+             (client certificate or name refused?)",
+        )
+    };
+    stream.sock.set_read_timeout(Some(TLS_SETTLE))?;
+    let start = std::time::Instant::now();
+    let result = loop {
+        if start.elapsed() >= TLS_SETTLE {
+            break Ok(());
+        }
+        match stream.conn.read_tls(&mut stream.sock) {
+            Ok(0) => break Err(refused()),
+            Ok(_) => match stream.conn.process_new_packets() {
+                Ok(state) if state.peer_has_closed() => break Err(refused()),
+                Ok(_) => {}
+                Err(e) => break Err(io::Error::new(io::ErrorKind::ConnectionAborted, e)),
+            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    stream.sock.set_read_timeout(Some(IO_TIMEOUT))?;
+    result
 }
 
 fn with_nonblocking(sock: &mut TcpStream, f: impl FnOnce(&mut TcpStream) -> bool) -> bool {
