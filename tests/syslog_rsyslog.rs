@@ -304,6 +304,10 @@ impl Rsyslog {
 impl Drop for Rsyslog {
     fn drop(&mut self) {
         self.kill();
+        // Kept after a failure: rsyslogd.stderr and the logs explain it.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

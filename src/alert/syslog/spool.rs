@@ -151,12 +151,7 @@ impl Spool {
     /// the newest beyond the bound are not.
     pub fn put_back(&mut self, taken: Option<&Path>, messages: &[Vec<u8>]) -> usize {
         if let Some(path) = taken {
-            if let Some(i) = self.closed.iter().position(|(p, _)| p == path) {
-                if let Some((p, len)) = self.closed.remove(i) {
-                    self.bytes = self.bytes.saturating_sub(len);
-                    let _ = fs::remove_file(p);
-                }
-            }
+            self.remove_segment(path);
         }
         if messages.is_empty() {
             return 0;
@@ -197,11 +192,16 @@ impl Spool {
 
     /// The segment returned by `take_segment` was delivered in full.
     pub fn segment_done(&mut self, path: &Path) {
-        if let Some(i) = self.closed.iter().position(|(p, _)| p == path) {
-            if let Some((p, len)) = self.closed.remove(i) {
-                self.bytes = self.bytes.saturating_sub(len);
-                let _ = fs::remove_file(p);
-            }
+        self.remove_segment(path);
+    }
+
+    fn remove_segment(&mut self, path: &Path) {
+        let Some(i) = self.closed.iter().position(|(p, _)| p == path) else {
+            return;
+        };
+        if let Some((p, len)) = self.closed.remove(i) {
+            self.bytes = self.bytes.saturating_sub(len);
+            let _ = fs::remove_file(p);
         }
     }
 }
