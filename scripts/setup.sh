@@ -12,6 +12,9 @@ if [ "${1:-}" = "--test" ]; then
     command -v tcpdump >/dev/null || missing+=(tcpdump)
     command -v tcpreplay >/dev/null || missing+=(tcpreplay)
     command -v ip >/dev/null || missing+=(iproute2)
+    # rsyslogd receives syslog export over UDP, TCP and TLS (GnuTLS driver).
+    command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+    dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""

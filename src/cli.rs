@@ -1,4 +1,5 @@
 //! Command line: what was typed, validated; `run` builds the real objects and maps errors.
+use crate::alert::syslog::{self, SyslogFormat, SyslogSinks, SyslogTarget};
 use crate::alert::{Alert, sink};
 use crate::config::{Cidr, Config};
 use crate::pipeline::{self, ReplayOptions};
@@ -124,7 +125,18 @@ pub struct RunArgs {
     /// replay continues yesterday's history.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Also send alerts to this syslog collector (repeatable): udp://HOST[:PORT],
+    /// tcp://HOST[:PORT] (octet counting) or tls://HOST[:PORT]; added to the config's [[syslog]].
+    #[arg(long = "syslog", value_name = "URL")]
+    syslog: Vec<String>,
+    /// Message format of the --syslog targets.
+    #[arg(long, value_enum, default_value = "rfc5424")]
+    syslog_format: SyslogFormat,
 }
+
+/// At exit, syslog targets get this long to deliver what is queued (SIGTERM gives services
+/// about 90 s before SIGKILL; alerts are few). What is left is spooled or counted as dropped.
+const SYSLOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where alerts go: stdout as JSON lines or a table, and optionally a JSON lines file.
 struct AlertOutput {
@@ -133,10 +145,11 @@ struct AlertOutput {
     table_rows: Vec<Alert>,
     /// A live collector prints each window's table as it closes; replay prints one at the end.
     table_per_batch: bool,
+    syslog: SyslogSinks,
 }
 
 impl AlertOutput {
-    fn new(args: &RunArgs, table_per_batch: bool) -> Result<AlertOutput> {
+    fn new(args: &RunArgs, config: &Config, table_per_batch: bool) -> Result<AlertOutput> {
         let format = args.format.unwrap_or(if io::stdout().is_terminal() {
             Format::Table
         } else {
@@ -150,15 +163,21 @@ impl AlertOutput {
             }
             None => None,
         };
+        let mut targets = config.syslog.clone();
+        for url in &args.syslog {
+            targets.push(SyslogTarget::from_url(url, args.syslog_format)?);
+        }
         Ok(AlertOutput {
             format,
             file,
             table_rows: Vec::new(),
             table_per_batch,
+            syslog: SyslogSinks::start(&targets)?,
         })
     }
 
     fn batch(&mut self, batch: &[Alert]) -> io::Result<()> {
+        self.syslog.send(batch);
         let stdout = io::stdout();
         let mut out = stdout.lock();
         for alert in batch {
@@ -179,7 +198,8 @@ impl AlertOutput {
         out.flush()
     }
 
-    fn finish(mut self) -> io::Result<()> {
+    /// Returns the syslog summary lines (empty without targets) for the end-of-run report.
+    fn finish(mut self) -> io::Result<String> {
         let stdout = io::stdout();
         let mut out = stdout.lock();
         if self.format == Format::Table && (!self.table_per_batch || !self.table_rows.is_empty()) {
@@ -189,7 +209,7 @@ impl AlertOutput {
         if let Some(mut f) = self.file.take() {
             f.flush()?;
         }
-        Ok(())
+        Ok(syslog::summary(&self.syslog.finish(SYSLOG_FLUSH)))
     }
 }
 
@@ -230,11 +250,11 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Replay { common, files } => {
             let config = common.config()?;
-            let mut output = AlertOutput::new(&common, false)?;
+            let mut output = AlertOutput::new(&common, &config, false)?;
             let report =
                 pipeline::replay(&config, &files, &common.options(), &mut |b| output.batch(b))?;
-            output.finish()?;
-            eprint!("{}", report.stats.summary());
+            let syslog = output.finish()?;
+            eprint!("{}{syslog}", report.stats.summary());
             Ok(())
         }
         Command::Collect { listen, common } => {
@@ -253,7 +273,7 @@ pub fn run(cli: Cli) -> Result<()> {
             for addr in collector.local_addrs() {
                 eprintln!("egresswatch: listening on udp {addr}");
             }
-            let mut output = AlertOutput::new(&common, true)?;
+            let mut output = AlertOutput::new(&common, &config, true)?;
             let report = pipeline::collect(
                 &config,
                 &collector,
@@ -262,8 +282,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 &mut |b| output.batch(b),
             )?;
             collector.join();
-            output.finish()?;
-            eprint!("{}", report.stats.summary());
+            let syslog = output.finish()?;
+            eprint!("{}{syslog}", report.stats.summary());
             Ok(())
         }
         Command::Live {
@@ -304,7 +324,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 eprintln!("egresswatch: capturing on {name} (linktype {linktype})");
             }
             // Alert and log files are created as the user the sensor now runs as.
-            let mut output = AlertOutput::new(&common, true)?;
+            let mut output = AlertOutput::new(&common, &config, true)?;
             let reloader = pipeline::Reloader {
                 requested: reload,
                 load: &|| common.config(),
@@ -318,8 +338,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 &mut |b| output.batch(b),
             );
             let report = result?;
-            output.finish()?;
-            eprint!("{}", report.stats.summary());
+            let syslog = output.finish()?;
+            eprint!("{}{syslog}", report.stats.summary());
             Ok(())
         }
         Command::CheckConfig { config } => {

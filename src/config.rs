@@ -61,6 +61,8 @@ pub struct Config {
     pub export: ExportConfig,
     /// Live capture (`egresswatch live`).
     pub live: LiveConfig,
+    /// Syslog collectors that receive every alert (`[[syslog]]`).
+    pub syslog: Vec<crate::alert::syslog::SyslogTarget>,
 }
 
 /// One table per behavioural detector; thresholds are DET0028's mutable elements.
@@ -93,6 +95,7 @@ impl Default for Config {
             detectors: DetectorsConfig::default(),
             export: ExportConfig::default(),
             live: LiveConfig::default(),
+            syslog: Vec::new(),
         }
     }
 }
@@ -282,6 +285,10 @@ impl Config {
                 )));
             }
         }
+        for target in &self.syslog {
+            crate::alert::syslog::transport::Endpoint::parse(&target.url)
+                .map_err(|e| ConfigError::Invalid(format!("syslog url {e}")))?;
+        }
         if self.dns.cache_min_ttl_seconds > self.dns.cache_max_ttl_seconds {
             return Err(ConfigError::Invalid(
                 "dns.cache_min_ttl_seconds must not exceed dns.cache_max_ttl_seconds".into(),
@@ -397,6 +404,17 @@ mod tests {
         assert!(all.contains("203.0.113.9".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("banana/8".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn syslog_tables() {
+        let c: Config = toml::from_str(
+            "[[syslog]]\nurl = \"tls://logs.example.org\"\nformat = \"json\"\n\
+             [[syslog]]\nurl = \"udp://127.0.0.1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.syslog.len(), 2);
+        assert!(toml::from_str::<Config>("[[syslog]]\nurl = \"udp://h\"\nport = 1\n").is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The alert schema (field names follow the seed Splunk search) and its renderings.
 pub mod sink;
+pub mod syslog;
 
 use serde::Serialize;
 use std::net::IpAddr;
