@@ -557,35 +557,25 @@ impl Run {
     /// SIGHUP: applies a reloaded config without losing flows, windows or baselines. Domain
     /// lists, home nets, allowlists, segments, business hours, geo databases, scoring and
     /// detector thresholds change; sections that size or time state already held (`flow`,
-    /// `reassembly`, `dns`, `windows`, `export`) keep their running values until a restart,
+    /// `reassembly`, `dns`, `windows`, `export`, `live`) and the syslog targets keep their
+    /// running values until a restart,
     /// and their names are returned so the operator is told. On error nothing changes.
     pub fn reload(&mut self, mut config: Config) -> Result<Vec<&'static str>, PipelineError> {
         let running = &*self.config;
         let mut kept = Vec::new();
-        if config.flow != running.flow {
-            config.flow = running.flow.clone();
-            kept.push("flow");
-        }
-        if config.reassembly != running.reassembly {
-            config.reassembly = running.reassembly.clone();
-            kept.push("reassembly");
-        }
-        if config.dns != running.dns {
-            config.dns = running.dns.clone();
-            kept.push("dns");
-        }
-        if config.windows != running.windows {
-            config.windows = running.windows.clone();
-            kept.push("windows");
-        }
-        if config.export != running.export {
-            config.export = running.export.clone();
-            kept.push("export");
-        }
-        if config.live != running.live {
-            config.live = running.live.clone();
-            kept.push("live");
-        }
+        keep_running("flow", &mut config.flow, &running.flow, &mut kept);
+        keep_running(
+            "reassembly",
+            &mut config.reassembly,
+            &running.reassembly,
+            &mut kept,
+        );
+        keep_running("dns", &mut config.dns, &running.dns, &mut kept);
+        keep_running("windows", &mut config.windows, &running.windows, &mut kept);
+        keep_running("export", &mut config.export, &running.export, &mut kept);
+        keep_running("live", &mut config.live, &running.live, &mut kept);
+        // Syslog sinks are opened by the command, once.
+        keep_running("syslog", &mut config.syslog, &running.syslog, &mut kept);
         let (matcher, allow) = load_domains(&config)?;
         self.sensor.engine.reconfigure(&config)?;
         self.sensor
@@ -996,6 +986,20 @@ pub fn replay(
         }
     }
     Ok(report)
+}
+
+/// A reloaded config section that cannot change mid-run gets its running value back, and
+/// its name goes on the list the operator is shown.
+fn keep_running<T: PartialEq + Clone>(
+    name: &'static str,
+    reloaded: &mut T,
+    running: &T,
+    kept: &mut Vec<&'static str>,
+) {
+    if reloaded != running {
+        *reloaded = running.clone();
+        kept.push(name);
+    }
 }
 
 /// How a long-running command (collect, live) re-reads its config on SIGHUP.

@@ -177,14 +177,19 @@ impl Stats {
 
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "egresswatch: {} file(s), {} frames, {} bytes ({} sliced frames counted at full length)\n\
+            "egresswatch: {}{} frames, {} bytes ({} sliced frames counted at full length)\n\
              flows: {} ({} evicted at the max_flows bound, {} interim updates, {} connections reused)\n\
              names: {} DNS messages, {} TLS ClientHellos, {} HTTP requests, {} SOCKS requests\n\
              proxyware: {} observations\n\
              behaviour: {} windows, {} findings, {} allowlisted flow updates, {} below min score, \
              {} repeats folded, {} suppressed by segment, {} hosts evicted\n\
              alerts: {}\n",
-            self.files,
+            // live and collect read no files
+            if self.files > 0 {
+                format!("{} file(s), ", self.files)
+            } else {
+                String::new()
+            },
             self.frames,
             self.wire_bytes,
             self.sliced_frames,

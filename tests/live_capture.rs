@@ -332,13 +332,15 @@ struct InterfaceSummary {
 
 impl Stopped {
     fn summary_frames(&self) -> u64 {
-        let line = self
+        let frames = self
             .err
             .iter()
-            .find(|l| l.starts_with("egresswatch: ") && l.contains(" file(s), "))
+            .find_map(|l| {
+                let frames = l.strip_prefix("egresswatch: ")?.split_once(" frames, ")?.0;
+                frames.parse().ok()
+            })
             .unwrap_or_else(|| panic!("no summary:\n{}", self.err.join("\n")));
-        let after = line.split(" file(s), ").nth(1).unwrap();
-        after.split(' ').next().unwrap().parse().unwrap()
+        frames
     }
 
     fn interface(&self, name: &str) -> InterfaceSummary {
