@@ -332,15 +332,13 @@ struct InterfaceSummary {
 
 impl Stopped {
     fn summary_frames(&self) -> u64 {
-        let frames = self
-            .err
+        self.err
             .iter()
             .find_map(|l| {
                 let frames = l.strip_prefix("egresswatch: ")?.split_once(" frames, ")?.0;
                 frames.parse().ok()
             })
-            .unwrap_or_else(|| panic!("no summary:\n{}", self.err.join("\n")));
-        frames
+            .unwrap_or_else(|| panic!("no summary:\n{}", self.err.join("\n")))
     }
 
     fn interface(&self, name: &str) -> InterfaceSummary {
