@@ -806,3 +806,48 @@ fn unknown_interface_is_reported() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("interface egw-missing0"), "{err}");
 }
+
+/// SIGHUP applies a new domain allowlist to a running sensor: from then on Honeygain is not
+/// reported, everything else is, and the capture never stopped.
+#[test]
+fn sighup_reloads_the_config_while_capturing() {
+    let Some(lab) = Lab::new("hup") else { return };
+    let dir = temp_dir("hup");
+    let (ours, theirs) = lab.link(7);
+    let config = write_config(&dir, FAST_STATS);
+    let mut sensor = lab.sensor(&[
+        "--interface",
+        &ours,
+        "--buffer-mib",
+        BUFFER_MIB,
+        "--config",
+        &config,
+        "--format",
+        "json",
+    ]);
+    let allow = format!("{FAST_STATS}[proxyware]\nallow_domains = [\"honeygain.com\"]\n");
+    write_config(&dir, &allow);
+    sensor.signal(nix::sys::signal::Signal::SIGHUP);
+    sensor.wait_stderr("the reload", |err| {
+        err.iter().any(|l| l == "egresswatch: config reloaded")
+    });
+    wait_replay(lab.replay(&theirs, &repo("captures/office.pcap")));
+    sensor.wait_processed(OFFICE_FRAMES);
+    let stopped = sensor.stop(nix::sys::signal::Signal::SIGTERM);
+    stopped.assert_clean_exit();
+    assert_eq!(stopped.summary_frames(), OFFICE_FRAMES);
+    let mut expected = replayed(Destination::Hostname);
+    let before = expected.len();
+    expected.retain(|(_, _, name), _| !name.ends_with("honeygain.com"));
+    assert!(
+        expected.len() < before,
+        "the capture has Honeygain alerts to allow"
+    );
+    assert_eq!(project_json(&stopped.out), expected);
+    assert!(
+        stopped.err.iter().any(|l| l == "config reloads: 1"),
+        "{}",
+        stopped.err.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
