@@ -813,7 +813,7 @@ fn unknown_interface_is_reported() {
 fn sighup_reloads_the_config_while_capturing() {
     let Some(lab) = Lab::new("hup") else { return };
     let dir = temp_dir("hup");
-    let (ours, theirs) = lab.link(7);
+    let (ours, theirs) = lab.link(8);
     let config = write_config(&dir, FAST_STATS);
     let mut sensor = lab.sensor(&[
         "--interface",
