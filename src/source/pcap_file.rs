@@ -10,6 +10,7 @@ use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Initial read buffer; grown for larger frames up to `MAX_READ_BUFFER`.
 const READ_BUFFER: usize = 1 << 20;
@@ -72,7 +73,8 @@ struct FileReader {
     offset: u64,
     last_ts_ns: u64,
     head: Option<Head>,
-    buf: Vec<u8>,
+    /// Never written while another thread holds a clone (see `SharedFrame`).
+    buf: Arc<Vec<u8>>,
     done: bool,
 }
 
@@ -90,6 +92,15 @@ pub struct ReaderCounters {
     pub frames: u64,
     pub frames_on_unsupported_link: u64,
     pub frames_on_unknown_interface: u64,
+}
+
+/// A frame with the read buffer it lies in, so it can be handed to another thread without
+/// copying: `packet.data` is `buffer[start..start + packet.data.len()]`, and the reader never
+/// writes to a buffer while a clone of its `Arc` is alive elsewhere.
+pub struct SharedFrame<'a> {
+    pub packet: Packet<'a>,
+    pub buffer: &'a Arc<Vec<u8>>,
+    pub start: usize,
 }
 
 pub struct CaptureReader {
@@ -123,6 +134,11 @@ impl CaptureReader {
 
     /// The next frame in timestamp order across all files.
     pub fn next_packet(&mut self) -> Option<Packet<'_>> {
+        self.next_shared().map(|frame| frame.packet)
+    }
+
+    /// The next frame, with the buffer it lies in (for the sharded pipeline).
+    pub fn next_shared(&mut self) -> Option<SharedFrame<'_>> {
         if let Some(i) = self.current.take()
             && let Some(file) = self.files.get_mut(i)
         {
@@ -144,11 +160,15 @@ impl CaptureReader {
         let file = self.files.get(i)?;
         let head = file.head?;
         self.counters.frames += 1;
-        Some(Packet {
-            ts_ns: head.ts_ns,
-            linktype: head.linktype,
-            data: file.buf.get(..head.len).unwrap_or(&[]),
-            orig_len: head.orig_len,
+        Some(SharedFrame {
+            packet: Packet {
+                ts_ns: head.ts_ns,
+                linktype: head.linktype,
+                data: file.buf.get(..head.len).unwrap_or(&[]),
+                orig_len: head.orig_len,
+            },
+            buffer: &file.buf,
+            start: 0,
         })
     }
 }
@@ -180,7 +200,7 @@ impl FileReader {
             offset: 0,
             last_ts_ns: 0,
             head: None,
-            buf: Vec::with_capacity(65_536),
+            buf: Arc::new(Vec::with_capacity(65_536)),
             done: false,
         };
         // Read up to the first frame so a legacy file's link type is checked before the run starts.
@@ -281,8 +301,9 @@ impl FileReader {
                     let mut got = false;
                     if let Some((ts_ns, linktype, orig_len, data)) = frame {
                         if link_type_supported(linktype) {
-                            self.buf.clear();
-                            self.buf.extend_from_slice(data);
+                            let buf = Arc::make_mut(&mut self.buf);
+                            buf.clear();
+                            buf.extend_from_slice(data);
                             // Some writers leave orig_len 0 or below caplen; the frame is at least what was captured.
                             let orig_len = orig_len.max(data.len() as u32);
                             self.head = Some(Head {
