@@ -41,6 +41,10 @@ pub enum Command {
         /// Capture files (pcap, pcapng) and VPC flow log files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Packet-path worker threads (decode, flows, reassembly); the reading and detecting
+        /// thread comes on top. 1 runs everything on one thread. Results do not depend on it.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        threads: usize,
     },
     /// Collect NetFlow v5/v9, IPFIX and sFlow v5 on UDP and report alerts until SIGINT or
     /// SIGTERM, which flush every flow and window and exit.
@@ -227,6 +231,7 @@ impl RunArgs {
             log_dir: self.log_dir.clone(),
             state: self.state.clone(),
             collect: false,
+            threads: 1,
         }
     }
 }
@@ -248,11 +253,18 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Replay { common, files } => {
+        Command::Replay {
+            common,
+            files,
+            threads,
+        } => {
             let config = common.config()?;
             let mut output = AlertOutput::new(&common, &config, false)?;
-            let report =
-                pipeline::replay(&config, &files, &common.options(), &mut |b| output.batch(b))?;
+            let options = ReplayOptions {
+                threads,
+                ..common.options()
+            };
+            let report = pipeline::replay(&config, &files, &options, &mut |b| output.batch(b))?;
             let syslog = output.finish()?;
             eprint!("{}{syslog}", report.stats.summary());
             Ok(())

@@ -15,5 +15,6 @@ pub mod generate;
 pub mod logs;
 pub mod pipeline;
 pub mod privileges;
+pub mod shard;
 pub mod source;
 pub mod stats;

@@ -1,10 +1,9 @@
 //! Offline replay: files -> decode -> reassembly -> flow table -> names, logs, detection.
 use crate::alert::Alert;
 use crate::config::Config;
-use crate::decode::dns;
 use crate::decode::dns::{DnsMessage, DnsRdata};
 use crate::decode::http::RequestHead;
-use crate::decode::packet::{Decoded, Layer, Transport, decode_frame, decode_transport, ip_proto};
+use crate::decode::packet::ip_proto;
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::{ClientHelloInfo, ServerInfo};
 use crate::detect::allowlist::apply_segment_policy;
@@ -17,11 +16,11 @@ use crate::export::sflow::SflowDecoder;
 use crate::export::table::{ExportFlow, RecordSink, RecordTable};
 use crate::export::vpc::{self, VpcCounters};
 use crate::export::{self, DatagramKind, FlowRecord};
-use crate::flow::defrag::{DefragOutcome, Defragmenter};
 use crate::flow::key::Uid;
-use crate::flow::table::{Flow, FlowTable};
+use crate::flow::table::Flow;
 use crate::flow::update::{FlowSink, FlowUpdate, NameSource, UpdateKind};
 use crate::logs::ZeekLogs;
+use crate::shard::{Event, PacketPath, PacketSink, Round, Shards, TickEvents, checkpoint_due, next_tick};
 use crate::source::Packet;
 use crate::source::collector::{Collector, Received};
 use crate::source::live::{LiveCapture, OpenCaptures, Received as LiveReceived};
@@ -35,8 +34,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const NS: u64 = 1_000_000_000;
-/// Expiry, fragment timeouts and alert windows are checked once per second of event time.
-const TICK_NS: u64 = NS;
 /// How long the collector waits for a datagram before it looks at the stop flag.
 const COLLECTOR_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long live capture waits for a batch before it advances time on the wall clock.
@@ -57,6 +54,8 @@ pub enum PipelineError {
     Alerts(io::Error),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("starting worker threads: {0}")]
+    Threads(io::Error),
     #[error("proxyware domain list {path}: {reason}")]
     DomainList { path: String, reason: String },
 }
@@ -68,6 +67,8 @@ pub struct ReplayOptions {
     pub state: Option<PathBuf>,
     /// Keep every name and finished flow in the report (tests and small captures only).
     pub collect: bool,
+    /// Packet-path worker threads for capture files; 0 or 1 runs everything on one thread.
+    pub threads: usize,
 }
 
 /// A finished flow as tshark's conversation table counts it; `a` is the originator.
@@ -139,6 +140,10 @@ struct Sensor {
     observed: Observed,
     /// Flows already named by the DNS cache at an interim update (bounded by max_flows).
     cache_reported: rustc_hash::FxHashSet<Uid>,
+    /// Sharded run: DNS-cache names of live flows, which the workers cannot look up.
+    shard_names: rustc_hash::FxHashMap<Uid, Arc<str>>,
+    /// Export datagrams seen in the capture, decoded by the run after the frame.
+    exports: Vec<(u64, SocketAddr, Vec<u8>)>,
 }
 
 impl Sensor {
@@ -414,6 +419,95 @@ impl FlowSink for Sensor {
     }
 }
 
+impl PacketSink for Sensor {
+    fn quoted_dns(&mut self, ts_ns: u64, client: IpAddr, msg: DnsMessage) {
+        self.dns_names(ts_ns, client, None, &msg);
+    }
+
+    fn export_datagram(&mut self, ts_ns: u64, exporter: SocketAddr, payload: &[u8]) {
+        self.exports.push((ts_ns, exporter, payload.to_vec()));
+    }
+}
+
+impl Sensor {
+    /// An event from a shard worker: what its packet path would have told this sensor.
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Created {
+                uid,
+                client,
+                server,
+                ts_ns,
+            } => {
+                if let Some(name) = self.resolved_name(uid, client, server, ts_ns) {
+                    self.shard_names.insert(uid, name);
+                }
+            }
+            Event::Flow { mut flow, kind } => {
+                self.name_from_cache(&mut flow);
+                if kind == UpdateKind::Final {
+                    self.shard_names.remove(&flow.uid);
+                }
+                self.flow(&flow, kind);
+            }
+            Event::Dns {
+                mut flow,
+                ts_ns,
+                from_orig,
+                msg,
+            } => {
+                self.name_from_cache(&mut flow);
+                self.dns(&flow, ts_ns, from_orig, &msg);
+            }
+            Event::Tls {
+                mut flow,
+                ts_ns,
+                hello,
+            } => {
+                self.name_from_cache(&mut flow);
+                self.tls(&flow, ts_ns, &hello);
+            }
+            Event::TlsServer {
+                mut flow,
+                ts_ns,
+                info,
+            } => {
+                self.name_from_cache(&mut flow);
+                self.tls_server(&flow, ts_ns, &info);
+            }
+            Event::Http {
+                mut flow,
+                ts_ns,
+                request,
+            } => {
+                self.name_from_cache(&mut flow);
+                self.http(&flow, ts_ns, &request);
+            }
+            Event::Socks {
+                mut flow,
+                ts_ns,
+                request,
+            } => {
+                self.name_from_cache(&mut flow);
+                self.socks(&flow, ts_ns, &request);
+            }
+            Event::QuotedDns { ts_ns, client, msg } => self.quoted_dns(ts_ns, client, msg),
+            Event::Export {
+                ts_ns,
+                exporter,
+                payload,
+            } => self.exports.push((ts_ns, exporter, payload)),
+        }
+    }
+
+    /// The name the one-thread path would have put in the flow when it began.
+    fn name_from_cache(&self, flow: &mut Flow) {
+        if let Some(name) = self.shard_names.get(&flow.uid) {
+            flow.names_mut().dns_name = Some(name.clone());
+        }
+    }
+}
+
 impl RecordSink for Sensor {
     fn export_flow(&mut self, flow: &ExportFlow, update: &FlowUpdate<'_>) {
         let last = update.kind == UpdateKind::Final;
@@ -483,12 +577,19 @@ struct ExportIngest {
 pub struct Run {
     config: Arc<Config>,
     sensor: Sensor,
-    table: FlowTable,
-    defrag: Defragmenter,
+    /// The packet path when frames come here one by one (live capture, one-thread replay).
+    path: PacketPath,
+    /// Frames handed to `path`, numbering the flows they open.
+    frame_no: u64,
+    /// Sharded replay: what the workers did at the tick being applied.
+    shard_tick: Option<TickEvents>,
+    /// Sharded replay: the workers' paths once they are done, for their counters.
+    shard_paths: Vec<PacketPath>,
     ingest: ExportIngest,
     alerts: Vec<Alert>,
     now_ns: u64,
     next_tick: u64,
+    last_tick_ns: Option<u64>,
     state: Option<PathBuf>,
     /// Collector: (arrival clock, event time) when records last left the reorder buffer, so
     /// event time can follow the wall clock while exporters are silent.
@@ -524,18 +625,16 @@ impl Run {
             collect: options.collect,
             observed: Observed::default(),
             cache_reported: Default::default(),
+            shard_names: Default::default(),
+            exports: Vec::new(),
         };
         Ok(Run {
             config: shared,
             sensor,
-            table: FlowTable::new(
-                config.flow.clone(),
-                config.reassembly.max_out_of_order_bytes,
-            ),
-            defrag: Defragmenter::new(
-                config.reassembly.max_fragmented_datagrams,
-                config.reassembly.fragment_timeout_seconds * NS,
-            ),
+            path: PacketPath::new(config, 1),
+            frame_no: 0,
+            shard_tick: None,
+            shard_paths: Vec::new(),
             ingest: ExportIngest {
                 held: Default::default(),
                 netflow: NetflowDecoder::new(&config.export),
@@ -549,6 +648,7 @@ impl Run {
             alerts: Vec::new(),
             now_ns: 0,
             next_tick: 0,
+            last_tick_ns: None,
             state: options.state.clone(),
             last_release: None,
         })
@@ -594,77 +694,72 @@ impl Run {
         packet: &Packet<'_>,
         on_alerts: &mut AlertHandler<'_>,
     ) -> Result<(), PipelineError> {
-        let stats = &mut self.sensor.stats;
-        stats.frames += 1;
-        stats.wire_bytes += u64::from(packet.orig_len);
-        if (packet.data.len() as u32) < packet.orig_len {
-            stats.sliced_frames += 1;
-        }
+        self.frame_no += 1;
         self.now_ns = self.now_ns.max(packet.ts_ns);
-        let mut decoded = Decoded::default();
-        decode_frame(packet.linktype, packet.data, &mut decoded);
-        if let Some(reason) = decoded.drop {
-            stats.drop(reason.name());
-        }
-        if let Some(quote) = decoded.icmp_quote {
-            quoted_dns(&mut self.sensor, packet.ts_ns, &quote);
-        }
-        for layer in &decoded.layers {
-            match layer {
-                Layer::Transport(t) => {
-                    self.export_in_capture(packet.ts_ns, t);
-                    self.table
-                        .packet(packet.ts_ns, packet.orig_len, t, &mut self.sensor)
-                }
-                Layer::Fragment(frag) => match self.defrag.add(packet.ts_ns, frag) {
-                    DefragOutcome::Pending => {}
-                    DefragOutcome::Dropped(reason) => self.sensor.stats.drop(reason.name()),
-                    DefragOutcome::Complete(datagram) => {
-                        self.sensor.stats.fragments_reassembled += 1;
-                        let mut inner = Decoded::default();
-                        let len = datagram.payload.len() as u32;
-                        decode_transport(
-                            datagram.src,
-                            datagram.dst,
-                            datagram.proto,
-                            datagram.ip_len_sum,
-                            &datagram.payload,
-                            len,
-                            1,
-                            &mut inner,
-                        );
-                        if let Some(reason) = inner.drop {
-                            self.sensor.stats.drop(reason.name());
-                        }
-                        for layer in &inner.layers {
-                            if let Layer::Transport(t) = layer {
-                                self.export_in_capture(packet.ts_ns, t);
-                                self.table.packet(
-                                    packet.ts_ns,
-                                    packet.orig_len,
-                                    t,
-                                    &mut self.sensor,
-                                );
-                            }
-                        }
-                    }
-                },
-            }
-        }
+        self.path.packet(self.frame_no, packet, &mut self.sensor);
+        self.decode_exports();
         if !self.ingest.held.is_empty() {
             self.release_held(packet.ts_ns, false, on_alerts)?;
         }
         self.advance(self.now_ns, on_alerts)
     }
 
-    /// A NetFlow/IPFIX/sFlow datagram inside a replayed capture: decoded as export (it is
-    /// also a flow of its own, which the packet path counts).
-    fn export_in_capture(&mut self, ts_ns: u64, t: &Transport<'_>) {
-        if t.proto != ip_proto::UDP || !self.config.export.decode_in_captures {
+    /// A round of frames from the shard workers, applied as the one-thread path would have
+    /// handled its frames.
+    fn apply_round(
+        &mut self,
+        round: Round,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        for event in round.events {
+            self.sensor.apply(event);
+        }
+        self.decode_exports();
+        self.now_ns = self.now_ns.max(round.last_ts_ns);
+        if !self.ingest.held.is_empty() {
+            self.release_held(round.last_ts_ns, false, on_alerts)?;
+        }
+        if let Some(tick) = round.tick {
+            self.now_ns = self.now_ns.max(tick.now_ns);
+            self.shard_tick = Some(tick);
+            self.tick(on_alerts)?;
+        }
+        for event in round.flushed {
+            self.sensor.apply(event);
+        }
+        Ok(())
+    }
+
+    /// Reads every frame through `threads` shard workers.
+    fn replay_sharded(
+        &mut self,
+        reader: &mut CaptureReader,
+        threads: usize,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        let mut shards = Shards::start(&self.config, threads).map_err(PipelineError::Threads)?;
+        while let Some(frame) = reader.next_shared() {
+            if let Some(round) = shards.frame(&frame) {
+                self.apply_round(round, on_alerts)?;
+            }
+        }
+        let (rounds, paths) = shards.finish();
+        for round in rounds {
+            self.apply_round(round, on_alerts)?;
+        }
+        self.shard_paths = paths;
+        Ok(())
+    }
+
+    /// Export datagrams the packet path found in the capture: decoded as export too.
+    fn decode_exports(&mut self) {
+        if self.sensor.exports.is_empty() {
             return;
         }
-        if let Some(kind) = export::classify(t.payload) {
-            self.decode_datagram(kind, SocketAddr::new(t.src, t.sport), ts_ns, t.payload);
+        for (ts_ns, exporter, payload) in std::mem::take(&mut self.sensor.exports) {
+            if let Some(kind) = export::classify(&payload) {
+                self.decode_datagram(kind, exporter, ts_ns, &payload);
+            }
         }
     }
 
@@ -825,30 +920,48 @@ impl Run {
         on_alerts: &mut AlertHandler<'_>,
     ) -> Result<(), PipelineError> {
         self.now_ns = self.now_ns.max(now_ns);
-        let now_ns = self.now_ns;
-        if now_ns < self.next_tick {
+        if self.now_ns < self.next_tick {
             return Ok(());
         }
+        self.tick(on_alerts)
+    }
+
+    fn tick(&mut self, on_alerts: &mut AlertHandler<'_>) -> Result<(), PipelineError> {
+        let now_ns = self.now_ns;
+        let checkpoint = checkpoint_due(self.last_tick_ns, now_ns, self.config.windows.window_ns());
+        self.last_tick_ns = Some(now_ns);
+        // Sharded: the workers expired and checkpointed at this tick already.
+        let shard_tick = self.shard_tick.take();
+        match &shard_tick {
+            None => self.path.expire(now_ns, &mut self.sensor),
+            Some(_) => {}
+        }
+        let (expired, checkpointed) = match shard_tick {
+            Some(t) => (t.expired, t.checkpointed),
+            None => Default::default(),
+        };
+        for event in expired {
+            self.sensor.apply(event);
+        }
         let config = &self.config;
-        self.table.expire(now_ns, &mut self.sensor);
         self.ingest
             .table
             .expire(now_ns, &|ip| config.is_inside(ip), &mut self.sensor);
-        for _ in 0..self.defrag.expire(now_ns) {
-            self.sensor
-                .stats
-                .drop(crate::decode::packet::DropReason::FragmentTimeout.name());
-        }
         let mut batch = self.sensor.detector.close_windows(now_ns);
         self.sensor.segment_policy(&mut batch);
         self.emit(batch, on_alerts)?;
+        // Counters up to now reach the windows before they close.
+        if checkpoint {
+            self.path.checkpoint(&mut self.sensor);
+        }
+        for event in checkpointed {
+            self.sensor.apply(event);
+        }
         if self.sensor.engine.window_due(now_ns).is_some() {
-            // Counters up to now reach the windows before they close.
-            self.table.checkpoint(&mut self.sensor);
             let batch = self.sensor.engine.close_window();
             self.emit(batch, on_alerts)?;
         }
-        self.next_tick = now_ns - now_ns % TICK_NS + TICK_NS;
+        self.next_tick = next_tick(now_ns);
         Ok(())
     }
 
@@ -868,7 +981,7 @@ impl Run {
     pub fn finish(mut self, on_alerts: &mut AlertHandler<'_>) -> Result<RunReport, PipelineError> {
         self.release_held(u64::MAX, true, on_alerts)?;
         let config = &self.config;
-        self.table.flush(&mut self.sensor);
+        self.path.flush(&mut self.sensor);
         self.ingest
             .table
             .flush(&|ip| config.is_inside(ip), &mut self.sensor);
@@ -888,11 +1001,9 @@ impl Run {
             return Err(PipelineError::Logs(e));
         }
         let mut stats = sensor.stats;
-        let table = &self.table;
-        stats.flows = table.counters.flows_created;
-        stats.flows_evicted = table.counters.flows_evicted;
-        stats.interim_updates = table.counters.interim_updates;
-        stats.connections_reused = table.counters.connections_reused;
+        for path in std::iter::once(&self.path).chain(&self.shard_paths) {
+            path.add_to(&mut stats);
+        }
         stats.dns_cache_evicted = sensor.dns_cache.evicted;
         stats.proxyware_observations = sensor.detector.observations;
         let scored = &sensor.engine.scorer().counters;
@@ -960,8 +1071,12 @@ pub fn replay(
     let mut reader_counters = None;
     if !capture_paths.is_empty() {
         let mut reader = CaptureReader::open(&capture_paths)?;
-        while let Some(packet) = reader.next_packet() {
-            run.packet(&packet, on_alerts)?;
+        if options.threads > 1 {
+            run.replay_sharded(&mut reader, options.threads, on_alerts)?;
+        } else {
+            while let Some(packet) = reader.next_packet() {
+                run.packet(&packet, on_alerts)?;
+            }
         }
         problems = reader.problems().iter().map(|p| p.to_string()).collect();
         reader_counters = Some(reader.counters.clone());
@@ -1185,20 +1300,6 @@ fn wall_clock_ns() -> u64 {
 }
 
 /// A DNS message quoted in an ICMP error: the original sender did ask for the name.
-fn quoted_dns(sensor: &mut Sensor, ts_ns: u64, quote: &Transport<'_>) {
-    if quote.proto != ip_proto::UDP || (quote.sport != 53 && quote.dport != 53) {
-        return;
-    }
-    if let Ok(msg) = dns::parse_message(quote.payload) {
-        let client = if msg.is_response {
-            quote.dst
-        } else {
-            quote.src
-        };
-        sensor.dns_names(ts_ns, client, None, &msg);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-const NS: u64 = 1_000_000_000;
 /// Destinations remembered for first-seen; beyond it the set is not grown (counted).
 const MAX_KNOWN_DESTINATIONS: usize = 500_000;
 /// Destinations tracked for prevalence within one window.
@@ -161,7 +160,7 @@ impl Engine {
     }
 
     fn window_ns(&self) -> u64 {
-        self.windows.config().window_seconds.max(1) * NS
+        self.windows.config().window_ns()
     }
 
     pub fn flow_update(&mut self, update: &FlowUpdate<'_>) {

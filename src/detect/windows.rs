@@ -66,6 +66,12 @@ pub struct WindowsConfig {
     pub long_session_seconds: u64,
 }
 
+impl WindowsConfig {
+    pub fn window_ns(&self) -> u64 {
+        self.window_seconds.max(1) * NS
+    }
+}
+
 impl Default for WindowsConfig {
     fn default() -> Self {
         WindowsConfig {

@@ -61,7 +61,17 @@ impl Flow {
         self.names.as_deref()
     }
 
-    fn names_mut(&mut self) -> &mut FlowNames {
+    /// A copy to hand to another thread: everything but the reassembly state.
+    pub fn snapshot(&self) -> Flow {
+        Flow {
+            tcp: self.tcp.clone(),
+            names: self.names.clone(),
+            app: None,
+            ..*self
+        }
+    }
+
+    pub(crate) fn names_mut(&mut self) -> &mut FlowNames {
         self.names.get_or_insert_with(Box::default)
     }
 }
@@ -118,6 +128,12 @@ impl FlowTable {
             events: Vec::new(),
             counters: FlowCounters::default(),
         }
+    }
+
+    /// The uid the next new flow gets. Callers that number flows by frame (so uids do not
+    /// depend on how frames were spread over shards) set it before each frame.
+    pub fn set_next_uid(&mut self, uid: u64) {
+        self.next_uid = uid;
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,708 @@
+//! The packet path (decode, defragment, flow table) and its sharding over worker threads.
+//!
+//! With one thread, [`PacketPath`] hands flows and names straight to the sensor. With several,
+//! the reading thread spreads frames over workers by a symmetric hash of the innermost address
+//! pair (both directions of a flow, and every fragment of a datagram, meet on one worker); each
+//! worker runs its own `PacketPath` and records what it would have told the sensor as
+//! [`Event`]s. The reading thread applies them in frame order, one round at a time, while the
+//! workers go on with the next rounds. Flows are numbered by the frame that opened them, so any
+//! number of threads gives the same flows, names, logs and alerts.
+//!
+//! Host state (windows, detectors, DNS cache, scoring) stays in the one sensor: it sees one
+//! update per flow per window, not per packet, so it is not what limits throughput, and the
+//! population figures (p90, prevalence) need every host anyway.
+use crate::config::Config;
+use crate::decode::dns::{self, DnsMessage};
+use crate::decode::http::RequestHead;
+use crate::decode::packet::{
+    Decoded, DropReason, Layer, Transport, decode_frame, decode_transport, ip_proto,
+};
+use crate::decode::socks::SocksRequest;
+use crate::decode::tls::{ClientHelloInfo, ServerInfo};
+use crate::export;
+use crate::flow::defrag::{DefragOutcome, Defragmenter};
+use crate::flow::key::Uid;
+use crate::flow::table::{Flow, FlowTable};
+use crate::flow::update::{FlowSink, UpdateKind};
+use crate::source::Packet;
+use crate::source::pcap_file::SharedFrame;
+use crate::stats::Stats;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+const NS: u64 = 1_000_000_000;
+/// Event time between expiry checks (and window checks in the sensor).
+pub const TICK_NS: u64 = NS;
+/// Flow uids are `frame number * UIDS_PER_FRAME + n`: a frame opens at most one flow per layer.
+const UIDS_PER_FRAME: u64 = crate::decode::packet::MAX_LAYERS as u64;
+/// Frames per round: the unit handed to the workers and applied in order by the sensor.
+const ROUND_FRAMES: usize = 4096;
+/// Rounds in flight per worker before the reader waits for the oldest to be applied. Bounds
+/// memory (frames are not copied: each round holds its read buffers) and keeps workers busy.
+const ROUNDS_IN_FLIGHT: usize = 4;
+
+/// What the packet path tells the stage above it besides flows and their names.
+pub trait PacketSink: FlowSink {
+    /// A DNS message quoted in an ICMP error: a name the host asked for, with no flow.
+    fn quoted_dns(&mut self, ts_ns: u64, client: IpAddr, msg: DnsMessage);
+    /// A NetFlow/IPFIX/sFlow datagram inside the capture.
+    fn export_datagram(&mut self, ts_ns: u64, exporter: SocketAddr, payload: &[u8]);
+}
+
+/// Counters of the packet path, summed over workers at the end.
+#[derive(Debug, Clone, Default)]
+pub struct PacketCounters {
+    pub frames: u64,
+    pub wire_bytes: u64,
+    pub sliced_frames: u64,
+    pub fragments_reassembled: u64,
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+impl PacketCounters {
+    fn drop(&mut self, reason: DropReason) {
+        *self.drops.entry(reason.name()).or_insert(0) += 1;
+    }
+}
+
+/// Is a checkpoint due at a tick at `now_ns`, the last tick having been at `last_tick_ns`?
+/// Flows report their counters to the windows each time event time crosses a window boundary,
+/// so a window holds what its flows did while it was open. Decided from event time alone, so
+/// the sharded reader and the one-thread run agree.
+pub fn checkpoint_due(last_tick_ns: Option<u64>, now_ns: u64, window_ns: u64) -> bool {
+    last_tick_ns.is_some_and(|last| last / window_ns.max(1) < now_ns / window_ns.max(1))
+}
+
+/// The next tick after one at `now_ns`.
+pub fn next_tick(now_ns: u64) -> u64 {
+    now_ns - now_ns % TICK_NS + TICK_NS
+}
+
+/// Decode, defragment and account frames in a flow table.
+pub struct PacketPath {
+    table: FlowTable,
+    defrag: Defragmenter,
+    decode_exports: bool,
+    pub counters: PacketCounters,
+}
+
+impl PacketPath {
+    /// One of `shards` paths: the flow and fragment limits are shared out between them.
+    pub fn new(config: &Config, shards: usize) -> PacketPath {
+        let shards = shards.max(1);
+        let mut flow = config.flow.clone();
+        flow.max_flows = (flow.max_flows / shards).max(1);
+        PacketPath {
+            table: FlowTable::new(flow, config.reassembly.max_out_of_order_bytes),
+            defrag: Defragmenter::new(
+                (config.reassembly.max_fragmented_datagrams / shards).max(1),
+                config.reassembly.fragment_timeout_seconds * NS,
+            ),
+            decode_exports: config.export.decode_in_captures,
+            counters: PacketCounters::default(),
+        }
+    }
+
+    /// One frame; `frame_no` (from 1, in reading order) numbers the flows it opens.
+    pub fn packet(&mut self, frame_no: u64, packet: &Packet<'_>, sink: &mut dyn PacketSink) {
+        let counters = &mut self.counters;
+        counters.frames += 1;
+        counters.wire_bytes += u64::from(packet.orig_len);
+        if (packet.data.len() as u32) < packet.orig_len {
+            counters.sliced_frames += 1;
+        }
+        self.table.set_next_uid(frame_no.saturating_mul(UIDS_PER_FRAME));
+        let mut decoded = Decoded::default();
+        decode_frame(packet.linktype, packet.data, &mut decoded);
+        if let Some(reason) = decoded.drop {
+            counters.drop(reason);
+        }
+        if let Some(quote) = decoded.icmp_quote
+            && let Some((client, msg)) = quoted_dns(&quote)
+        {
+            sink.quoted_dns(packet.ts_ns, client, msg);
+        }
+        for layer in &decoded.layers {
+            match layer {
+                Layer::Transport(t) => self.transport(packet, t, sink),
+                Layer::Fragment(frag) => match self.defrag.add(packet.ts_ns, frag) {
+                    DefragOutcome::Pending => {}
+                    DefragOutcome::Dropped(reason) => self.counters.drop(reason),
+                    DefragOutcome::Complete(datagram) => {
+                        self.counters.fragments_reassembled += 1;
+                        let mut inner = Decoded::default();
+                        let len = datagram.payload.len() as u32;
+                        decode_transport(
+                            datagram.src,
+                            datagram.dst,
+                            datagram.proto,
+                            datagram.ip_len_sum,
+                            &datagram.payload,
+                            len,
+                            1,
+                            &mut inner,
+                        );
+                        if let Some(reason) = inner.drop {
+                            self.counters.drop(reason);
+                        }
+                        for layer in &inner.layers {
+                            if let Layer::Transport(t) = layer {
+                                self.transport(packet, t, sink);
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn transport(&mut self, packet: &Packet<'_>, t: &Transport<'_>, sink: &mut dyn PacketSink) {
+        // Export datagrams inside a capture are decoded as export too (and are a flow of
+        // their own, counted below).
+        if self.decode_exports
+            && t.proto == ip_proto::UDP
+            && export::classify(t.payload).is_some()
+        {
+            sink.export_datagram(packet.ts_ns, SocketAddr::new(t.src, t.sport), t.payload);
+        }
+        self.table.packet(packet.ts_ns, packet.orig_len, t, sink);
+    }
+
+    /// Flows and fragments idle past their timeouts at event time `now_ns`.
+    pub fn expire(&mut self, now_ns: u64, sink: &mut dyn FlowSink) {
+        self.table.expire(now_ns, sink);
+        for _ in 0..self.defrag.expire(now_ns) {
+            self.counters.drop(DropReason::FragmentTimeout);
+        }
+    }
+
+    /// Interim updates of every flow that changed since its last one.
+    pub fn checkpoint(&mut self, sink: &mut dyn FlowSink) {
+        self.table.checkpoint(sink);
+    }
+
+    /// Ends every flow (end of input).
+    pub fn flush(&mut self, sink: &mut dyn FlowSink) {
+        self.table.flush(sink);
+    }
+
+    /// Adds this path's counters to the run's.
+    pub fn add_to(&self, stats: &mut Stats) {
+        let c = &self.counters;
+        stats.frames += c.frames;
+        stats.wire_bytes += c.wire_bytes;
+        stats.sliced_frames += c.sliced_frames;
+        stats.fragments_reassembled += c.fragments_reassembled;
+        for (reason, n) in &c.drops {
+            *stats.drops.entry(reason).or_insert(0) += n;
+        }
+        let t = &self.table.counters;
+        stats.flows += t.flows_created;
+        stats.flows_evicted += t.flows_evicted;
+        stats.interim_updates += t.interim_updates;
+        stats.connections_reused += t.connections_reused;
+    }
+}
+
+/// The DNS message an ICMP error quotes, with the asking host.
+fn quoted_dns(quote: &Transport<'_>) -> Option<(IpAddr, DnsMessage)> {
+    if quote.proto != ip_proto::UDP || (quote.sport != 53 && quote.dport != 53) {
+        return None;
+    }
+    let msg = dns::parse_message(quote.payload).ok()?;
+    let client = if msg.is_response {
+        quote.dst
+    } else {
+        quote.src
+    };
+    Some((client, msg))
+}
+
+/// What a worker's packet path told its sink, to be applied by the sensor in frame order.
+#[derive(Debug)]
+pub enum Event {
+    /// A flow began: the sensor names it from its DNS cache, as the one-thread path does at
+    /// creation.
+    Created {
+        uid: Uid,
+        client: IpAddr,
+        server: (IpAddr, u16),
+        ts_ns: u64,
+    },
+    Flow {
+        flow: Box<Flow>,
+        kind: UpdateKind,
+    },
+    Dns {
+        flow: Box<Flow>,
+        ts_ns: u64,
+        from_orig: bool,
+        msg: DnsMessage,
+    },
+    Tls {
+        flow: Box<Flow>,
+        ts_ns: u64,
+        hello: ClientHelloInfo,
+    },
+    TlsServer {
+        flow: Box<Flow>,
+        ts_ns: u64,
+        info: ServerInfo,
+    },
+    Http {
+        flow: Box<Flow>,
+        ts_ns: u64,
+        request: RequestHead,
+    },
+    Socks {
+        flow: Box<Flow>,
+        ts_ns: u64,
+        request: SocksRequest,
+    },
+    QuotedDns {
+        ts_ns: u64,
+        client: IpAddr,
+        msg: DnsMessage,
+    },
+    Export {
+        ts_ns: u64,
+        exporter: SocketAddr,
+        payload: Vec<u8>,
+    },
+}
+
+impl Event {
+    /// The flow an event is about, for ordering events of one tick.
+    fn uid(&self) -> Uid {
+        match self {
+            Event::Created { uid, .. } => *uid,
+            Event::Flow { flow, .. }
+            | Event::Dns { flow, .. }
+            | Event::Tls { flow, .. }
+            | Event::TlsServer { flow, .. }
+            | Event::Http { flow, .. }
+            | Event::Socks { flow, .. } => flow.uid,
+            Event::QuotedDns { .. } | Event::Export { .. } => Uid(0),
+        }
+    }
+
+    fn first_ns(&self) -> u64 {
+        match self {
+            Event::Flow { flow, .. } => flow.first_ns,
+            _ => 0,
+        }
+    }
+}
+
+/// A worker's sink: events tagged with the frame they came from.
+#[derive(Default)]
+struct EventSink {
+    frame_no: u64,
+    events: Vec<(u64, Event)>,
+}
+
+impl EventSink {
+    fn push(&mut self, event: Event) {
+        self.events.push((self.frame_no, event));
+    }
+}
+
+impl FlowSink for EventSink {
+    fn resolved_name(
+        &mut self,
+        uid: Uid,
+        client: IpAddr,
+        server: (IpAddr, u16),
+        ts_ns: u64,
+    ) -> Option<Arc<str>> {
+        self.push(Event::Created {
+            uid,
+            client,
+            server,
+            ts_ns,
+        });
+        None
+    }
+
+    fn flow(&mut self, flow: &Flow, kind: UpdateKind) {
+        self.push(Event::Flow {
+            flow: Box::new(flow.snapshot()),
+            kind,
+        });
+    }
+
+    fn dns(&mut self, flow: &Flow, ts_ns: u64, from_orig: bool, msg: &DnsMessage) {
+        self.push(Event::Dns {
+            flow: Box::new(flow.snapshot()),
+            ts_ns,
+            from_orig,
+            msg: msg.clone(),
+        });
+    }
+
+    fn tls(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo) {
+        self.push(Event::Tls {
+            flow: Box::new(flow.snapshot()),
+            ts_ns,
+            hello: hello.clone(),
+        });
+    }
+
+    fn tls_server(&mut self, flow: &Flow, ts_ns: u64, info: &ServerInfo) {
+        self.push(Event::TlsServer {
+            flow: Box::new(flow.snapshot()),
+            ts_ns,
+            info: info.clone(),
+        });
+    }
+
+    fn http(&mut self, flow: &Flow, ts_ns: u64, request: &RequestHead) {
+        self.push(Event::Http {
+            flow: Box::new(flow.snapshot()),
+            ts_ns,
+            request: request.clone(),
+        });
+    }
+
+    fn socks(&mut self, flow: &Flow, ts_ns: u64, request: &SocksRequest) {
+        self.push(Event::Socks {
+            flow: Box::new(flow.snapshot()),
+            ts_ns,
+            request: request.clone(),
+        });
+    }
+}
+
+impl PacketSink for EventSink {
+    fn quoted_dns(&mut self, ts_ns: u64, client: IpAddr, msg: DnsMessage) {
+        self.push(Event::QuotedDns { ts_ns, client, msg });
+    }
+
+    fn export_datagram(&mut self, ts_ns: u64, exporter: SocketAddr, payload: &[u8]) {
+        self.push(Event::Export {
+            ts_ns,
+            exporter,
+            payload: payload.to_vec(),
+        });
+    }
+}
+
+/// A frame handed to a worker: where it lies in one of the round's buffers.
+struct FrameAt {
+    frame_no: u64,
+    buffer: usize,
+    start: usize,
+    len: usize,
+    ts_ns: u64,
+    linktype: u32,
+    orig_len: u32,
+}
+
+/// One worker's part of a round.
+#[derive(Default)]
+struct Part {
+    frames: Vec<FrameAt>,
+    buffers: Vec<Arc<Vec<u8>>>,
+}
+
+impl Part {
+    fn push(&mut self, frame_no: u64, frame: &SharedFrame<'_>) {
+        if !self
+            .buffers
+            .last()
+            .is_some_and(|b| Arc::ptr_eq(b, frame.buffer))
+        {
+            self.buffers.push(frame.buffer.clone());
+        }
+        self.frames.push(FrameAt {
+            frame_no,
+            buffer: self.buffers.len() - 1,
+            start: frame.start,
+            len: frame.packet.data.len(),
+            ts_ns: frame.packet.ts_ns,
+            linktype: frame.packet.linktype,
+            orig_len: frame.packet.orig_len,
+        });
+    }
+}
+
+/// How a round ends.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    now_ns: u64,
+    checkpoint: bool,
+}
+
+struct Work {
+    part: Part,
+    tick: Option<Tick>,
+    flush: bool,
+}
+
+#[derive(Default)]
+struct Output {
+    events: Vec<(u64, Event)>,
+    expired: Vec<Event>,
+    checkpointed: Vec<Event>,
+    flushed: Vec<Event>,
+}
+
+/// One round's events from every worker, in the order the one-thread path makes them.
+#[derive(Default)]
+pub struct Round {
+    /// Frame-ordered events of the round's frames.
+    pub events: Vec<Event>,
+    /// Event time of the round's last frame.
+    pub last_ts_ns: u64,
+    /// The tick the round ended with, if it did.
+    pub tick: Option<TickEvents>,
+    /// Final updates of the end of input.
+    pub flushed: Vec<Event>,
+}
+
+/// What the workers did at a tick: flows ended by expiry, then (at window boundaries) the
+/// interim updates of the rest.
+pub struct TickEvents {
+    pub now_ns: u64,
+    pub expired: Vec<Event>,
+    pub checkpointed: Vec<Event>,
+}
+
+struct Worker {
+    work: SyncSender<Work>,
+    done: Receiver<Output>,
+    handle: JoinHandle<PacketPath>,
+}
+
+/// The reading side of the sharded packet path.
+pub struct Shards {
+    workers: Vec<Worker>,
+    parts: Vec<Part>,
+    frames_in_round: usize,
+    last_ts_ns: u64,
+    /// Last-frame event time and tick of each round in flight, oldest first.
+    in_flight: std::collections::VecDeque<(u64, Option<Tick>)>,
+    frame_no: u64,
+    now_ns: u64,
+    next_tick: u64,
+    last_tick_ns: Option<u64>,
+    window_ns: u64,
+}
+
+impl Shards {
+    /// Starts `threads` workers.
+    pub fn start(config: &Config, threads: usize) -> std::io::Result<Shards> {
+        let threads = threads.max(1);
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (work_tx, work_rx) = sync_channel::<Work>(ROUNDS_IN_FLIGHT);
+            let (done_tx, done_rx) = sync_channel::<Output>(ROUNDS_IN_FLIGHT);
+            let path = PacketPath::new(config, threads);
+            let handle = std::thread::Builder::new()
+                .name(format!("egresswatch-shard-{i}"))
+                .spawn(move || work(path, work_rx, done_tx))?;
+            workers.push(Worker {
+                work: work_tx,
+                done: done_rx,
+                handle,
+            });
+        }
+        Ok(Shards {
+            parts: (0..threads).map(|_| Part::default()).collect(),
+            workers,
+            frames_in_round: 0,
+            last_ts_ns: 0,
+            in_flight: Default::default(),
+            frame_no: 0,
+            now_ns: 0,
+            next_tick: 0,
+            last_tick_ns: None,
+            window_ns: config.windows.window_ns(),
+        })
+    }
+
+    /// Hands a frame to its worker. Returns the oldest round once enough are in flight; the
+    /// caller applies it before reading on.
+    pub fn frame(&mut self, frame: &SharedFrame<'_>) -> Option<Round> {
+        self.frame_no += 1;
+        let shard = self.shard_of(&frame.packet);
+        if let Some(part) = self.parts.get_mut(shard) {
+            part.push(self.frame_no, frame);
+        }
+        self.frames_in_round += 1;
+        self.last_ts_ns = frame.packet.ts_ns;
+        // The same tick rule as the one-thread run: after a frame moves event time past the
+        // next tick, expiry and windows are checked.
+        self.now_ns = self.now_ns.max(frame.packet.ts_ns);
+        let tick = (self.now_ns >= self.next_tick).then(|| {
+            let tick = Tick {
+                now_ns: self.now_ns,
+                checkpoint: checkpoint_due(self.last_tick_ns, self.now_ns, self.window_ns),
+            };
+            self.last_tick_ns = Some(self.now_ns);
+            self.next_tick = next_tick(self.now_ns);
+            tick
+        });
+        if tick.is_none() && self.frames_in_round < ROUND_FRAMES {
+            return None;
+        }
+        self.send_round(tick, false);
+        if self.in_flight.len() > ROUNDS_IN_FLIGHT {
+            return self.receive_round();
+        }
+        None
+    }
+
+    /// End of input: every flow ends; returns the rounds still in flight (the last one with
+    /// the final updates) and the workers' paths, for their counters.
+    pub fn finish(mut self) -> (Vec<Round>, Vec<PacketPath>) {
+        self.send_round(None, true);
+        let mut rounds = Vec::new();
+        while !self.in_flight.is_empty() {
+            rounds.extend(self.receive_round());
+        }
+        let paths = self
+            .workers
+            .into_iter()
+            .filter_map(|w| {
+                drop(w.work);
+                w.handle.join().ok()
+            })
+            .collect();
+        (rounds, paths)
+    }
+
+    fn shard_of(&mut self, packet: &Packet<'_>) -> usize {
+        let n = self.workers.len();
+        if n == 1 {
+            return 0;
+        }
+        // The innermost addresses decide, so tunnelled traffic spreads too.
+        let mut decoded = Decoded::default();
+        decode_frame(packet.linktype, packet.data, &mut decoded);
+        let pair = decoded.layers.last().map(|layer| match layer {
+            Layer::Transport(t) => (t.src, t.dst),
+            Layer::Fragment(f) => (f.src, f.dst),
+        });
+        match pair {
+            Some((a, b)) => (pair_hash(a, b) % n as u64) as usize,
+            // Undecodable frames only count drops: spread them by number.
+            None => (self.frame_no % n as u64) as usize,
+        }
+    }
+
+    fn send_round(&mut self, tick: Option<Tick>, flush: bool) {
+        for (worker, part) in self.workers.iter().zip(self.parts.iter_mut()) {
+            let work = Work {
+                part: std::mem::take(part),
+                tick,
+                flush,
+            };
+            // A worker that died (panicked) is noticed when its output is missing.
+            let _ = worker.work.send(work);
+        }
+        self.in_flight.push_back((self.last_ts_ns, tick));
+        self.frames_in_round = 0;
+    }
+
+    fn receive_round(&mut self) -> Option<Round> {
+        let (last_ts_ns, tick) = self.in_flight.pop_front()?;
+        let mut events: Vec<(u64, Event)> = Vec::new();
+        let mut expired = Vec::new();
+        let mut checkpointed = Vec::new();
+        let mut flushed = Vec::new();
+        for worker in &self.workers {
+            let mut out = worker.done.recv().unwrap_or_default();
+            events.append(&mut out.events);
+            expired.append(&mut out.expired);
+            checkpointed.append(&mut out.checkpointed);
+            flushed.append(&mut out.flushed);
+        }
+        // Each worker's events are in frame order; a stable sort merges them.
+        events.sort_by_key(|(frame_no, _)| *frame_no);
+        // Within a tick, flows in the order they began, whatever worker held them.
+        expired.sort_by_key(Event::uid);
+        checkpointed.sort_by_key(Event::uid);
+        flushed.sort_by_key(|e| (e.first_ns(), e.uid()));
+        Some(Round {
+            events: events.into_iter().map(|(_, e)| e).collect(),
+            last_ts_ns,
+            tick: tick.map(|t| TickEvents {
+                now_ns: t.now_ns,
+                expired,
+                checkpointed,
+            }),
+            flushed,
+        })
+    }
+}
+
+/// Symmetric: both directions of a pair hash alike.
+fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
+    let (x, y) = (addr_bits(a), addr_bits(b));
+    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+    mix64(lo ^ mix64(hi))
+}
+
+fn addr_bits(addr: IpAddr) -> u64 {
+    match addr {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            (bits as u64) ^ ((bits >> 64) as u64).rotate_left(17)
+        }
+    }
+}
+
+/// splitmix64's finaliser.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn work(mut path: PacketPath, work: Receiver<Work>, done: SyncSender<Output>) -> PacketPath {
+    let mut sink = EventSink::default();
+    while let Ok(Work { part, tick, flush }) = work.recv() {
+        for f in &part.frames {
+            let data = part
+                .buffers
+                .get(f.buffer)
+                .and_then(|b| b.get(f.start..f.start + f.len))
+                .unwrap_or(&[]);
+            let packet = Packet {
+                ts_ns: f.ts_ns,
+                linktype: f.linktype,
+                data,
+                orig_len: f.orig_len,
+            };
+            sink.frame_no = f.frame_no;
+            path.packet(f.frame_no, &packet, &mut sink);
+        }
+        // The round's buffers go back to the reader before the tick's work.
+        drop(part);
+        let mut out = Output {
+            events: std::mem::take(&mut sink.events),
+            ..Output::default()
+        };
+        if let Some(tick) = tick {
+            path.expire(tick.now_ns, &mut sink);
+            out.expired = sink.events.drain(..).map(|(_, e)| e).collect();
+            if tick.checkpoint {
+                path.checkpoint(&mut sink);
+                out.checkpointed = sink.events.drain(..).map(|(_, e)| e).collect();
+            }
+        }
+        if flush {
+            path.flush(&mut sink);
+            out.flushed = sink.events.drain(..).map(|(_, e)| e).collect();
+        }
+        if done.send(out).is_err() {
+            break;
+        }
+    }
+    path
+}
