@@ -20,7 +20,9 @@ use crate::flow::key::Uid;
 use crate::flow::table::Flow;
 use crate::flow::update::{FlowSink, FlowUpdate, NameSource, UpdateKind};
 use crate::logs::ZeekLogs;
-use crate::shard::{Event, PacketPath, PacketSink, Round, Shards, TickEvents, checkpoint_due, next_tick};
+use crate::shard::{
+    Event, PacketPath, PacketSink, Round, Shards, TickEvents, checkpoint_due, next_tick,
+};
 use crate::source::Packet;
 use crate::source::collector::{Collector, Received};
 use crate::source::live::{LiveCapture, OpenCaptures, Received as LiveReceived};

@@ -114,7 +114,8 @@ impl PacketPath {
         if (packet.data.len() as u32) < packet.orig_len {
             counters.sliced_frames += 1;
         }
-        self.table.set_next_uid(frame_no.saturating_mul(UIDS_PER_FRAME));
+        self.table
+            .set_next_uid(frame_no.saturating_mul(UIDS_PER_FRAME));
         let mut decoded = Decoded::default();
         decode_frame(packet.linktype, packet.data, &mut decoded);
         if let Some(reason) = decoded.drop {
@@ -162,9 +163,7 @@ impl PacketPath {
     fn transport(&mut self, packet: &Packet<'_>, t: &Transport<'_>, sink: &mut dyn PacketSink) {
         // Export datagrams inside a capture are decoded as export too (and are a flow of
         // their own, counted below).
-        if self.decode_exports
-            && t.proto == ip_proto::UDP
-            && export::classify(t.payload).is_some()
+        if self.decode_exports && t.proto == ip_proto::UDP && export::classify(t.payload).is_some()
         {
             sink.export_datagram(packet.ts_ns, SocketAddr::new(t.src, t.sport), t.payload);
         }

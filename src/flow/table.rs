@@ -13,7 +13,6 @@ use crate::decode::bittorrent;
 use crate::decode::dns;
 use crate::decode::packet::{Transport, ip_proto};
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
 use std::net::IpAddr;
 
 const NS: u64 = 1_000_000_000;
@@ -84,11 +83,37 @@ enum QueueClass {
     Other = 3,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Ordered by time first: the earliest entry is the next to time out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct QueueEntry {
+    ts_ns: u64,
     slot: u32,
     generation: u32,
-    ts_ns: u64,
+}
+
+/// Expiry entries, earliest first. A flow seen again after it was queued is queued anew
+/// with its later time, which may be earlier than entries queued since: a FIFO would hold it
+/// back behind them, so expiry would depend on what else shares the table (and on how the
+/// sharded pipeline split the flows). A heap keeps expiry exact.
+#[derive(Debug, Default)]
+struct ExpiryQueue(std::collections::BinaryHeap<std::cmp::Reverse<QueueEntry>>);
+
+impl ExpiryQueue {
+    fn push(&mut self, entry: QueueEntry) {
+        self.0.push(std::cmp::Reverse(entry));
+    }
+
+    fn peek(&self) -> Option<&QueueEntry> {
+        self.0.peek().map(|e| &e.0)
+    }
+
+    fn pop(&mut self) -> Option<QueueEntry> {
+        self.0.pop().map(|e| e.0)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// Counters of the table's own work.
@@ -108,7 +133,7 @@ pub struct FlowTable {
     slots: Vec<Option<Flow>>,
     generations: Vec<u32>,
     free: Vec<u32>,
-    queues: [VecDeque<QueueEntry>; 4],
+    queues: [ExpiryQueue; 4],
     next_uid: u64,
     events: Vec<AppEvent>,
     pub counters: FlowCounters,
@@ -203,7 +228,7 @@ impl FlowTable {
                     flow.queue = QueueClass::TcpClosed;
                     flow.queued_ns = flow.last_ns;
                     let generation = flow.generation;
-                    self.queues[QueueClass::TcpClosed as usize].push_back(QueueEntry {
+                    self.queues[QueueClass::TcpClosed as usize].push(QueueEntry {
                         slot,
                         generation,
                         ts_ns: flow.last_ns,
@@ -383,7 +408,7 @@ impl FlowTable {
             *entry = Some(flow);
         }
         self.index.insert(key, slot);
-        self.queues[class as usize].push_back(QueueEntry {
+        self.queues[class as usize].push(QueueEntry {
             slot,
             generation,
             ts_ns,
@@ -420,11 +445,11 @@ impl FlowTable {
                 2 => QueueClass::Udp,
                 _ => QueueClass::Other,
             });
-            while let Some(entry) = self.queues[class].front().copied() {
+            while let Some(entry) = self.queues[class].peek().copied() {
                 if entry.ts_ns.saturating_add(timeout) > now_ns {
                     break;
                 }
-                self.queues[class].pop_front();
+                self.queues[class].pop();
                 match self.entry_state(class, &entry) {
                     None => {}
                     Some((last_ns, _)) if last_ns.saturating_add(timeout) > now_ns => {
@@ -440,7 +465,7 @@ impl FlowTable {
         if let Some(Some(flow)) = self.slots.get_mut(slot as usize) {
             flow.queued_ns = last_ns;
             let generation = flow.generation;
-            self.queues[class].push_back(QueueEntry {
+            self.queues[class].push(QueueEntry {
                 slot,
                 generation,
                 ts_ns: last_ns,
@@ -453,11 +478,11 @@ impl FlowTable {
         loop {
             // The queue whose front was queued earliest holds the best candidate.
             let class = (0..4)
-                .filter_map(|c| self.queues[c].front().map(|e| (e.ts_ns, c)))
+                .filter_map(|c| self.queues[c].peek().map(|e| (e.ts_ns, c)))
                 .min()
                 .map(|(_, c)| c);
             let Some(class) = class else { return };
-            let Some(entry) = self.queues[class].pop_front() else {
+            let Some(entry) = self.queues[class].pop() else {
                 return;
             };
             match self.entry_state(class, &entry) {
