@@ -933,14 +933,12 @@ impl Run {
         let checkpoint = checkpoint_due(self.last_tick_ns, now_ns, self.config.windows.window_ns());
         self.last_tick_ns = Some(now_ns);
         // Sharded: the workers expired and checkpointed at this tick already.
-        let shard_tick = self.shard_tick.take();
-        match &shard_tick {
-            None => self.path.expire(now_ns, &mut self.sensor),
-            Some(_) => {}
-        }
-        let (expired, checkpointed) = match shard_tick {
+        let (expired, checkpointed) = match self.shard_tick.take() {
             Some(t) => (t.expired, t.checkpointed),
-            None => Default::default(),
+            None => {
+                self.path.expire(now_ns, &mut self.sensor);
+                Default::default()
+            }
         };
         for event in expired {
             self.sensor.apply(event);
