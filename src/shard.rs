@@ -579,6 +579,9 @@ impl Shards {
         if n == 1 {
             return 0;
         }
+        if let Some((a, b)) = plain_tcp_pair(packet) {
+            return (pair_hash(a, b) % n as u64) as usize;
+        }
         // The innermost addresses decide, so tunnelled traffic spreads too.
         let mut decoded = Decoded::default();
         decode_frame(packet.linktype, packet.data, &mut decoded);
@@ -636,6 +639,41 @@ impl Shards {
             }),
             flushed,
         })
+    }
+}
+
+/// The addresses of TCP straight over IP on Ethernet (VLAN tags allowed), the bulk of any
+/// link, without the full decode. TCP never carries a tunnel here, so these are the innermost
+/// addresses `decode_frame` would give. Anything else: `None`.
+fn plain_tcp_pair(packet: &Packet<'_>) -> Option<(IpAddr, IpAddr)> {
+    use crate::decode::packet::linktype;
+    if packet.linktype != linktype::ETHERNET {
+        return None;
+    }
+    let data = packet.data;
+    let mut at = 12;
+    let mut ethertype = u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]);
+    // 802.1Q and QinQ tags.
+    for _ in 0..2 {
+        if !matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+            break;
+        }
+        at += 4;
+        ethertype = u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]);
+    }
+    let ip = data.get(at + 2..)?;
+    match ethertype {
+        0x0800 if *ip.get(9)? == ip_proto::TCP => {
+            let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+            Some((IpAddr::from(src), IpAddr::from(dst)))
+        }
+        0x86dd if *ip.get(6)? == ip_proto::TCP => {
+            let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            Some((IpAddr::from(src), IpAddr::from(dst)))
+        }
+        _ => None,
     }
 }
 
@@ -704,4 +742,67 @@ fn work(mut path: PacketPath, work: Receiver<Work>, done: SyncSender<Output>) ->
         }
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::pcap_file::CaptureReader;
+    use std::path::PathBuf;
+
+    fn capture_files() -> Vec<PathBuf> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in [root.join("captures"), root.join("../shared/captures/public")] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path
+                    .extension()
+                    .is_some_and(|x| x == "pcap" || x == "pcapng" || x == "cap")
+                {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    /// The shortcut must pick the same addresses as the full decode, or a flow's packets could
+    /// meet on different workers.
+    #[test]
+    fn plain_tcp_pair_agrees_with_the_full_decode() {
+        let mut checked = 0;
+        for file in capture_files() {
+            let mut reader = CaptureReader::open(std::slice::from_ref(&file)).unwrap();
+            while let Some(packet) = reader.next_packet() {
+                let Some(pair) = plain_tcp_pair(&packet) else {
+                    continue;
+                };
+                let mut decoded = Decoded::default();
+                decode_frame(packet.linktype, packet.data, &mut decoded);
+                let full = decoded.layers.last().map(|layer| match layer {
+                    Layer::Transport(t) => (t.src, t.dst),
+                    Layer::Fragment(f) => (f.src, f.dst),
+                });
+                if let Some(full) = full {
+                    assert_eq!(pair, full, "{}", file.display());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} TCP frames checked");
+    }
+
+    #[test]
+    fn pair_hash_is_symmetric_and_spreads() {
+        let mut per_shard = [0u32; 4];
+        for i in 0..4000u32 {
+            let a = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            let b = IpAddr::from((0xc633_6400 + i * 7).to_be_bytes());
+            assert_eq!(pair_hash(a, b), pair_hash(b, a));
+            per_shard[(pair_hash(a, b) % 4) as usize] += 1;
+        }
+        // 1000 expected each; a fair hash stays well within this.
+        assert!(per_shard.iter().all(|&n| (850..1150).contains(&n)), "{per_shard:?}");
+    }
 }
