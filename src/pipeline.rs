@@ -1243,7 +1243,7 @@ fn live_loop(
         if std::time::Instant::now() >= next_stats {
             next_stats += interval;
             let now = capture.stats();
-            let frames = run.sensor.stats.frames;
+            let frames = run.path.counters.frames;
             report_live_interval(&last_stats, &now, frames - last_frames, warn_percent);
             (last_stats, last_frames) = (now, frames);
         }
