@@ -79,6 +79,10 @@ pub enum Command {
         /// capability (overrides [live] user).
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
+        /// Packet-path worker threads (decode, flows, reassembly) besides the capture threads
+        /// and the detecting thread; 1 runs the packet path on the detecting thread.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        threads: usize,
         #[command(flatten)]
         common: RunArgs,
     },
@@ -305,6 +309,7 @@ pub fn run(cli: Cli) -> Result<()> {
             buffer_mib,
             no_promisc,
             user,
+            threads,
             common,
         } => {
             let config = common.config()?;
@@ -345,7 +350,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 &config,
                 opened,
                 stop,
-                &common.options(),
+                &ReplayOptions {
+                    threads,
+                    ..common.options()
+                },
                 Some(&reloader),
                 &mut |b| output.batch(b),
             );

@@ -745,6 +745,15 @@ impl Run {
                 self.apply_round(round, on_alerts)?;
             }
         }
+        self.finish_shards(shards, on_alerts)
+    }
+
+    /// End of input for the workers: their last rounds and final updates, and their counters.
+    fn finish_shards(
+        &mut self,
+        shards: Shards,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
         let (rounds, paths) = shards.finish();
         for round in rounds {
             self.apply_round(round, on_alerts)?;
@@ -1194,7 +1203,7 @@ pub fn live(
     // Ready before the first frame is read, so no batch waits on the setup.
     let mut run = Run::new(config, options)?;
     let mut capture = opened.start(stop.clone());
-    let result = live_loop(&mut run, &capture, reloader, on_alerts);
+    let result = live_loop(&mut run, &capture, options.threads, reloader, on_alerts);
     if result.is_err() {
         // The capture threads end only once the queue is read to its end.
         stop.store(true, Ordering::Relaxed);
@@ -1213,6 +1222,7 @@ pub fn live(
 fn live_loop(
     run: &mut Run,
     capture: &LiveCapture,
+    threads: usize,
     reloader: Option<&Reloader<'_>>,
     on_alerts: &mut AlertHandler<'_>,
 ) -> Result<(), PipelineError> {
@@ -1221,9 +1231,15 @@ fn live_loop(
     let mut last_stats = capture.stats();
     let mut last_frames = 0u64;
     let mut next_stats = std::time::Instant::now() + interval;
-    loop {
-        match capture.recv(LIVE_POLL) {
-            LiveReceived::Batch(batch) => {
+    let mut shards = match threads {
+        0 | 1 => None,
+        n => Some(Shards::start(&run.config, n).map_err(PipelineError::Threads)?),
+    };
+    // Batches whose frames shard workers may still be reading.
+    let mut lent: Vec<crate::source::live::Batch> = Vec::new();
+    let result = loop {
+        let step = match (capture.recv(LIVE_POLL), shards.as_mut()) {
+            (LiveReceived::Batch(batch), None) => {
                 let mut result = Ok(());
                 for packet in batch.packets() {
                     result = run.packet(&packet, on_alerts);
@@ -1232,22 +1248,56 @@ fn live_loop(
                     }
                 }
                 capture.recycle(batch);
-                result?;
+                result
             }
-            LiveReceived::Nothing => run.advance(wall_clock_ns(), on_alerts)?,
-            LiveReceived::Closed => return Ok(()),
+            (LiveReceived::Batch(batch), Some(shards)) => {
+                let mut result = Ok(());
+                for frame in batch.frames() {
+                    if let Some(round) = shards.frame(&frame) {
+                        result = run.apply_round(round, on_alerts);
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                }
+                lent.push(batch);
+                result
+            }
+            (LiveReceived::Nothing, None) => run.advance(wall_clock_ns(), on_alerts),
+            (LiveReceived::Nothing, Some(shards)) => {
+                // A quiet link: what is in flight is applied now, not when traffic resumes.
+                shards.advance(wall_clock_ns());
+                shards
+                    .drain()
+                    .into_iter()
+                    .try_for_each(|round| run.apply_round(round, on_alerts))
+            }
+            (LiveReceived::Closed, _) => break Ok(()),
+        };
+        if let Err(e) = step {
+            break Err(e);
         }
+        let (free, busy): (Vec<_>, Vec<_>) = lent.drain(..).partition(|b| !b.in_use());
+        lent = busy;
+        free.into_iter().for_each(|b| capture.recycle(b));
         if let Some(reloader) = reloader {
             reloader.poll(run);
         }
         if std::time::Instant::now() >= next_stats {
             next_stats += interval;
             let now = capture.stats();
-            let frames = run.path.counters.frames;
+            let frames = match &shards {
+                Some(shards) => shards.frames(),
+                None => run.path.counters.frames,
+            };
             report_live_interval(&last_stats, &now, frames - last_frames, warn_percent);
             (last_stats, last_frames) = (now, frames);
         }
+    };
+    if let Some(shards) = shards {
+        run.finish_shards(shards, on_alerts)?;
     }
+    result
 }
 
 /// The periodic live stats line, and a warning per interface that dropped too much.

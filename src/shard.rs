@@ -536,15 +536,7 @@ impl Shards {
         // The same tick rule as the one-thread run: after a frame moves event time past the
         // next tick, expiry and windows are checked.
         self.now_ns = self.now_ns.max(frame.packet.ts_ns);
-        let tick = (self.now_ns >= self.next_tick).then(|| {
-            let tick = Tick {
-                now_ns: self.now_ns,
-                checkpoint: checkpoint_due(self.last_tick_ns, self.now_ns, self.window_ns),
-            };
-            self.last_tick_ns = Some(self.now_ns);
-            self.next_tick = next_tick(self.now_ns);
-            tick
-        });
+        let tick = self.due_tick();
         if tick.is_none() && self.frames_in_round < ROUND_FRAMES {
             return None;
         }
@@ -555,14 +547,48 @@ impl Shards {
         None
     }
 
+    /// Event time moved on with no frame (live capture on a quiet link): a tick, if due, goes
+    /// to the workers as a round of its own.
+    pub fn advance(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+        if let Some(tick) = self.due_tick() {
+            self.send_round(Some(tick), false);
+        }
+    }
+
+    /// The tick due at the current event time, if any (the one-thread run's rule).
+    fn due_tick(&mut self) -> Option<Tick> {
+        if self.now_ns < self.next_tick {
+            return None;
+        }
+        self.next_tick = next_tick(self.now_ns);
+        let checkpoint = checkpoint_due(self.last_tick_ns, self.now_ns, self.window_ns);
+        self.last_tick_ns = Some(self.now_ns);
+        Some(Tick {
+            now_ns: self.now_ns,
+            checkpoint,
+        })
+    }
+
+    /// Every round in flight, oldest first (waits for the workers).
+    pub fn drain(&mut self) -> Vec<Round> {
+        let mut rounds = Vec::new();
+        while let Some(round) = self.receive_round() {
+            rounds.push(round);
+        }
+        rounds
+    }
+
+    /// Frames handed to the workers so far.
+    pub fn frames(&self) -> u64 {
+        self.frame_no
+    }
+
     /// End of input: every flow ends; returns the rounds still in flight (the last one with
     /// the final updates) and the workers' paths, for their counters.
     pub fn finish(mut self) -> (Vec<Round>, Vec<PacketPath>) {
         self.send_round(None, true);
-        let mut rounds = Vec::new();
-        while !self.in_flight.is_empty() {
-            rounds.extend(self.receive_round());
-        }
+        let rounds = self.drain();
         let paths = self
             .workers
             .into_iter()
@@ -753,7 +779,10 @@ mod tests {
     fn capture_files() -> Vec<PathBuf> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut files = Vec::new();
-        for dir in [root.join("captures"), root.join("../shared/captures/public")] {
+        for dir in [
+            root.join("captures"),
+            root.join("../shared/captures/public"),
+        ] {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path
@@ -803,6 +832,9 @@ mod tests {
             per_shard[(pair_hash(a, b) % 4) as usize] += 1;
         }
         // 1000 expected each; a fair hash stays well within this.
-        assert!(per_shard.iter().all(|&n| (850..1150).contains(&n)), "{per_shard:?}");
+        assert!(
+            per_shard.iter().all(|&n| (850..1150).contains(&n)),
+            "{per_shard:?}"
+        );
     }
 }

@@ -442,13 +442,23 @@ const FAST_STATS: &str = "[live]\nstats_interval_seconds = 1\n";
 
 #[test]
 fn live_capture_raises_the_alerts_replay_raises() {
-    let Some(lab) = Lab::new("one") else { return };
-    let dir = temp_dir("one");
-    let (ours, theirs) = lab.link(1);
+    live_matches_replay("one", 1, &[]);
+}
+
+/// The packet path on two shard workers: same frames, same alerts.
+#[test]
+fn live_capture_on_worker_threads_raises_the_alerts_replay_raises() {
+    live_matches_replay("threads", 9, &["--threads", "2"]);
+}
+
+fn live_matches_replay(tag: &str, link: u32, extra: &[&str]) {
+    let Some(lab) = Lab::new(tag) else { return };
+    let dir = temp_dir(tag);
+    let (ours, theirs) = lab.link(link);
     let config = write_config(&dir, FAST_STATS);
     let alerts = dir.join("alerts.jsonl");
     let alerts_arg = alerts.to_str().unwrap();
-    let mut sensor = lab.sensor(&[
+    let mut args = vec![
         "--interface",
         &ours,
         "--buffer-mib",
@@ -459,7 +469,9 @@ fn live_capture_raises_the_alerts_replay_raises() {
         "json",
         "--alerts",
         alerts_arg,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut sensor = lab.sensor(&args);
     wait_replay(lab.replay(&theirs, &repo("captures/office.pcap")));
     sensor.wait_processed(OFFICE_FRAMES);
     let stopped = sensor.stop(nix::sys::signal::Signal::SIGTERM);

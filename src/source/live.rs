@@ -5,6 +5,7 @@
 //! are dropped and counted per interface rather than blocking the capture thread (whose
 //! kernel buffer would then overflow).
 use crate::source::Packet;
+use crate::source::pcap_file::SharedFrame;
 use crate::stats::InterfaceStats;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,7 +92,9 @@ struct Entry {
 pub struct Batch {
     interface: usize,
     linktype: u32,
-    bytes: Vec<u8>,
+    /// Shared with the shard workers while they read the batch's frames; a batch is only
+    /// refilled once every clone is gone.
+    bytes: Arc<Vec<u8>>,
     entries: Vec<Entry>,
 }
 
@@ -100,14 +103,19 @@ impl Batch {
         Batch {
             interface,
             linktype,
-            bytes: Vec::with_capacity(BATCH_BYTES.max(2 * snaplen)),
+            bytes: Arc::new(Vec::with_capacity(BATCH_BYTES.max(2 * snaplen))),
             entries: Vec::with_capacity(BATCH_FRAMES),
         }
     }
 
     fn clear(&mut self) {
-        self.bytes.clear();
+        Arc::make_mut(&mut self.bytes).clear();
         self.entries.clear();
+    }
+
+    /// Whether shard workers still read from this batch (it must not be recycled yet).
+    pub fn in_use(&self) -> bool {
+        Arc::strong_count(&self.bytes) > 1
     }
 
     /// Whether a frame of `len` captured bytes fits without growing either buffer.
@@ -118,7 +126,8 @@ impl Batch {
 
     fn push(&mut self, ts_ns: u64, orig_len: u32, data: &[u8]) {
         let start = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(data);
+        // Never shared while being filled (see `in_use`), so this does not copy.
+        Arc::make_mut(&mut self.bytes).extend_from_slice(data);
         self.entries.push(Entry {
             ts_ns,
             orig_len,
@@ -137,14 +146,23 @@ impl Batch {
 
     /// The frames, borrowed from the batch.
     pub fn packets(&self) -> impl Iterator<Item = Packet<'_>> + '_ {
-        self.entries.iter().map(move |e| Packet {
-            ts_ns: e.ts_ns,
-            linktype: self.linktype,
-            data: self
-                .bytes
-                .get(e.start as usize..e.end as usize)
-                .unwrap_or_default(),
-            orig_len: e.orig_len,
+        self.frames().map(|frame| frame.packet)
+    }
+
+    /// The frames with the buffer they lie in, for the shard workers.
+    pub fn frames(&self) -> impl Iterator<Item = SharedFrame<'_>> + '_ {
+        self.entries.iter().map(move |e| SharedFrame {
+            packet: Packet {
+                ts_ns: e.ts_ns,
+                linktype: self.linktype,
+                data: self
+                    .bytes
+                    .get(e.start as usize..e.end as usize)
+                    .unwrap_or_default(),
+                orig_len: e.orig_len,
+            },
+            buffer: &self.bytes,
+            start: e.start as usize,
         })
     }
 }
