@@ -402,7 +402,8 @@ impl FileReader {
             Format::Legacy(Legacy::Modified, iface) => {
                 self.legacy_record::<false, 24>(iface, counters)
             }
-            Format::Ng { big_endian } => self.ng_block(big_endian, counters),
+            Format::Ng { big_endian: false } => self.ng_block::<false>(counters),
+            Format::Ng { big_endian: true } => self.ng_block::<true>(counters),
         }
     }
 
@@ -433,13 +434,35 @@ impl FileReader {
         self.frame(&iface, ts_ns, orig_len, start, caplen, counters)
     }
 
-    fn ng_block(&mut self, mut big_endian: bool, counters: &mut ReaderCounters) -> Step {
+    /// A pcapng block in a section of the given byte order (one copy per order: no
+    /// byte-order test per field).
+    #[inline(always)]
+    fn ng_block<const BIG_ENDIAN: bool>(&mut self, counters: &mut ReaderCounters) -> Step {
+        let Some(epb) = plain_epb::<BIG_ENDIAN>(self.chunks.data()) else {
+            return self.ng_block_other(BIG_ENDIAN, counters);
+        };
+        let start = self.chunks.pos() + EPB_DATA_AT;
+        self.chunks.consume(epb.block_len);
+        match self.interfaces.get(epb.if_id as usize) {
+            Some(&iface) => {
+                let ts_ns = iface.ng_ts_ns(epb.raw_ts);
+                self.frame(&iface, ts_ns, epb.orig_len, start, epb.caplen, counters)
+            }
+            None => {
+                counters.frames_on_unknown_interface += 1;
+                Step::Skipped
+            }
+        }
+    }
+
+    /// Any block but a plain EPB lying whole in the chunk.
+    #[inline(never)]
+    fn ng_block_other(&mut self, mut big_endian: bool, counters: &mut ReaderCounters) -> Step {
         let data = self.chunks.data();
         let Some(header) = data.get(..MIN_BLOCK) else {
             return Step::Need(MIN_BLOCK);
         };
-        let block_type = read_u32(header, 0, big_endian);
-        if block_type == SHB_MAGIC {
+        if read_u32(header, 0, big_endian) == SHB_MAGIC {
             // A section header sets the byte order of its own section.
             big_endian = match read_u32(header, 8, false) {
                 BOM_MAGIC => false,
@@ -454,55 +477,10 @@ impl FileReader {
         if data.len() < block_len {
             return Step::Need(block_len);
         }
-        if block_type == EPB_MAGIC
-            && let Some(step) = self.plain_epb(block_len, big_endian, counters)
-        {
-            return step;
-        }
         self.ng_block_slow(big_endian, block_len, counters)
     }
 
-    /// An enhanced packet block without options, the common case, decoded directly.
-    /// `None` leaves anything else to `ng_block_slow`.
-    #[inline]
-    fn plain_epb(
-        &mut self,
-        block_len: usize,
-        big_endian: bool,
-        counters: &mut ReaderCounters,
-    ) -> Option<Step> {
-        let block = self.chunks.data().get(..block_len)?;
-        let field = |at| read_u32(block, at, big_endian);
-        let caplen = field(20) as usize;
-        // Padded to 32 bits; the block must hold exactly the frame and no options.
-        if (caplen.checked_add(EPB_FIXED + 3)? & !3) != block_len
-            || field(block_len.checked_sub(4)?) as usize != block_len
-        {
-            return None;
-        }
-        let if_id = field(8);
-        let raw = (u64::from(field(12)) << 32) | u64::from(field(16));
-        let orig_len = field(24);
-        let start = self.chunks.pos() + EPB_DATA_AT;
-        self.chunks.consume(block_len);
-        Some(match self.interfaces.get(if_id as usize).copied() {
-            Some(iface) => self.frame(
-                &iface,
-                iface.ng_ts_ns(raw),
-                orig_len,
-                start,
-                caplen,
-                counters,
-            ),
-            None => {
-                counters.frames_on_unknown_interface += 1;
-                Step::Skipped
-            }
-        })
-    }
-
     /// Any pcapng block, through pcap-parser; `data()` holds at least the whole block.
-    #[inline(never)]
     fn ng_block_slow(
         &mut self,
         big_endian: bool,
@@ -621,6 +599,43 @@ impl FileReader {
         });
         self.done = true;
     }
+}
+
+/// The fields of an enhanced packet block.
+struct Epb {
+    block_len: usize,
+    if_id: u32,
+    raw_ts: u64,
+    caplen: usize,
+    orig_len: u32,
+}
+
+/// An enhanced packet block at the start of `data` if it lies there whole and carries no
+/// options, the common case; anything else is for pcap-parser.
+#[inline(always)]
+fn plain_epb<const BIG_ENDIAN: bool>(data: &[u8]) -> Option<Epb> {
+    let header = data.first_chunk::<EPB_DATA_AT>()?;
+    let field = |at| read_u32(header, at, BIG_ENDIAN);
+    if field(0) != EPB_MAGIC {
+        return None;
+    }
+    let block_len = field(4) as usize;
+    let caplen = field(20) as usize;
+    // The frame padded to 32 bits fills the block: no options.
+    if (caplen.checked_add(EPB_FIXED + 3)? & !3) != block_len {
+        return None;
+    }
+    let trailer = data.get(..block_len)?.last_chunk::<4>()?;
+    if read_u32(trailer, 0, BIG_ENDIAN) as usize != block_len {
+        return None;
+    }
+    Some(Epb {
+        block_len,
+        if_id: field(8),
+        raw_ts: (u64::from(field(12)) << 32) | u64::from(field(16)),
+        caplen,
+        orig_len: field(24),
+    })
 }
 
 const TRUNCATED: &str = "file ends inside a record (truncated capture)";
