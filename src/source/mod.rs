@@ -1,4 +1,5 @@
 //! Packet and flow sources.
+mod chunks;
 pub mod collector;
 pub mod live;
 pub mod pcap_file;
