@@ -112,8 +112,8 @@ for snaplen in "${snaplens[@]}"; do
             /usr/bin/time -f %M -o "$dir/$tool.time" "${cmd[@]}" > "$dir/$tool.out" 2> "$dir/$tool.err" || status=$?
             end=$(date +%s%N)
             if [ "$status" -ne 0 ] || ! check_tool "$tool"; then
-                echo "FAILED: $tool on $label (status $status); stderr:" >&2
-                tail -5 "$dir/$tool.err" >&2
+                echo "FAILED: $tool on $label (status $status); its output ends:" >&2
+                tail -n 5 "$dir/$tool.out" "$dir/$tool.err" >&2
                 failed=1
             fi
             echo "$(( (end - start) / 1000 ))" >> "$dir/$tool.times"
