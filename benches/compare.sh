@@ -127,6 +127,7 @@ for snaplen in "${snaplens[@]}"; do
     echo "| tool | wall s | packets/s | MB/s | peak RSS MiB | time ÷ ours |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     ours_us=$(median < "$dir/egresswatch.times")
+    : > "$dir/ratios"
     for tool in "${tools[@]}"; do
         us=$(median < "$dir/$tool.times")
         rss=$(sort -g "$dir/$tool.rss" | tail -1)
@@ -135,12 +136,22 @@ for snaplen in "${snaplens[@]}"; do
             n=$tshark_n bytes=$(stat -c %s "$tshark_capture")
             [ "$n" -lt "$packets" ] && name="tshark (first $n packets)"
         fi
-        awk -v name="$name" -v us="$us" -v n="$n" -v b="$bytes" -v rss="$rss" -v ours="$ours_us" -v all="$packets" '
+        awk -v name="$name" -v tool="$tool" -v us="$us" -v n="$n" -v b="$bytes" -v rss="$rss" \
+            -v ours="$ours_us" -v all="$packets" -v ratios="$dir/ratios" '
             BEGIN {
                 s = us / 1e6; if (s <= 0) s = 1e-6
-                printf "| %s | %.2f | %.0f | %.0f | %.0f | %.2f |\n", name, s, n / s, b / s / 1e6, rss / 1024, (us / n) / (ours / all)
+                ratio = (us / n) / (ours / all)
+                printf "| %s | %.2f | %.0f | %.0f | %.0f | %.2f |\n", name, s, n / s, b / s / 1e6, rss / 1024, ratio
+                print tool, ratio >> ratios
             }'
     done
+    # The issue-6 targets, read off the table (reported, never asserted).
+    awk '$1 == "floor" { floor = $2 }
+        $1 !~ /^(egresswatch|floor)/ && (best == "" || $2 < best) { best = $2; peer = $1 }
+        END {
+            printf "\negresswatch takes %.2fx the floor'"'"'s time (target: at most 2); ", 1 / floor
+            printf "the fastest peer, %s, takes %.2fx ours (target: at least 2)\n", peer, best
+        }' "$dir/ratios"
     if $smoke; then
         echo
         echo "our alerts: $(wc -l < "$dir/egresswatch.out") lines; $(cat "$dir/floor.out")"
