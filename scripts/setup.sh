@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages egresswatch needs: to build (libpcap for live capture) and,
-# with --test, the real peers the test suite starts. Installs only what is missing.
+# with --test, the real peers the test suite starts, and with --bench, the peers
+# benches/compare.sh runs beside it (Suricata 7 from bookworm-backports). Installs only what
+# is missing.
 set -euo pipefail
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
 missing=()
 [ -e /usr/include/pcap/pcap.h ] || missing+=(libpcap-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
@@ -16,9 +20,39 @@ if [ "${1:-}" = "--test" ]; then
     command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
     dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 fi
+suricata=false
+if [ "${1:-}" = "--bench" ]; then
+    [ -x /usr/bin/time ] || missing+=(time)
+    if ! command -v tshark >/dev/null; then
+        # No setuid dumpcap (and no debconf question): benches only read files.
+        echo "wireshark-common wireshark-common/install-setuid boolean false" |
+            $SUDO debconf-set-selections
+        missing+=(tshark)
+    fi
+    command -v softflowd >/dev/null || missing+=(softflowd)
+    command -v argus >/dev/null || [ -x /usr/sbin/argus ] || missing+=(argus-server)
+    command -v ndpiReader >/dev/null || missing+=(libndpi-bin)
+    command -v suricata >/dev/null || suricata=true
+fi
 if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+if $suricata; then
+    # Suricata 7 is in bookworm-backports only (bookworm has 6). apt sees the machine's own
+    # sources plus backports through a throwaway config, so the machine's sources stay as
+    # they are; the backports suite is on the machine's own Debian mirror.
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    mirror=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
+        /etc/apt/sources.list | grep -v security | grep -oE 'https?://[^ ]+' | head -1 || true)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    apt_dir=$(mktemp -d)
+    trap 'rm -rf "$apt_dir"' EXIT
+    cp /etc/apt/sources.list.d/* "$apt_dir/" 2>/dev/null || true
+    echo "deb $mirror $codename-backports main" > "$apt_dir/backports.list"
+    chmod -R a+rX "$apt_dir"
+    apt_opts=(-o "Dir::Etc::SourceParts=$apt_dir")
+    $SUDO apt-get "${apt_opts[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_opts[@]}" install -y -qq \
+        -t "$codename-backports" suricata
 fi

@@ -109,6 +109,12 @@ pub enum Command {
         #[arg(long)]
         truth: Option<PathBuf>,
     },
+    /// Benchmark floor: read captures, slice headers, count 5-tuples; nothing else.
+    #[command(hide = true)]
+    Floor {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Options shared by `replay` and `collect`.
@@ -401,6 +407,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 summary.packets,
                 summary.bytes
             );
+            Ok(())
+        }
+        Command::Floor { files } => {
+            println!("{}", crate::floor::run(&files)?);
             Ok(())
         }
     }

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod detect;
 pub mod enrich;
 pub mod export;
+pub mod floor;
 pub mod flow;
 pub mod generate;
 pub mod logs;

@@ -263,51 +263,57 @@ impl Sensor {
     }
 
     fn update_for<'f>(&self, flow: &'f Flow, kind: UpdateKind) -> FlowUpdate<'f> {
-        let orig_inside = self.config.is_inside(flow.orig.0) || !self.config.is_inside(flow.resp.0);
-        let (inside, outside, out_b, in_b, out_p, in_p) = if orig_inside {
-            (
-                flow.orig,
-                flow.resp,
-                flow.orig_ip_bytes,
-                flow.resp_ip_bytes,
-                flow.orig_pkts,
-                flow.resp_pkts,
-            )
-        } else {
-            (
-                flow.resp,
-                flow.orig,
-                flow.resp_ip_bytes,
-                flow.orig_ip_bytes,
-                flow.resp_pkts,
-                flow.orig_pkts,
-            )
-        };
-        let conn_state = if flow.proto == ip_proto::TCP {
-            flow.tcp.conn_state()
-        } else {
-            crate::flow::tcp_state::udp_conn_state(flow.orig_pkts, flow.resp_pkts)
-        };
-        FlowUpdate {
-            uid: flow.uid,
-            kind,
-            proto: flow.proto,
-            inside: inside.0,
-            inside_port: inside.1,
-            outside: outside.0,
-            outside_port: outside.1,
-            inbound: !orig_inside,
-            first_ns: flow.first_ns,
-            last_ns: flow.last_ns,
-            bytes_out: out_b,
-            bytes_in: in_b,
-            pkts_out: out_p,
-            pkts_in: in_p,
-            answered: flow.resp_pkts > 0,
-            conn_state,
-            services: flow.services,
-            names: flow.names(),
-        }
+        flow_update(&self.config, flow, kind)
+    }
+}
+
+/// The sensor-wide view of a flow, oriented inside -> outside by `config.home_nets`
+/// (public for the per-stage benches).
+pub fn flow_update<'f>(config: &Config, flow: &'f Flow, kind: UpdateKind) -> FlowUpdate<'f> {
+    let orig_inside = config.is_inside(flow.orig.0) || !config.is_inside(flow.resp.0);
+    let (inside, outside, out_b, in_b, out_p, in_p) = if orig_inside {
+        (
+            flow.orig,
+            flow.resp,
+            flow.orig_ip_bytes,
+            flow.resp_ip_bytes,
+            flow.orig_pkts,
+            flow.resp_pkts,
+        )
+    } else {
+        (
+            flow.resp,
+            flow.orig,
+            flow.resp_ip_bytes,
+            flow.orig_ip_bytes,
+            flow.resp_pkts,
+            flow.orig_pkts,
+        )
+    };
+    let conn_state = if flow.proto == ip_proto::TCP {
+        flow.tcp.conn_state()
+    } else {
+        crate::flow::tcp_state::udp_conn_state(flow.orig_pkts, flow.resp_pkts)
+    };
+    FlowUpdate {
+        uid: flow.uid,
+        kind,
+        proto: flow.proto,
+        inside: inside.0,
+        inside_port: inside.1,
+        outside: outside.0,
+        outside_port: outside.1,
+        inbound: !orig_inside,
+        first_ns: flow.first_ns,
+        last_ns: flow.last_ns,
+        bytes_out: out_b,
+        bytes_in: in_b,
+        pkts_out: out_p,
+        pkts_in: in_p,
+        answered: flow.resp_pkts > 0,
+        conn_state,
+        services: flow.services,
+        names: flow.names(),
     }
 }
 
