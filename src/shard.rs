@@ -439,10 +439,14 @@ struct Work {
     part: Part,
     tick: Option<Tick>,
     flush: bool,
+    /// An emptied event list to fill, so rounds do not allocate anew.
+    events: Vec<(u64, Event)>,
 }
 
 #[derive(Default)]
 struct Output {
+    /// The round's part, emptied, for reuse.
+    part: Part,
     events: Vec<(u64, Event)>,
     expired: Vec<Event>,
     checkpointed: Vec<Event>,
@@ -474,6 +478,9 @@ struct Worker {
     work: SyncSender<Work>,
     done: Receiver<Output>,
     handle: JoinHandle<PacketPath>,
+    /// Emptied parts and event lists back from the worker, for its next rounds.
+    spare_parts: Vec<Part>,
+    spare_events: Vec<Vec<(u64, Event)>>,
 }
 
 /// The reading side of the sharded packet path.
@@ -507,6 +514,8 @@ impl Shards {
                 work: work_tx,
                 done: done_rx,
                 handle,
+                spare_parts: Vec::new(),
+                spare_events: Vec::new(),
             });
         }
         Ok(Shards {
@@ -623,11 +632,13 @@ impl Shards {
     }
 
     fn send_round(&mut self, tick: Option<Tick>, flush: bool) {
-        for (worker, part) in self.workers.iter().zip(self.parts.iter_mut()) {
+        for (worker, part) in self.workers.iter_mut().zip(self.parts.iter_mut()) {
+            let spare = worker.spare_parts.pop().unwrap_or_default();
             let work = Work {
-                part: std::mem::take(part),
+                part: std::mem::replace(part, spare),
                 tick,
                 flush,
+                events: worker.spare_events.pop().unwrap_or_default(),
             };
             // A worker that died (panicked) is noticed when its output is missing.
             let _ = worker.work.send(work);
@@ -642,12 +653,14 @@ impl Shards {
         let mut expired = Vec::new();
         let mut checkpointed = Vec::new();
         let mut flushed = Vec::new();
-        for worker in &self.workers {
+        for worker in &mut self.workers {
             let mut out = worker.done.recv().unwrap_or_default();
             events.append(&mut out.events);
             expired.append(&mut out.expired);
             checkpointed.append(&mut out.checkpointed);
             flushed.append(&mut out.flushed);
+            worker.spare_parts.push(out.part);
+            worker.spare_events.push(out.events);
         }
         // Each worker's events are in frame order; a stable sort merges them.
         events.sort_by_key(|(frame_no, _)| *frame_no);
@@ -729,7 +742,14 @@ fn mix64(mut z: u64) -> u64 {
 
 fn work(mut path: PacketPath, work: Receiver<Work>, done: SyncSender<Output>) -> PacketPath {
     let mut sink = EventSink::default();
-    while let Ok(Work { part, tick, flush }) = work.recv() {
+    while let Ok(Work {
+        mut part,
+        tick,
+        flush,
+        events,
+    }) = work.recv()
+    {
+        sink.events = events;
         for f in &part.frames {
             let data = part
                 .buffers
@@ -746,8 +766,10 @@ fn work(mut path: PacketPath, work: Receiver<Work>, done: SyncSender<Output>) ->
             path.packet(f.frame_no, &packet, &mut sink);
         }
         // The round's buffers go back to the reader before the tick's work.
-        drop(part);
+        part.frames.clear();
+        part.buffers.clear();
         let mut out = Output {
+            part,
             events: std::mem::take(&mut sink.events),
             ..Output::default()
         };
