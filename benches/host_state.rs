@@ -20,7 +20,7 @@
 //!   what it would cost if host state were touched on every packet.
 //!
 //! A different capture can be given with EGRESSWATCH_HOST_STATE_PCAP.
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use dashmap::DashMap;
 use egresswatch::config::Config;
 use egresswatch::decode::packet::ip_proto;
@@ -173,7 +173,7 @@ struct Flow {
 }
 
 /// The finished flows of the capture, seen from the inside host.
-fn load_flows() -> Vec<Flow> {
+fn load_flows() -> (Vec<Flow>, u64) {
     let path = match std::env::var_os("EGRESSWATCH_HOST_STATE_PCAP") {
         Some(p) => PathBuf::from(p),
         None => {
@@ -204,7 +204,7 @@ fn load_flows() -> Vec<Flow> {
         let _ = std::fs::remove_dir_all(path.parent().unwrap_or(&path));
     }
     let home = |ip: IpAddr| config.home_nets.iter().any(|n| n.contains(ip));
-    report
+    let flows = report
         .observed
         .conversations
         .iter()
@@ -240,7 +240,8 @@ fn load_flows() -> Vec<Flow> {
                 pkts_in,
             })
         })
-        .collect()
+        .collect();
+    (flows, report.stats.frames)
 }
 
 /// Two reports per flow: the first (half its counters) and the final one, which comes a few
@@ -429,6 +430,8 @@ impl HostState for RealState {
     }
 }
 
+// Not inlined, so callgrind's --toggle-collect can find it.
+#[inline(never)]
 fn one_thread(input: &Input, state: &mut impl HostState) -> u64 {
     let mut sum = 0;
     for (w, win) in input.windows.iter().enumerate() {
@@ -576,8 +579,37 @@ fn per_shard_merge(input: &Input, spares: &mut Vec<Map>, merged: &mut SmallState
     })
 }
 
-fn bench(c: &mut Criterion) {
-    let flows = load_flows();
+/// The designs under test, each owning its state across iterations.
+type Variant = (&'static str, Box<dyn FnMut(&Input) -> u64>);
+
+fn variants() -> Vec<Variant> {
+    let mut small = SmallState::default();
+    let mut owned = SmallState::default();
+    let map = DashMap::with_hasher(FxBuildHasher);
+    let mut spares = Vec::new();
+    let mut merged = SmallState::default();
+    vec![
+        ("one_thread", Box::new(move |i| one_thread(i, &mut small))),
+        ("one_owner", Box::new(move |i| one_owner(i, &mut owned))),
+        ("dashmap", Box::new(move |i| dashmap(i, &map))),
+        (
+            "per_shard_merge",
+            Box::new(move |i| per_shard_merge(i, &mut spares, &mut merged)),
+        ),
+        // A fresh state each time: a reused one would see time go back and skip work.
+        (
+            "real_windows_one_thread",
+            Box::new(|i| one_thread(i, &mut RealState::new())),
+        ),
+        (
+            "real_windows_one_owner",
+            Box::new(|i| one_owner(i, &mut RealState::new())),
+        ),
+    ]
+}
+
+fn inputs() -> Vec<(&'static str, Input)> {
+    let (flows, packets) = load_flows();
     assert!(
         !flows.is_empty(),
         "the capture has no flows of an inside host"
@@ -588,70 +620,112 @@ fn bench(c: &mut Criterion) {
     let mut packet_stream = per_packet_stream(&flows, PER_PACKET_UPDATES);
     stamp(&mut packet_stream, PACKET_WINDOW);
     eprintln!(
-        "host_state: {} flows, {} inside hosts; per_flow {} updates in windows of {}, per_packet {} in windows of {}",
+        "host_state: capture of {packets} packets, {} flows of {} inside hosts ({:.4} reports a packet at two a flow); \
+         per_flow {} updates in windows of {FLOW_WINDOW}, per_packet {} in windows of {PACKET_WINDOW}",
         flows.len(),
         hosts.len(),
+        2.0 * flows.len() as f64 / packets.max(1) as f64,
         flow_stream.len(),
-        FLOW_WINDOW,
         packet_stream.len(),
-        PACKET_WINDOW
     );
-    let inputs = [
+    let inputs = vec![
         ("per_flow", Input::new(flow_stream, FLOW_WINDOW)),
         ("per_packet", Input::new(packet_stream, PACKET_WINDOW)),
     ];
-    for (name, input) in &inputs {
-        let mut small = SmallState::default();
-        let map = DashMap::with_hasher(FxBuildHasher);
-        let mut spares = Vec::new();
-        // The designs must close the same windows, or the comparison means nothing.
-        let floor = one_thread(input, &mut small);
-        assert_eq!(one_owner(input, &mut small), floor, "{name}: one_owner");
-        assert_eq!(dashmap(input, &map), floor, "{name}: dashmap");
-        assert_eq!(
-            per_shard_merge(input, &mut spares, &mut small),
-            floor,
-            "{name}: per_shard_merge"
-        );
-        let real_floor = one_thread(input, &mut RealState::new());
-        assert_eq!(
-            one_owner(input, &mut RealState::new()),
-            real_floor,
-            "{name}: real_windows_one_owner"
-        );
-        eprintln!("host_state/{name}: sum of window p90s {floor} (real windows {real_floor})");
+    inputs
+}
 
+/// The designs must close the same windows, or the comparison means nothing.
+fn check_agreement(inputs: &[(&'static str, Input)]) {
+    for (name, input) in inputs {
+        let mut results = variants()
+            .into_iter()
+            .map(|(v, mut run)| (v, run(input)))
+            .collect::<Vec<_>>();
+        let real = results.split_off(4);
+        for set in [&results, &real] {
+            assert!(
+                set.iter().all(|r| r.1 == set[0].1),
+                "{name}: the designs disagree: {set:?}"
+            );
+        }
+        eprintln!("host_state/{name}: window p90s agree: {results:?} {real:?}");
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let inputs = inputs();
+    check_agreement(&inputs);
+    for (name, input) in &inputs {
         let mut group = c.benchmark_group(format!("host_state/{name}"));
         group.throughput(Throughput::Elements(input.updates));
         group.sample_size(20);
-        group.bench_function("one_thread", |b| {
-            b.iter(|| black_box(one_thread(input, &mut small)))
-        });
-        group.bench_function("one_owner", |b| {
-            b.iter(|| black_box(one_owner(input, &mut small)))
-        });
-        group.bench_function("dashmap", |b| b.iter(|| black_box(dashmap(input, &map))));
-        group.bench_function("per_shard_merge", |b| {
-            b.iter(|| black_box(per_shard_merge(input, &mut spares, &mut small)))
-        });
-        // A fresh state each time: a reused one would see time go back and skip work.
-        group.bench_function("real_windows_one_thread", |b| {
-            b.iter_batched_ref(
-                RealState::new,
-                |st| one_thread(input, st),
-                BatchSize::LargeInput,
-            )
-        });
-        group.bench_function("real_windows_one_owner", |b| {
-            b.iter_batched_ref(
-                RealState::new,
-                |st| one_owner(input, st),
-                BatchSize::LargeInput,
-            )
-        });
+        for (variant, mut run) in variants() {
+            group.bench_function(variant, |b| b.iter(|| black_box(run(input))));
+        }
         group.finish();
     }
 }
 
+/// CPU time of the whole process (all threads, ended ones included), in clock ticks.
+fn process_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // utime and stime are fields 14 and 15; the command name before them may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// HOST_STATE_CPU=SECONDS: wall and CPU time (summed over threads) per update, each design run
+/// for about that long (at least once). CPU is what the host state takes from the packet path on
+/// a busy machine. HOST_STATE_ONLY=input/design runs one (e.g. under callgrind).
+fn cpu_table(seconds: f64) {
+    /// Linux's USER_HZ.
+    const TICK_NS: f64 = 1e7;
+    let only = std::env::var("HOST_STATE_ONLY").ok();
+    println!("| input | design | runs | wall ns/update | CPU ns/update |");
+    println!("|---|---|---|---|---|");
+    for (name, input) in &inputs() {
+        for (variant, mut run) in variants() {
+            let id = format!("{name}/{variant}");
+            if only.as_ref().is_some_and(|o| *o != id) {
+                continue;
+            }
+            let start = std::time::Instant::now();
+            let ticks = process_cpu_ticks();
+            let mut n = 0u64;
+            loop {
+                black_box(run(input));
+                n += 1;
+                if start.elapsed().as_secs_f64() >= seconds {
+                    break;
+                }
+            }
+            let wall = start.elapsed().as_nanos() as f64;
+            let cpu = (process_cpu_ticks() - ticks) as f64 * TICK_NS;
+            let updates = (n * input.updates) as f64;
+            println!(
+                "| {name} | {variant} | {n} | {:.1} | {:.1} |",
+                wall / updates,
+                cpu / updates
+            );
+        }
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(seconds) = std::env::var_os("HOST_STATE_CPU") {
+        cpu_table(seconds.to_str().and_then(|s| s.parse().ok()).unwrap_or(2.0));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
