@@ -19,7 +19,8 @@
 //! - `per_packet`: one update per packet, drawn from the same flows weighted by their packets:
 //!   what it would cost if host state were touched on every packet.
 //!
-//! A different capture can be given with EGRESSWATCH_HOST_STATE_PCAP.
+//! A different capture can be given with EGRESSWATCH_HOST_STATE_PCAP. With HOST_STATE_CPU=SECONDS
+//! the bench binary prints CPU time per update instead (see `cpu_table`); results: BENCHMARKS.md.
 use criterion::{Criterion, Throughput, criterion_group};
 use dashmap::DashMap;
 use egresswatch::config::Config;
