@@ -20,7 +20,7 @@
 //!   what it would cost if host state were touched on every packet.
 //!
 //! A different capture can be given with EGRESSWATCH_HOST_STATE_PCAP. With HOST_STATE_CPU=SECONDS
-//! the bench binary prints CPU time per update instead (see `cpu_table`); results: BENCHMARKS.md.
+//! the bench binary prints wall and CPU time per update instead (see `cpu_table`).
 use criterion::{Criterion, Throughput, criterion_group};
 use dashmap::DashMap;
 use egresswatch::config::Config;
