@@ -54,7 +54,7 @@ tools=("${ours[@]}" floor tshark softflowd argus ndpiReader suricata)
 command_for() {
     local tool=$1 f=$2 out=$dir/$1
     case $tool in
-    egresswatch) cmd=("$bin" replay --format json "$f") ;;
+    egresswatch) cmd=("$bin" replay --threads 1 --format json "$f") ;;
     egresswatch-2t) cmd=("$bin" replay --threads 2 --format json "$f") ;;
     floor) cmd=("$bin" floor "$f") ;;
     tshark) cmd=(tshark -n -r "$f" -T fields -e dns.qry.name -e tls.handshake.extensions_server_name) ;;

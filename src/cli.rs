@@ -42,8 +42,9 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Packet-path worker threads (decode, flows, reassembly); the reading and detecting
-        /// thread comes on top. 1 runs everything on one thread. Results do not depend on it.
-        #[arg(long, default_value_t = 1, value_name = "N")]
+        /// thread comes on top. 1 runs everything on one thread; 0 (default) one per core.
+        /// Results do not depend on it.
+        #[arg(long, default_value_t = 0, value_name = "N")]
         threads: usize,
     },
     /// Collect NetFlow v5/v9, IPFIX and sFlow v5 on UDP and report alerts until SIGINT or
@@ -80,8 +81,9 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
         /// Packet-path worker threads (decode, flows, reassembly) besides the capture threads
-        /// and the detecting thread; 1 runs the packet path on the detecting thread.
-        #[arg(long, default_value_t = 1, value_name = "N")]
+        /// and the detecting thread; 1 runs the packet path on the detecting thread; 0
+        /// (default) one per core.
+        #[arg(long, default_value_t = 0, value_name = "N")]
         threads: usize,
         #[command(flatten)]
         common: RunArgs,
@@ -246,6 +248,14 @@ impl RunArgs {
     }
 }
 
+/// `--threads`: 0 means one worker per core (one thread in all on a single core).
+fn worker_threads(requested: usize) -> usize {
+    match requested {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 /// A flag SIGHUP sets: long-running commands re-read their config when they see it.
 fn reload_on_sighup() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
@@ -271,7 +281,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let config = common.config()?;
             let mut output = AlertOutput::new(&common, &config, false)?;
             let options = ReplayOptions {
-                threads,
+                threads: worker_threads(threads),
                 ..common.options()
             };
             let report = pipeline::replay(&config, &files, &options, &mut |b| output.batch(b))?;
@@ -357,7 +367,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 opened,
                 stop,
                 &ReplayOptions {
-                    threads,
+                    threads: worker_threads(threads),
                     ..common.options()
                 },
                 Some(&reloader),
