@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(ports(&mut buffer.release(15, false, 0)), vec![2, 3, 1]);
         assert_eq!(buffer.len(), 2);
         let mut rest = buffer.release(0, true, 0);
-        assert_eq!(rest.next_record().map(|(r, h)| (r.src_port, h)), Some((4, 200)));
+        assert_eq!(
+            rest.next_record().map(|(r, h)| (r.src_port, h)),
+            Some((4, 200))
+        );
         assert_eq!(ports(&mut rest), vec![5]);
         drop(rest);
         assert!(buffer.is_empty());

@@ -55,7 +55,6 @@ use crate::flow::update::{FlowUpdate, UpdateKind};
 use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::collections::hash_map::Entry as MapEntry;
 use std::net::IpAddr;
 
 /// Export flows number their uids from here, apart from the packet flow table's.
@@ -277,11 +276,12 @@ struct Entry {
 }
 
 /// A flow's place in a time order: (at, uid) with the smallest first out of a
-/// [`BinaryHeap`] (which pops its largest). Uids are unique, so (at, uid) never ties.
+/// [`BinaryHeap`] (which pops its largest), and the flow's slot. Uids are unique, so
+/// (at, uid) never ties.
 struct Due {
     at: u64,
     uid: Uid,
-    key: FlowKey,
+    slot: u32,
 }
 
 impl PartialEq for Due {
@@ -304,14 +304,22 @@ impl Ord for Due {
     }
 }
 
+/// Heap entries beyond twice the flows (plus this) are rebuilt away.
+const STALE_SLACK: usize = 1024;
+
 pub struct RecordTable {
     stitch_gap_ns: u64,
     idle_timeout_ns: u64,
     max_flows: usize,
     next_uid: u64,
-    flows: FxHashMap<FlowKey, Entry>,
+    /// Key -> slot in `slots`. The entries live apart from the map so that its probes and
+    /// resizes touch small (key, slot) pairs, and time indexes can name a flow by slot.
+    index: FxHashMap<FlowKey, u32>,
+    slots: Vec<Option<Entry>>,
+    /// Vacant slots, reused first.
+    free: Vec<u32>,
     /// Every tabled flow by (last_ns, uid): the top idles out, or is evicted, first. An entry
-    /// is live while its flow is tabled with that uid and last_ns; others are skipped.
+    /// is live while its slot holds that uid with that last_ns; others are skipped.
     by_last: BinaryHeap<Due>,
     pair_wait_ns: u64,
     /// Flows waiting for their reverse direction by (deadline, uid); entries of flows that
@@ -325,9 +333,12 @@ impl RecordTable {
         RecordTable {
             stitch_gap_ns: config.stitch_gap_seconds.saturating_mul(NS),
             idle_timeout_ns: config.idle_timeout_seconds.saturating_mul(NS),
-            max_flows: config.max_flows.max(1),
+            // Slots are u32.
+            max_flows: config.max_flows.clamp(1, u32::MAX as usize),
             next_uid: 0,
-            flows: FxHashMap::default(),
+            index: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
             by_last: BinaryHeap::new(),
             pair_wait_ns: config.pair_wait_seconds.saturating_mul(NS),
             awaiting: BinaryHeap::new(),
@@ -337,11 +348,15 @@ impl RecordTable {
 
     /// Flows in the table.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.index.is_empty()
+    }
+
+    fn entry(&self, slot: u32) -> Option<&Entry> {
+        self.slots.get(slot as usize)?.as_ref()
     }
 
     /// Adds a record: creates or extends its flow and sends an Interim update (a Final one
@@ -365,32 +380,34 @@ impl RecordTable {
             record.proto,
         );
         let late_gap = self.stitch_gap_ns;
-        let joins = self.flows.get(&key).map(|entry| {
-            if start > entry.flow.last_ns.saturating_add(late_gap) {
+        let tabled = self.index.get(&key).copied();
+        let joins = tabled.and_then(|slot| {
+            let entry = self.entry(slot)?;
+            Some(if start > entry.flow.last_ns.saturating_add(late_gap) {
                 Join::Restart
             } else if end.saturating_add(late_gap) < entry.flow.first_ns {
                 Join::Late
             } else {
                 Join::Stitch
-            }
+            })
         });
-        match joins {
-            Some(Join::Stitch) => {
+        match (joins, tabled) {
+            (Some(Join::Stitch), Some(slot)) => {
                 self.counters.records_stitched += 1;
-                self.stitch(key, record, start, end, is_inside, sink);
+                self.stitch(slot, record, start, end, is_inside, sink);
                 return;
             }
-            Some(Join::Late) => {
+            (Some(Join::Late), _) => {
                 self.counters.late_records += 1;
                 let late = self.new_flow(record, start, end);
                 sink.export_flow(&late.flow, &late.flow.update(UpdateKind::Final, is_inside));
                 return;
             }
-            Some(Join::Restart) => {
+            (Some(Join::Restart), Some(slot)) => {
                 self.counters.gap_restarts += 1;
-                self.end_flow(&key, is_inside, sink);
+                self.end_flow(slot, is_inside, sink);
             }
-            None => {}
+            _ => {}
         }
 
         let entry = self.new_flow(record, start, end);
@@ -402,7 +419,7 @@ impl RecordTable {
             );
             return;
         }
-        while self.flows.len() >= self.max_flows {
+        while self.index.len() >= self.max_flows {
             let Some(oldest) = self.pop_oldest() else {
                 break;
             };
@@ -411,41 +428,68 @@ impl RecordTable {
         }
         let mut entry = entry;
         let one_way = record.rev_packets == 0 && record.sampling <= 1;
+        let deadline = end.saturating_add(self.pair_wait_ns);
         if one_way && self.pair_wait_ns > 0 {
-            let deadline = end.saturating_add(self.pair_wait_ns);
             entry.awaiting_reverse = Some(deadline);
-            self.awaiting.push(Due {
-                at: deadline,
-                uid: entry.flow.uid,
-                key,
-            });
         } else {
             sink.export_flow(
                 &entry.flow,
                 &entry.flow.update(UpdateKind::Interim, is_inside),
             );
         }
-        let (last_ns, uid) = (entry.flow.last_ns, entry.flow.uid);
-        self.flows.insert(key, entry);
-        self.push_last(last_ns, uid, key);
+        let (last_ns, uid, awaiting) = (entry.flow.last_ns, entry.flow.uid, entry.awaiting_reverse);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                if let Some(vacant) = self.slots.get_mut(slot as usize) {
+                    *vacant = Some(entry);
+                }
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+        if awaiting.is_some() {
+            self.push_awaiting(deadline, uid, slot);
+        }
+        self.push_last(last_ns, uid, slot);
     }
 
     /// Indexes a tabled flow's new last_ns; rebuilds the index once stale entries outnumber
     /// live ones, so it stays within twice the table (amortised O(1) per push).
-    fn push_last(&mut self, at: u64, uid: Uid, key: FlowKey) {
-        self.by_last.push(Due { at, uid, key });
-        if self.by_last.len() > 2 * self.flows.len() + 1024 {
-            let live: Vec<Due> = self
-                .flows
-                .iter()
-                .map(|(key, e)| Due {
-                    at: e.flow.last_ns,
-                    uid: e.flow.uid,
-                    key: *key,
-                })
-                .collect();
+    fn push_last(&mut self, at: u64, uid: Uid, slot: u32) {
+        self.by_last.push(Due { at, uid, slot });
+        if self.by_last.len() > 2 * self.index.len() + STALE_SLACK {
+            let live = self.live_dues(|e| Some(e.flow.last_ns));
             self.by_last = BinaryHeap::from(live);
         }
+    }
+
+    /// Queues a flow's pairing deadline, bounded like `push_last`.
+    fn push_awaiting(&mut self, at: u64, uid: Uid, slot: u32) {
+        self.awaiting.push(Due { at, uid, slot });
+        if self.awaiting.len() > 2 * self.index.len() + STALE_SLACK {
+            let live = self.live_dues(|e| e.awaiting_reverse);
+            self.awaiting = BinaryHeap::from(live);
+        }
+    }
+
+    /// A time index of the tabled flows for which `at` has a time.
+    fn live_dues(&self, at: impl Fn(&Entry) -> Option<u64>) -> Vec<Due> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, e)| {
+                let e = e.as_ref()?;
+                Some(Due {
+                    at: at(e)?,
+                    uid: e.flow.uid,
+                    slot: slot as u32,
+                })
+            })
+            .collect()
     }
 
     /// Ends flows idle past the timeout at event time `now_ns` (Final updates), oldest first.
@@ -459,9 +503,9 @@ impl RecordTable {
             if due.at >= now_ns {
                 break;
             }
-            let (uid, key) = (due.uid, due.key);
+            let (uid, slot) = (due.uid, due.slot);
             self.awaiting.pop();
-            if let Some(entry) = self.flows.get_mut(&key)
+            if let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut)
                 && entry.flow.uid == uid
                 && entry.awaiting_reverse.take().is_some()
             {
@@ -489,8 +533,7 @@ impl RecordTable {
 
     /// Whether an index entry still stands for its flow's current last_ns.
     fn is_live(&self, due: &Due) -> bool {
-        self.flows
-            .get(&due.key)
+        self.entry(due.slot)
             .is_some_and(|e| e.flow.uid == due.uid && e.flow.last_ns == due.at)
     }
 
@@ -498,7 +541,9 @@ impl RecordTable {
     pub fn flush(&mut self, is_inside: &dyn Fn(IpAddr) -> bool, sink: &mut dyn RecordSink) {
         self.by_last.clear();
         self.awaiting.clear();
-        let flows: Vec<ExportFlow> = self.flows.drain().map(|(_, e)| e.flow).collect();
+        self.index.clear();
+        self.free.clear();
+        let flows: Vec<ExportFlow> = self.slots.drain(..).flatten().map(|e| e.flow).collect();
         // Sorting small keys moves far fewer bytes than sorting the flows.
         let mut order: Vec<(u64, Uid, usize)> = flows
             .iter()
@@ -515,30 +560,33 @@ impl RecordTable {
     /// entries. Pops the index first so every call makes progress.
     fn pop_oldest(&mut self) -> Option<ExportFlow> {
         while let Some(due) = self.by_last.pop() {
-            if let MapEntry::Occupied(slot) = self.flows.entry(due.key)
-                && slot.get().flow.uid == due.uid
-                && slot.get().flow.last_ns == due.at
-            {
-                return Some(slot.remove().flow);
+            if self.is_live(&due) {
+                return self.remove(due.slot);
             }
         }
         None
     }
 
+    /// Takes a flow out of the table.
+    fn remove(&mut self, slot: u32) -> Option<ExportFlow> {
+        let flow = self.slots.get_mut(slot as usize)?.take()?.flow;
+        // The key is the flow's endpoints in either order.
+        self.index
+            .remove(&FlowKey::new(flow.orig, flow.resp, flow.proto));
+        self.free.push(slot);
+        Some(flow)
+    }
+
     /// Removes a tabled flow and sends its Final update.
     fn end_flow(
         &mut self,
-        key: &FlowKey,
+        slot: u32,
         is_inside: &dyn Fn(IpAddr) -> bool,
         sink: &mut dyn RecordSink,
     ) {
-        let Some(entry) = self.flows.remove(key) else {
-            return;
-        };
-        sink.export_flow(
-            &entry.flow,
-            &entry.flow.update(UpdateKind::Final, is_inside),
-        );
+        if let Some(flow) = self.remove(slot) {
+            sink.export_flow(&flow, &flow.update(UpdateKind::Final, is_inside));
+        }
     }
 
     /// A flow holding just this record, oriented by its flags, then ports, then src.
@@ -588,17 +636,18 @@ impl RecordTable {
         }
     }
 
-    /// Adds a record to the tabled flow of `key`.
+    /// Adds a record to the tabled flow in `slot`.
     fn stitch(
         &mut self,
-        key: FlowKey,
+        slot: u32,
         record: &FlowRecord,
         start: u64,
         end: u64,
         is_inside: &dyn Fn(IpAddr) -> bool,
         sink: &mut dyn RecordSink,
     ) {
-        let Some(entry) = self.flows.get_mut(&key) else {
+        // Borrows the slot alone, so counters stay usable.
+        let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
         let flow = &mut entry.flow;
@@ -666,12 +715,12 @@ impl RecordTable {
                 sink.export_flow(flow, &flow.update(UpdateKind::Interim, is_inside));
             }
             if last_ns != old_last {
-                self.push_last(last_ns, uid, key);
+                self.push_last(last_ns, uid, slot);
             }
             return;
         }
         self.counters.flows_closed += 1;
-        self.end_flow(&key, is_inside, sink);
+        self.end_flow(slot, is_inside, sink);
     }
 }
 
