@@ -977,6 +977,7 @@ fn set_once<T>(slot: &mut Option<T>, value: Option<T>) {
 }
 
 impl RecordFields {
+    #[inline]
     fn read(&mut self, slot: Slot, value: &[u8]) {
         let number = read_unsigned(value);
         match slot {
@@ -1096,10 +1097,15 @@ impl RecordFields {
 
 /// An unsigned integer in network order of 1..=8 bytes (RFC 7011 reduced-size encoding).
 fn read_unsigned(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 8 {
-        return None;
+    // The usual widths in one load each.
+    match *value {
+        [a] => Some(u64::from(a)),
+        [a, b] => Some(u64::from(u16::from_be_bytes([a, b]))),
+        [a, b, c, d] => Some(u64::from(u32::from_be_bytes([a, b, c, d]))),
+        [a, b, c, d, e, f, g, h] => Some(u64::from_be_bytes([a, b, c, d, e, f, g, h])),
+        _ if value.is_empty() || value.len() > 8 => None,
+        _ => Some(value.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))),
     }
-    Some(value.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
 }
 
 /// dateTimeMicroseconds / dateTimeNanoseconds: NTP seconds since 1900 and a 2^-32 fraction.

@@ -543,17 +543,22 @@ impl RecordTable {
         self.awaiting.clear();
         self.index.clear();
         self.free.clear();
-        let flows: Vec<ExportFlow> = self.slots.drain(..).flatten().map(|e| e.flow).collect();
-        // Sorting small keys moves far fewer bytes than sorting the flows.
-        let mut order: Vec<(u64, Uid, usize)> = flows
+        // Sorting small keys, and reading each flow where it is, moves far fewer bytes than
+        // collecting and sorting the flows.
+        let mut order: Vec<(u64, Uid, usize)> = self
+            .slots
             .iter()
             .enumerate()
-            .map(|(index, f)| (f.first_ns, f.uid, index))
+            .filter_map(|(slot, e)| e.as_ref().map(|e| (e.flow.first_ns, e.flow.uid, slot)))
             .collect();
         order.sort_unstable();
-        for flow in order.iter().filter_map(|&(_, _, index)| flows.get(index)) {
-            sink.export_flow(flow, &flow.update(UpdateKind::Final, is_inside));
+        for &(_, _, slot) in &order {
+            if let Some(Some(entry)) = self.slots.get(slot) {
+                let flow = &entry.flow;
+                sink.export_flow(flow, &flow.update(UpdateKind::Final, is_inside));
+            }
         }
+        self.slots.clear();
     }
 
     /// Removes the flow with the oldest last_ns (ties: lowest uid), skipping stale index
