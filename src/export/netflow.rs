@@ -977,7 +977,7 @@ fn set_once<T>(slot: &mut Option<T>, value: Option<T>) {
 }
 
 impl RecordFields {
-    #[inline]
+    #[inline(always)]
     fn read(&mut self, slot: Slot, value: &[u8]) {
         let number = read_unsigned(value);
         match slot {

@@ -3,42 +3,51 @@
 //! at the end of a file, a router its cache on a reload. Sorting what arrived together lets
 //! windows close in event time.
 //!
-//! Cost: records stay where they arrived; a release sorts small (end, start, position) keys
-//! and hands out references, so a record is moved once (into the buffer) however large the
-//! batch that releases it.
+//! Cost: records stay where they arrived, with arrival time and horizon kept once per
+//! datagram; a release sorts small (end, start, position) keys and hands out references, so
+//! a record is moved once (into the buffer) however large the batch that releases it.
 use super::FlowRecord;
 use std::collections::VecDeque;
 
-struct Held {
+/// Records of one datagram: they share an arrival time and a horizon.
+struct Batch {
     arrival_ns: u64,
-    /// Latest event time this record may move the clock to.
+    /// Latest event time these records may move the clock to.
     horizon: u64,
-    record: FlowRecord,
+    records: usize,
 }
 
 #[derive(Default)]
 pub struct ReorderBuffer {
-    held: VecDeque<Held>,
+    records: VecDeque<FlowRecord>,
+    /// `records` by datagram, oldest first.
+    batches: VecDeque<Batch>,
     /// Sort keys of the last release (end_ns, start_ns, position): kept for its allocation.
     order: Vec<(u64, u64, usize)>,
+    /// Horizon of each released record, by position.
+    horizons: Vec<u64>,
 }
 
 impl ReorderBuffer {
     pub fn len(&self) -> usize {
-        self.held.len()
+        self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.records.is_empty()
     }
 
     /// Holds the records of one datagram (drained from `records`), received at `arrival_ns`.
     pub fn extend(&mut self, arrival_ns: u64, horizon: u64, records: &mut Vec<FlowRecord>) {
-        self.held.extend(records.drain(..).map(|record| Held {
+        if records.is_empty() {
+            return;
+        }
+        self.batches.push_back(Batch {
             arrival_ns,
             horizon,
-            record,
-        }));
+            records: records.len(),
+        });
+        self.records.extend(records.drain(..));
     }
 
     /// The records that leave now: from the front, those that arrived at or before
@@ -46,19 +55,30 @@ impl ReorderBuffer {
     /// sorted by (end_ns, start_ns), ties in arrival order, with their horizons, and leave
     /// the buffer when the returned batch is dropped.
     pub fn release(&mut self, cutoff: u64, all: bool, over: usize) -> Released<'_> {
-        let count = self
-            .held
-            .iter()
-            .enumerate()
-            .take_while(|(index, h)| all || *index < over || h.arrival_ns <= cutoff)
-            .count();
+        self.horizons.clear();
+        let mut count = 0;
+        while let Some(batch) = self.batches.front_mut() {
+            let take = if all || batch.arrival_ns <= cutoff {
+                batch.records
+            } else {
+                batch.records.min(over.saturating_sub(count))
+            };
+            count += take;
+            self.horizons
+                .extend(std::iter::repeat_n(batch.horizon, take));
+            if take < batch.records {
+                batch.records -= take;
+                break;
+            }
+            self.batches.pop_front();
+        }
         self.order.clear();
         self.order.extend(
-            self.held
+            self.records
                 .iter()
                 .take(count)
                 .enumerate()
-                .map(|(index, h)| (h.record.end_ns, h.record.start_ns, index)),
+                .map(|(index, r)| (r.end_ns, r.start_ns, index)),
         );
         // Positions are distinct, so the unstable sort orders ties by arrival.
         self.order.sort_unstable();
@@ -86,14 +106,14 @@ impl Released<'_> {
     pub fn next_record(&mut self) -> Option<(&FlowRecord, u64)> {
         let &(_, _, index) = self.buffer.order.get(self.next)?;
         self.next += 1;
-        let held = self.buffer.held.get(index)?;
-        Some((&held.record, held.horizon))
+        let record = self.buffer.records.get(index)?;
+        Some((record, *self.buffer.horizons.get(index)?))
     }
 }
 
 impl Drop for Released<'_> {
     fn drop(&mut self) {
-        self.buffer.held.drain(..self.count);
+        self.buffer.records.drain(..self.count);
     }
 }
 
@@ -169,6 +189,20 @@ mod tests {
         drop(released);
         assert_eq!(buffer.len(), 1);
         assert!(buffer.release(0, false, 0).is_empty());
+        assert_eq!(buffer.len(), 1);
+        // The rest of a cut datagram keeps its horizon; the bound spans datagrams.
+        buffer.extend(20, 200, &mut vec![record(4, 0, 0), record(5, 0, 0)]);
+        let mut released = buffer.release(0, false, 2);
+        assert_eq!(
+            released.next_record().map(|(r, h)| (r.src_port, h)),
+            Some((4, 200))
+        );
+        assert_eq!(
+            released.next_record().map(|(r, h)| (r.src_port, h)),
+            Some((3, 100))
+        );
+        assert!(released.next_record().is_none());
+        drop(released);
         assert_eq!(buffer.len(), 1);
     }
 }

@@ -424,7 +424,7 @@ impl RecordTable {
                 break;
             };
             self.counters.flows_evicted += 1;
-            sink.export_flow(&oldest, &oldest.update(UpdateKind::Final, is_inside));
+            self.end_flow(oldest, is_inside, sink);
         }
         let mut entry = entry;
         let one_way = record.rev_packets == 0 && record.sampling <= 1;
@@ -524,9 +524,9 @@ impl RecordTable {
             if due.at.saturating_add(self.idle_timeout_ns) >= now_ns {
                 break;
             }
-            if let Some(flow) = self.pop_oldest() {
+            if let Some(slot) = self.pop_oldest() {
                 self.counters.flows_expired += 1;
-                sink.export_flow(&flow, &flow.update(UpdateKind::Final, is_inside));
+                self.end_flow(slot, is_inside, sink);
             }
         }
     }
@@ -561,37 +561,37 @@ impl RecordTable {
         self.slots.clear();
     }
 
-    /// Removes the flow with the oldest last_ns (ties: lowest uid), skipping stale index
+    /// The slot of the flow with the oldest last_ns (ties: lowest uid), skipping stale index
     /// entries. Pops the index first so every call makes progress.
-    fn pop_oldest(&mut self) -> Option<ExportFlow> {
+    fn pop_oldest(&mut self) -> Option<u32> {
         while let Some(due) = self.by_last.pop() {
             if self.is_live(&due) {
-                return self.remove(due.slot);
+                return Some(due.slot);
             }
         }
         None
     }
 
-    /// Takes a flow out of the table.
-    fn remove(&mut self, slot: u32) -> Option<ExportFlow> {
-        let flow = self.slots.get_mut(slot as usize)?.take()?.flow;
-        // The key is the flow's endpoints in either order.
-        self.index
-            .remove(&FlowKey::new(flow.orig, flow.resp, flow.proto));
-        self.free.push(slot);
-        Some(flow)
-    }
-
-    /// Removes a tabled flow and sends its Final update.
+    /// Sends a tabled flow's Final update and removes it (read in place, not moved out).
     fn end_flow(
         &mut self,
         slot: u32,
         is_inside: &dyn Fn(IpAddr) -> bool,
         sink: &mut dyn RecordSink,
     ) {
-        if let Some(flow) = self.remove(slot) {
-            sink.export_flow(&flow, &flow.update(UpdateKind::Final, is_inside));
-        }
+        let Some(place) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(entry) = place.as_ref() else {
+            return;
+        };
+        let flow = &entry.flow;
+        sink.export_flow(flow, &flow.update(UpdateKind::Final, is_inside));
+        // The key is the flow's endpoints in either order.
+        let key = FlowKey::new(flow.orig, flow.resp, flow.proto);
+        *place = None;
+        self.index.remove(&key);
+        self.free.push(slot);
     }
 
     /// A flow holding just this record, oriented by its flags, then ports, then src.
