@@ -42,11 +42,12 @@
 //! goes back between updates of a uid, while `first_ns` may move earlier when a piece
 //! arrives out of order.
 //!
-//! Cost: flows sit in a hash map; a min-heap of (last_ns, uid) gives the next flow to expire
-//! or evict. Heap entries are not removed when their flow moves on or ends (that would need
-//! a search); a popped entry that no longer matches its flow is skipped, and the heap is
-//! rebuilt from the table when stale entries outnumber live ones. A push is O(1) on average
-//! and a pop O(log n), about a third of the work of an ordered map's insert and remove.
+//! Cost: flows sit in a slot vector, found by a hash map from key to slot; a min-heap of
+//! (last_ns, uid, slot) gives the next flow to expire or evict. Heap entries are not removed
+//! when their flow moves on or ends (that would need a search); a popped entry that no
+//! longer matches its slot is skipped, and the heap is rebuilt from the table when stale
+//! entries outnumber live ones. A push is O(1) on average and a pop O(log n), about a third
+//! of the work of an ordered map's insert and remove.
 use super::{ExportConfig, FlowRecord, RecordSource};
 use crate::decode::packet::ip_proto;
 use crate::flow::key::{FlowKey, Uid};
