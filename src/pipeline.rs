@@ -12,6 +12,7 @@ use crate::detect::proxyware::{NameObservation, ProxywareDetector};
 use crate::enrich::dns_cache::DnsCache;
 use crate::enrich::domains::DomainMatcher;
 use crate::export::netflow::NetflowDecoder;
+use crate::export::reorder::ReorderBuffer;
 use crate::export::sflow::SflowDecoder;
 use crate::export::table::{ExportFlow, RecordSink, RecordTable};
 use crate::export::vpc::{self, VpcCounters};
@@ -561,16 +562,9 @@ fn host_without_port(authority: &str) -> &str {
 /// Where alerts go as their windows close.
 pub type AlertHandler<'h> = dyn FnMut(&[Alert]) -> io::Result<()> + 'h;
 
-/// A decoded export record waiting to be put in event-time order.
-struct Held {
-    arrival_ns: u64,
-    horizon: u64,
-    record: FlowRecord,
-}
-
 /// Export datagrams and records on their way to the record table.
 struct ExportIngest {
-    held: std::collections::VecDeque<Held>,
+    held: ReorderBuffer,
     netflow: NetflowDecoder,
     sflow: SflowDecoder,
     table: RecordTable,
@@ -823,21 +817,13 @@ impl Run {
         }
         // An exporter clock far ahead of the datagram's arrival must not close every window.
         let horizon = recv_ns.saturating_add(MAX_EXPORTER_CLOCK_AHEAD_NS);
-        for record in records.drain(..) {
-            self.ingest.held.push_back(Held {
-                arrival_ns: recv_ns,
-                horizon,
-                record,
-            });
-        }
+        self.ingest.held.extend(recv_ns, horizon, &mut records);
         self.ingest.records = records;
     }
 
     /// Releases held export records that arrived `reorder_seconds` before `arrival_ns` (all
-    /// of them when `all`), or beyond `max_reorder_records`, in event-time order. Exporters
-    /// send records when flows end or time out, not when they start: softflowd dumps its
-    /// whole cache at the end of a file, a router its cache on a reload. Sorting what arrived
-    /// together lets windows close in event time.
+    /// of them when `all`), or beyond `max_reorder_records`, in event-time order (see
+    /// [`ReorderBuffer`]).
     fn release_held(
         &mut self,
         arrival_ns: u64,
@@ -851,19 +837,22 @@ impl Run {
             .held
             .len()
             .saturating_sub(self.config.export.max_reorder_records);
-        let mut batch: Vec<Held> = Vec::new();
-        while let Some(front) = self.ingest.held.front() {
-            if !(all || batch.len() < over || front.arrival_ns <= cutoff) {
+        // Out of `self` while its records go through `self.record`.
+        let mut held = std::mem::take(&mut self.ingest.held);
+        let mut batch = held.release(cutoff, all, over);
+        let released = !batch.is_empty();
+        let mut result = Ok(());
+        while let Some((record, horizon)) = batch.next_record() {
+            self.record(record, horizon);
+            result = self.advance(self.now_ns, on_alerts);
+            if result.is_err() {
                 break;
             }
-            batch.extend(self.ingest.held.pop_front());
         }
-        batch.sort_by_key(|h| (h.record.end_ns, h.record.start_ns));
-        for held in &batch {
-            self.record(&held.record, held.horizon);
-            self.advance(self.now_ns, on_alerts)?;
-        }
-        if !batch.is_empty() {
+        drop(batch);
+        self.ingest.held = held;
+        result?;
+        if released {
             self.last_release = Some((arrival_ns, self.now_ns));
         }
         Ok(())

@@ -5,6 +5,7 @@
 //!
 //! [`FlowUpdate`]: crate::flow::update::FlowUpdate
 pub mod netflow;
+pub mod reorder;
 pub mod sflow;
 pub mod table;
 pub mod vpc;

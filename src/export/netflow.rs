@@ -91,14 +91,18 @@ struct FieldSpec {
     pen: u32,
 }
 
+/// A template compiled for decoding: what each field feeds is decided once per template,
+/// not once per record.
 #[derive(Debug)]
 struct Template {
-    fields: Vec<FieldSpec>,
-    /// Leading scope fields of an options template (0 for a data template).
-    scope_fields: usize,
+    /// Every field in record order: its length (`VARIABLE_LENGTH` when variable) and slot.
+    fields: Vec<(u16, Slot)>,
     options: bool,
     /// Shortest record (a variable-length field counts as its 1-byte length): always >= 1.
     min_record_len: usize,
+    /// Without variable-length fields every record is `min_record_len` long: the (offset,
+    /// length, slot) of just the fields read, so the others are not walked.
+    fixed: Option<Vec<(usize, usize, Slot)>>,
 }
 
 struct TemplateEntry {
@@ -665,41 +669,55 @@ impl NetflowDecoder {
         base: usize,
         out: &mut Vec<FlowRecord>,
     ) -> Result<(), ExportError> {
-        let ipfix = scope.version == 10;
+        // What a record does not say itself is the same for the whole set: looked up once.
+        let defaults = SetDefaults {
+            sampling: self.sampling_for(scope, None),
+            system_init_ns: self.system_init.get(&scope).copied(),
+        };
         let mut at = 0;
         // What is left after the last whole record is padding.
         while body.len().saturating_sub(at) >= template.min_record_len {
             let mut fields = RecordFields::default();
-            for (index, spec) in template.fields.iter().enumerate() {
-                let truncated = |offset| ExportError::Truncated {
-                    what: "data record",
-                    offset: base + offset,
-                };
-                let len = if spec.len == VARIABLE_LENGTH {
-                    let first = *body.get(at).ok_or(truncated(at))?;
-                    at += 1;
-                    if first == 255 {
-                        let long = be16(body, at).ok_or(truncated(at))?;
-                        at += 2;
-                        usize::from(long)
-                    } else {
-                        usize::from(first)
+            match &template.fixed {
+                Some(plan) => {
+                    let record = body.get(at..at + template.min_record_len).unwrap_or(&[]);
+                    for &(offset, len, slot) in plan {
+                        if let Some(value) = record.get(offset..offset + len) {
+                            fields.read(slot, value);
+                        }
                     }
-                } else {
-                    usize::from(spec.len)
-                };
-                let value = body.get(at..at + len).ok_or(truncated(at))?;
-                at += len;
-                // NetFlow v9 scope field types (system, interface, ...) are not IEs.
-                if ipfix || index >= template.scope_fields {
-                    fields.read(spec, value);
+                    at += template.min_record_len;
+                }
+                None => {
+                    for &(spec_len, slot) in &template.fields {
+                        let truncated = |offset| ExportError::Truncated {
+                            what: "data record",
+                            offset: base + offset,
+                        };
+                        let len = if spec_len == VARIABLE_LENGTH {
+                            let first = *body.get(at).ok_or(truncated(at))?;
+                            at += 1;
+                            if first == 255 {
+                                let long = be16(body, at).ok_or(truncated(at))?;
+                                at += 2;
+                                usize::from(long)
+                            } else {
+                                usize::from(first)
+                            }
+                        } else {
+                            usize::from(spec_len)
+                        };
+                        let value = body.get(at..at + len).ok_or(truncated(at))?;
+                        at += len;
+                        fields.read(slot, value);
+                    }
                 }
             }
             if template.options {
                 self.counters.options_records += 1;
                 self.learn_options(scope, &fields);
             } else {
-                self.emit(scope, time, &fields, out);
+                self.emit(scope, time, defaults, &fields, out);
             }
         }
         Ok(())
@@ -744,6 +762,7 @@ impl NetflowDecoder {
         &mut self,
         scope: Scope,
         time: HeaderTime,
+        defaults: SetDefaults,
         fields: &RecordFields,
         out: &mut Vec<FlowRecord>,
     ) {
@@ -751,11 +770,12 @@ impl NetflowDecoder {
             self.counters.records_without_keys += 1;
             return;
         };
-        let sampling = self.sampling_for(scope, fields.sampler_id);
+        let sampling = match fields.sampler_id {
+            Some(id) => self.sampling_for(scope, Some(id)),
+            None => defaults.sampling,
+        };
         let scale = |v: Option<u64>| v.unwrap_or(0).saturating_mul(u64::from(sampling));
-        let system_init = fields
-            .system_init_ns
-            .or_else(|| self.system_init.get(&scope).copied());
+        let system_init = fields.system_init_ns.or(defaults.system_init_ns);
         let to_ns = |uptime: u32| match time.uptime_ms {
             Some(_) => uptime_to_ns(time, uptime),
             None => match system_init {
@@ -814,6 +834,105 @@ fn uptime_to_ns(time: HeaderTime, switched_ms: u32) -> u64 {
     u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
 }
 
+/// What a data set's records share unless they say otherwise.
+#[derive(Debug, Clone, Copy)]
+struct SetDefaults {
+    /// The scope's default sampling interval (or the configured override).
+    sampling: u32,
+    /// The scope's systemInitTimeMilliseconds from options data, ns since the Unix epoch.
+    system_init_ns: Option<u64>,
+}
+
+/// Where a template field's value goes in [`RecordFields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Skip,
+    Octets,
+    Packets,
+    TotalOctets,
+    TotalPackets,
+    RevOctets,
+    RevPackets,
+    RevTotalOctets,
+    RevTotalPackets,
+    Proto,
+    TcpFlags,
+    RevTcpFlags,
+    SrcPort,
+    DstPort,
+    Src4,
+    Dst4,
+    Src6,
+    Dst6,
+    EndUptime,
+    StartUptime,
+    StartSecs,
+    EndSecs,
+    StartMillis,
+    EndMillis,
+    StartNtp,
+    EndNtp,
+    SystemInitMillis,
+    StartDeltaMicros,
+    EndDeltaMicros,
+    EndReason,
+    SamplerId,
+    SamplingInterval,
+    PacketInterval,
+    PacketSpace,
+}
+
+impl Slot {
+    /// The slot of an information element (IANA, or RFC 5103 reverse).
+    fn of(spec: &FieldSpec) -> Slot {
+        if spec.pen == REVERSE_PEN {
+            return match spec.id {
+                1 => Slot::RevOctets,
+                2 => Slot::RevPackets,
+                85 => Slot::RevTotalOctets,
+                86 => Slot::RevTotalPackets,
+                6 => Slot::RevTcpFlags,
+                _ => Slot::Skip,
+            };
+        }
+        if spec.pen != 0 {
+            return Slot::Skip;
+        }
+        match spec.id {
+            1 => Slot::Octets,
+            2 => Slot::Packets,
+            85 => Slot::TotalOctets,
+            86 => Slot::TotalPackets,
+            4 => Slot::Proto,
+            6 => Slot::TcpFlags,
+            7 => Slot::SrcPort,
+            11 => Slot::DstPort,
+            8 => Slot::Src4,
+            12 => Slot::Dst4,
+            27 => Slot::Src6,
+            28 => Slot::Dst6,
+            21 => Slot::EndUptime,
+            22 => Slot::StartUptime,
+            150 => Slot::StartSecs,
+            151 => Slot::EndSecs,
+            152 => Slot::StartMillis,
+            153 => Slot::EndMillis,
+            154 | 156 => Slot::StartNtp,
+            155 | 157 => Slot::EndNtp,
+            160 => Slot::SystemInitMillis,
+            158 => Slot::StartDeltaMicros,
+            159 => Slot::EndDeltaMicros,
+            136 => Slot::EndReason,
+            // samplerId (v9 FLOW_SAMPLER_ID) or selectorId: which sampler a record used.
+            48 | 302 => Slot::SamplerId,
+            34 | 50 => Slot::SamplingInterval,
+            305 => Slot::PacketInterval,
+            306 => Slot::PacketSpace,
+            _ => Slot::Skip,
+        }
+    }
+}
+
 /// The elements of one data record this decoder uses; the first occurrence of each wins.
 #[derive(Debug, Default)]
 struct RecordFields {
@@ -858,39 +977,32 @@ fn set_once<T>(slot: &mut Option<T>, value: Option<T>) {
 }
 
 impl RecordFields {
-    fn read(&mut self, spec: &FieldSpec, value: &[u8]) {
+    #[inline(always)]
+    fn read(&mut self, slot: Slot, value: &[u8]) {
         let number = read_unsigned(value);
-        if spec.pen == REVERSE_PEN {
-            match spec.id {
-                1 => set_once(&mut self.rev_octets, number),
-                2 => set_once(&mut self.rev_packets, number),
-                85 => set_once(&mut self.rev_total_octets, number),
-                86 => set_once(&mut self.rev_total_packets, number),
-                6 => set_once(&mut self.rev_tcp_flags, number.map(|n| n as u8)),
-                _ => {}
-            }
-            return;
-        }
-        if spec.pen != 0 {
-            return;
-        }
-        match spec.id {
-            1 => set_once(&mut self.octets, number),
-            2 => set_once(&mut self.packets, number),
-            85 => set_once(&mut self.total_octets, number),
-            86 => set_once(&mut self.total_packets, number),
+        match slot {
+            Slot::Skip => {}
+            Slot::Octets => set_once(&mut self.octets, number),
+            Slot::Packets => set_once(&mut self.packets, number),
+            Slot::TotalOctets => set_once(&mut self.total_octets, number),
+            Slot::TotalPackets => set_once(&mut self.total_packets, number),
+            Slot::RevOctets => set_once(&mut self.rev_octets, number),
+            Slot::RevPackets => set_once(&mut self.rev_packets, number),
+            Slot::RevTotalOctets => set_once(&mut self.rev_total_octets, number),
+            Slot::RevTotalPackets => set_once(&mut self.rev_total_packets, number),
+            Slot::Proto => set_once(&mut self.proto, number.map(|n| n as u8)),
             // tcpControlBits may be 2 bytes in IPFIX: the flags are the low 8 bits.
-            4 => set_once(&mut self.proto, number.map(|n| n as u8)),
-            6 => set_once(&mut self.tcp_flags, number.map(|n| n as u8)),
-            7 => set_once(&mut self.src_port, number.map(|n| n as u16)),
-            11 => set_once(&mut self.dst_port, number.map(|n| n as u16)),
-            8 | 12 => {
+            Slot::TcpFlags => set_once(&mut self.tcp_flags, number.map(|n| n as u8)),
+            Slot::RevTcpFlags => set_once(&mut self.rev_tcp_flags, number.map(|n| n as u8)),
+            Slot::SrcPort => set_once(&mut self.src_port, number.map(|n| n as u16)),
+            Slot::DstPort => set_once(&mut self.dst_port, number.map(|n| n as u16)),
+            Slot::Src4 | Slot::Dst4 => {
                 if let Ok(octets) = <[u8; 4]>::try_from(value) {
                     let addr = Ipv4Addr::from(octets);
                     if !addr.is_unspecified() && self.v6_first.is_none() {
                         self.v6_first = Some(false);
                     }
-                    let slot = if spec.id == 8 {
+                    let slot = if slot == Slot::Src4 {
                         &mut self.src4
                     } else {
                         &mut self.dst4
@@ -898,13 +1010,13 @@ impl RecordFields {
                     set_once(slot, Some(addr));
                 }
             }
-            27 | 28 => {
+            Slot::Src6 | Slot::Dst6 => {
                 if let Ok(octets) = <[u8; 16]>::try_from(value) {
                     let addr = Ipv6Addr::from(octets);
                     if !addr.is_unspecified() && self.v6_first.is_none() {
                         self.v6_first = Some(true);
                     }
-                    let slot = if spec.id == 27 {
+                    let slot = if slot == Slot::Src6 {
                         &mut self.src6
                     } else {
                         &mut self.dst6
@@ -912,39 +1024,37 @@ impl RecordFields {
                     set_once(slot, Some(addr));
                 }
             }
-            21 => set_once(&mut self.end_uptime_ms, number.map(|n| n as u32)),
-            22 => set_once(&mut self.start_uptime_ms, number.map(|n| n as u32)),
-            150 => set_once(
+            Slot::EndUptime => set_once(&mut self.end_uptime_ms, number.map(|n| n as u32)),
+            Slot::StartUptime => set_once(&mut self.start_uptime_ms, number.map(|n| n as u32)),
+            Slot::StartSecs => set_once(
                 &mut self.start_ns,
                 number.map(|s| s.saturating_mul(1_000_000_000)),
             ),
-            151 => set_once(
+            Slot::EndSecs => set_once(
                 &mut self.end_ns,
                 number.map(|s| s.saturating_mul(1_000_000_000)),
             ),
-            152 => set_once(
+            Slot::StartMillis => set_once(
                 &mut self.start_ns,
                 number.map(|ms| ms.saturating_mul(1_000_000)),
             ),
-            153 => set_once(
+            Slot::EndMillis => set_once(
                 &mut self.end_ns,
                 number.map(|ms| ms.saturating_mul(1_000_000)),
             ),
-            154 | 156 => set_once(&mut self.start_ns, ntp_to_ns(value)),
-            155 | 157 => set_once(&mut self.end_ns, ntp_to_ns(value)),
-            160 => set_once(
+            Slot::StartNtp => set_once(&mut self.start_ns, ntp_to_ns(value)),
+            Slot::EndNtp => set_once(&mut self.end_ns, ntp_to_ns(value)),
+            Slot::SystemInitMillis => set_once(
                 &mut self.system_init_ns,
                 number.map(|ms| ms.saturating_mul(1_000_000)),
             ),
-            158 => set_once(&mut self.start_delta_us, number),
-            159 => set_once(&mut self.end_delta_us, number),
-            136 => set_once(&mut self.end_reason, number.map(|n| n as u8)),
-            // samplerId (v9 FLOW_SAMPLER_ID) or selectorId: which sampler a record used.
-            48 | 302 => set_once(&mut self.sampler_id, number),
-            34 | 50 => set_once(&mut self.sampling_interval, number),
-            305 => set_once(&mut self.packet_interval, number),
-            306 => set_once(&mut self.packet_space, number),
-            _ => {}
+            Slot::StartDeltaMicros => set_once(&mut self.start_delta_us, number),
+            Slot::EndDeltaMicros => set_once(&mut self.end_delta_us, number),
+            Slot::EndReason => set_once(&mut self.end_reason, number.map(|n| n as u8)),
+            Slot::SamplerId => set_once(&mut self.sampler_id, number),
+            Slot::SamplingInterval => set_once(&mut self.sampling_interval, number),
+            Slot::PacketInterval => set_once(&mut self.packet_interval, number),
+            Slot::PacketSpace => set_once(&mut self.packet_space, number),
         }
     }
 
@@ -987,10 +1097,15 @@ impl RecordFields {
 
 /// An unsigned integer in network order of 1..=8 bytes (RFC 7011 reduced-size encoding).
 fn read_unsigned(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 8 {
-        return None;
+    // The usual widths in one load each.
+    match *value {
+        [a] => Some(u64::from(a)),
+        [a, b] => Some(u64::from(u16::from_be_bytes([a, b]))),
+        [a, b, c, d] => Some(u64::from(u32::from_be_bytes([a, b, c, d]))),
+        [a, b, c, d, e, f, g, h] => Some(u64::from_be_bytes([a, b, c, d, e, f, g, h])),
+        _ if value.is_empty() || value.len() > 8 => None,
+        _ => Some(value.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))),
     }
-    Some(value.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
 }
 
 /// dateTimeMicroseconds / dateTimeNanoseconds: NTP seconds since 1900 and a 2^-32 fraction.
@@ -1040,7 +1155,8 @@ fn parse_v9_template(rest: &[u8], options: bool) -> TemplateParse {
         at += 4;
     }
     // Padding after options template records comes at the end of the flowset only.
-    let template = build_template(fields, scope_count, options).map_err(|d| ("template", 0, d))?;
+    let template =
+        build_template(fields, scope_count, options, false).map_err(|d| ("template", 0, d))?;
     Ok((id, Some(template), at))
 }
 
@@ -1090,14 +1206,18 @@ fn parse_ipfix_template(rest: &[u8], options: bool) -> TemplateParse {
             pen,
         });
     }
-    let template = build_template(fields, scope_count, options).map_err(|d| ("template", 0, d))?;
+    let template =
+        build_template(fields, scope_count, options, true).map_err(|d| ("template", 0, d))?;
     Ok((id, Some(template), at))
 }
 
+/// `scope_fields` leading fields are an options template's scope; as NetFlow v9 scope field
+/// types (system, interface, ...) are not information elements, `read_scope` is false there.
 fn build_template(
     fields: Vec<FieldSpec>,
     scope_fields: usize,
     options: bool,
+    read_scope: bool,
 ) -> Result<Template, String> {
     let min_record_len: usize = fields
         .iter()
@@ -1113,11 +1233,34 @@ fn build_template(
     if min_record_len == 0 {
         return Err("records of zero length".into());
     }
+    let fields: Vec<(u16, Slot)> = fields
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            let slot = if read_scope || index >= scope_fields {
+                Slot::of(spec)
+            } else {
+                Slot::Skip
+            };
+            (spec.len, slot)
+        })
+        .collect();
+    let fixed = (!fields.iter().any(|&(len, _)| len == VARIABLE_LENGTH)).then(|| {
+        let mut offset = 0;
+        let mut plan = Vec::new();
+        for &(len, slot) in &fields {
+            if slot != Slot::Skip {
+                plan.push((offset, usize::from(len), slot));
+            }
+            offset += usize::from(len);
+        }
+        plan
+    });
     Ok(Template {
         fields,
-        scope_fields,
         options,
         min_record_len,
+        fixed,
     })
 }
 
