@@ -269,7 +269,7 @@ fn open(rng: &mut Rng, i: u64, ts_us: u64) -> Live {
         mac: mac_for(cip),
         ip: cip,
         port,
-        ttl: if host % 3 == 0 { 64 } else { 128 },
+        ttl: if host.is_multiple_of(3) { 64 } else { 128 },
     };
     Live {
         ts_us,
