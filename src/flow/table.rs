@@ -11,7 +11,7 @@
 //! TCP state's cold part, application inspection state while it runs, and name sets, which
 //! are shared between flows carrying the same names.
 use super::app::{AppEvent, AppState};
-use super::key::{Endpoints, FlowKey, Uid, as_v6};
+use super::key::{Endpoints, PairHasher, Probe, Uid};
 use super::tcp_state::{self, TcpState, flags};
 use super::update::{FlowNames, FlowSink, UpdateKind, service};
 use crate::config::FlowConfig;
@@ -19,9 +19,8 @@ use crate::decode::bittorrent;
 use crate::decode::dns;
 use crate::decode::packet::{Transport, ip_proto};
 use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashSet};
+use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -116,8 +115,8 @@ impl Flow {
         self.names.as_deref()
     }
 
-    fn key(&self) -> FlowKey {
-        FlowKey::new(self.orig(), self.resp(), self.proto)
+    fn hash(&self, hasher: &PairHasher) -> u64 {
+        hasher.hash(&self.endpoints.probe(), self.proto)
     }
 }
 
@@ -200,26 +199,11 @@ impl NameSets {
     }
 }
 
-/// The index's hash of a 5-tuple, the same from either direction.
-fn key_hash(key: &FlowKey) -> u64 {
-    FxBuildHasher.hash_one(key)
-}
-
-/// The key a packet is looked up by. Endpoints of mixed families (no decoder yields them)
-/// are stored IPv4-mapped, so they are hashed that way too.
-fn packet_key(t: &Transport<'_>) -> FlowKey {
-    let (src, dst) = if t.src.is_ipv4() == t.dst.is_ipv4() {
-        (t.src, t.dst)
-    } else {
-        (IpAddr::V6(as_v6(t.src)), IpAddr::V6(as_v6(t.dst)))
-    };
-    FlowKey::new((src, t.sport), (dst, t.dport), t.proto)
-}
-
 pub struct FlowTable {
     config: FlowConfig,
     max_pending_bytes: usize,
     index: HashTable<u32>,
+    hasher: PairHasher,
     slots: Vec<Slot>,
     free: Vec<u32>,
     queues: [VecDeque<QueueEntry>; 4],
@@ -249,6 +233,7 @@ impl FlowTable {
             config,
             max_pending_bytes,
             index: HashTable::new(),
+            hasher: PairHasher::new(),
             slots: Vec::new(),
             free: Vec::new(),
             queues: Default::default(),
@@ -276,19 +261,19 @@ impl FlowTable {
         }
     }
 
-    /// The slot of the flow this packet belongs to, if tracked.
-    fn find(&self, hash: u64, t: &Transport<'_>) -> Option<u32> {
+    /// The slot of the flow this packet belongs to, if tracked, and whether the packet comes
+    /// from its originator.
+    fn find(&self, hash: u64, probe: &Probe, proto: u8) -> Option<(u32, bool)> {
         let slots = &self.slots;
-        self.index
-            .find(hash, |&slot| {
-                used(slots, slot).is_some_and(|f| {
-                    f.proto == t.proto
-                        && f.endpoints
-                            .direction((t.src, t.sport), (t.dst, t.dport))
-                            .is_some()
-                })
-            })
-            .copied()
+        let mut from_orig = true;
+        let slot = self.index.find(hash, |&slot| {
+            let dir = used(slots, slot)
+                .filter(|f| f.proto == proto)
+                .and_then(|f| f.endpoints.direction(probe));
+            from_orig = dir.unwrap_or(true);
+            dir.is_some()
+        })?;
+        Some((*slot, from_orig))
     }
 
     /// Accounts one transport layer of a frame. `wire_len` is the frame's length on the wire.
@@ -299,25 +284,22 @@ impl FlowTable {
         t: &Transport<'_>,
         sink: &mut dyn FlowSink,
     ) {
-        let hash = key_hash(&packet_key(t));
-        let slot = match self.find(hash, t) {
-            Some(slot) if self.is_reuse(slot, t) => {
+        let probe = Probe::new((t.src, t.sport), (t.dst, t.dport));
+        let hash = self.hasher.hash(&probe, t.proto);
+        let (slot, from_orig) = match self.find(hash, &probe, t.proto) {
+            Some((slot, _)) if self.is_reuse(slot, t) => {
                 // A new connection on the same 4-tuple (Zeek's connection reuse): the old
                 // one ends here and the SYN opens a new flow with a new uid.
                 self.counters.connections_reused += 1;
                 self.remove(slot, sink);
                 self.create(hash, ts_ns, t, sink)
             }
-            Some(slot) => slot,
+            Some(found) => found,
             None => self.create(hash, ts_ns, t, sink),
         };
         let Some(flow) = used_mut(&mut self.slots, slot) else {
             return;
         };
-        let from_orig = flow
-            .endpoints
-            .direction((t.src, t.sport), (t.dst, t.dport))
-            .unwrap_or(true);
         flow.last_ns = flow.last_ns.max(ts_ns);
         let payload_len = u64::from(t.payload_len);
         if from_orig {
@@ -449,7 +431,13 @@ impl FlowTable {
         }
     }
 
-    fn create(&mut self, hash: u64, ts_ns: u64, t: &Transport<'_>, sink: &mut dyn FlowSink) -> u32 {
+    fn create(
+        &mut self,
+        hash: u64,
+        ts_ns: u64,
+        t: &Transport<'_>,
+        sink: &mut dyn FlowSink,
+    ) -> (u32, bool) {
         if self.index.len() >= self.config.max_flows {
             self.evict_oldest(sink);
         }
@@ -522,16 +510,16 @@ impl FlowTable {
         if let Some(entry) = self.slots.get_mut(slot as usize) {
             *entry = Slot::Used(flow);
         }
-        let slots = &self.slots;
+        let (slots, hasher) = (&self.slots, &self.hasher);
         self.index.insert_unique(hash, slot, |&s| {
-            used(slots, s).map_or(0, |f| key_hash(&f.key()))
+            used(slots, s).map_or(0, |f| f.hash(hasher))
         });
         self.queues[class as usize].push_back(QueueEntry {
             slot,
             generation,
             ts_ns,
         });
-        slot
+        (slot, (t.src, t.sport) == orig)
     }
 
     fn remove(&mut self, slot: u32, sink: &mut dyn FlowSink) {
@@ -545,7 +533,10 @@ impl FlowTable {
         let Slot::Used(flow) = std::mem::replace(entry, Slot::Free { generation }) else {
             return;
         };
-        if let Ok(found) = self.index.find_entry(key_hash(&flow.key()), |&s| s == slot) {
+        if let Ok(found) = self
+            .index
+            .find_entry(flow.hash(&self.hasher), |&s| s == slot)
+        {
             found.remove();
         }
         self.free.push(slot);
@@ -635,17 +626,14 @@ impl FlowTable {
 
     /// Ends every flow (end of input), oldest first so output order is deterministic.
     pub fn flush(&mut self, sink: &mut dyn FlowSink) {
-        let mut live: Vec<(u64, Uid, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s {
-                Slot::Used(f) => Some((f.first_ns, f.uid, i as u32)),
-                Slot::Free { .. } => None,
-            })
+        // (first_ns, slot): 16 bytes a flow at peak memory; uids break the rare ties.
+        let mut live: Vec<(u64, u32)> = (0..self.slots.len() as u32)
+            .filter_map(|s| used(&self.slots, s).map(|f| (f.first_ns, s)))
             .collect();
-        live.sort_unstable();
-        for (_, _, slot) in live {
+        let slots = &self.slots;
+        let uid = |s: u32| used(slots, s).map(|f| f.uid);
+        live.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| uid(a.1).cmp(&uid(b.1))));
+        for (_, slot) in live {
             self.remove(slot, sink);
         }
         for q in &mut self.queues {
@@ -754,5 +742,167 @@ mod tests {
         assert_eq!(table.counters.connections_reused, 0);
         assert_eq!(sink.0.len(), 1);
         assert_eq!(sink.0[0].2, 2);
+    }
+
+    /// Bytes one flow costs the table at most, without its optional parts (IPv6 endpoints,
+    /// TCP cold part, inspection state, name sets): its slot, its index bucket (hashbrown
+    /// keeps at least 7/16 of the buckets full after growing) and its queue entry, twice
+    /// over for a queue that just doubled.
+    const FIXED_BYTES_PER_FLOW: usize = 232;
+
+    #[test]
+    fn memory_per_flow_stays_in_budget() {
+        use std::mem::size_of;
+        assert_eq!(
+            size_of::<Slot>(),
+            size_of::<Flow>(),
+            "free slots cost nothing more"
+        );
+        assert!(size_of::<Flow>() <= 184, "Flow grew: {}", size_of::<Flow>());
+        assert!(size_of::<TcpState>() <= 64);
+        assert!(size_of::<L4>() <= size_of::<TcpState>());
+        assert!(size_of::<Endpoints>() <= 16);
+        assert!(size_of::<QueueEntry>() <= 16);
+        assert!(size_of::<AppState>() <= 112);
+        let index_bucket = (size_of::<u32>() + 1) * 16 / 7;
+        let fixed = size_of::<Slot>() + index_bucket + 2 * size_of::<QueueEntry>();
+        assert!(fixed <= FIXED_BYTES_PER_FLOW, "{fixed} bytes per flow");
+    }
+
+    /// Records nothing.
+    struct Null;
+
+    impl FlowSink for Null {
+        fn resolved_name(
+            &mut self,
+            _: Uid,
+            _: IpAddr,
+            _: (IpAddr, u16),
+            _: u64,
+        ) -> Option<Arc<str>> {
+            None
+        }
+        fn flow(&mut self, _: &Flow, _: UpdateKind) {}
+        fn dns(&mut self, _: &Flow, _: u64, _: bool, _: &DnsMessage) {}
+        fn tls(&mut self, _: &Flow, _: u64, _: &ClientHelloInfo) {}
+        fn tls_server(&mut self, _: &Flow, _: u64, _: &crate::decode::tls::ServerInfo) {}
+        fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
+        fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
+    }
+
+    /// An HTTP request from client port `port`, with no handshake (midstream flows are
+    /// inspected too); returns the flow's slot.
+    fn http_packet(table: &mut FlowTable, port: u16, host: &str) -> u32 {
+        let payload = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+        let t = Transport {
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([192, 0, 2, 1]),
+            proto: ip_proto::TCP,
+            sport: port,
+            dport: 80,
+            ip_len: 40 + payload.len() as u32,
+            tcp_flags: flags::ACK | flags::PSH,
+            seq: 1000,
+            ack: 1,
+            window: 1024,
+            payload: &payload,
+            payload_len: payload.len() as u32,
+        };
+        table.packet(1_000_000_000, 54 + payload.len() as u32, &t, &mut Null);
+        let probe = Probe::new((t.src, t.sport), (t.dst, t.dport));
+        table
+            .find(table.hasher.hash(&probe, t.proto), &probe, t.proto)
+            .expect("flow tracked")
+            .0
+    }
+
+    #[test]
+    fn flows_carrying_the_same_names_share_one_set() {
+        let mut table = FlowTable::new(FlowConfig::default(), 1 << 16);
+        let a = http_packet(&mut table, 40000, "cdn.example.net");
+        let b = http_packet(&mut table, 40001, "cdn.example.net");
+        let c = http_packet(&mut table, 40002, "other.example.net");
+        let names = |slot| {
+            used(&table.slots, slot)
+                .and_then(|f| f.names.clone())
+                .unwrap()
+        };
+        assert_eq!(names(a).http_host.as_deref(), Some("cdn.example.net"));
+        assert!(Arc::ptr_eq(&names(a), &names(b)));
+        assert!(!Arc::ptr_eq(&names(a), &names(c)));
+        assert_eq!(names(c).best(), Some("other.example.net"));
+
+        // Sets no flow holds are dropped as new ones come: the sets stay bounded by the
+        // live flows, not by every name ever seen.
+        table.flush(&mut Null);
+        for i in 0..5000u16 {
+            http_packet(&mut table, 1000 + i, &format!("h{i}.example.org"));
+            if i % 100 == 99 {
+                table.flush(&mut Null);
+            }
+        }
+        assert!(table.names.sets.len() <= 2 * 100 + MIN_NAME_SETS_BEFORE_PRUNE);
+    }
+
+    #[test]
+    fn concurrent_scenario_flows_stay_live_with_inspection_done_or_idle() {
+        use crate::decode::packet::{Decoded, Layer, decode_frame};
+        let dir = std::env::temp_dir().join(format!("ew-flowmem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pcap = dir.join("c.pcap");
+        let opts = crate::generate::GenerateOptions {
+            scenario: crate::generate::Scenario::Concurrent,
+            flows: 2000,
+            ..Default::default()
+        };
+        crate::generate::generate(&opts, &pcap, None).unwrap();
+        let data = std::fs::read(&pcap).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (_, cap) = pcap_parser::pcap::parse_pcap(&data).unwrap();
+        let mut table = FlowTable::new(FlowConfig::default(), 1 << 16);
+        let mut decoded = Decoded::default();
+        for b in &cap.blocks {
+            decode_frame(1, b.data, &mut decoded);
+            let ts = u64::from(b.ts_sec) * NS + u64::from(b.ts_usec) * 1000;
+            for layer in &decoded.layers {
+                if let Layer::Transport(t) = layer {
+                    table.packet(ts, b.origlen, t, &mut Null);
+                }
+            }
+            table.expire(ts, &mut Null);
+        }
+        assert_eq!(table.len(), 2000);
+        assert_eq!(table.counters.flows_created, 2000);
+        let flows: Vec<&Flow> = (0..table.slots.len() as u32)
+            .filter_map(|s| used(&table.slots, s))
+            .collect();
+        let tcp: Vec<&&Flow> = flows.iter().filter(|f| f.proto == ip_proto::TCP).collect();
+        assert!(
+            tcp.iter()
+                .all(|f| f.marks & mark::CLOSED == 0 && f.tcp().conn_state() == "S1")
+        );
+        // TLS sessions were established, so their inspection state is gone; HTTP keep-alive
+        // connections are still inspected, between requests.
+        let tls = tcp.iter().filter(|f| f.services == service::SSL).count();
+        let http = tcp.iter().filter(|f| f.services == service::HTTP).count();
+        assert_eq!(tls + http, tcp.len());
+        assert!(tls > http && http > 0);
+        for f in &tcp {
+            assert_eq!(f.app.is_some(), f.services == service::HTTP);
+            assert!(f.names.is_some());
+            if let L4::Tcp(state) = &f.l4 {
+                assert!(
+                    state.cold_is_empty(),
+                    "no cold TCP part for a plain session"
+                );
+            }
+        }
+        let idle_buffers = tcp
+            .iter()
+            .filter_map(|f| f.app.as_ref())
+            .all(|app| app.buffers_released());
+        assert!(idle_buffers);
+        // 64 SNIs and 64 hosts in the scenario: the name sets are shared.
+        assert!(table.names.sets.len() <= 128);
     }
 }

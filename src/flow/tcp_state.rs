@@ -611,6 +611,11 @@ impl TcpState {
         self.resp.size(&cold_side(&self.cold, false), &self.orig)
     }
 
+    #[cfg(test)]
+    pub(crate) fn cold_is_empty(&self) -> bool {
+        self.cold.is_none()
+    }
+
     /// Whether a segment with these flags and sequence number, arriving on
     /// this connection's 4-tuple, starts a new connection in Zeek's eyes
     /// (`IsReuse`): only SYNs can; a SYN-ACK only while the originator has
