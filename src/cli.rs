@@ -103,6 +103,9 @@ pub enum Command {
         /// Target packet count (bench scenario).
         #[arg(long, default_value_t = 2_500_000)]
         packets: u64,
+        /// Live flows at once (concurrent scenario).
+        #[arg(long, default_value_t = crate::generate::DEFAULT_CONCURRENT_FLOWS)]
+        flows: u64,
         /// Cut every frame to this many captured bytes, keeping its wire length.
         #[arg(long)]
         snaplen: Option<u32>,
@@ -398,6 +401,7 @@ pub fn run(cli: Cli) -> Result<()> {
             scenario,
             seed,
             packets,
+            flows,
             snaplen,
             out,
             truth,
@@ -407,6 +411,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 scenario,
                 seed,
                 packets,
+                flows,
                 snaplen,
             };
             let summary = crate::generate::generate(&options, &out, truth.as_deref())

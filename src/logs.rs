@@ -82,7 +82,7 @@ impl ZeekLogs {
     }
 
     fn id_fields(flow: &Flow) -> Map<String, Value> {
-        Self::id_of(flow.uid, flow.orig, flow.resp)
+        Self::id_of(flow.uid, flow.orig(), flow.resp())
     }
 
     fn id_of(uid: Uid, orig: (IpAddr, u16), resp: (IpAddr, u16)) -> Map<String, Value> {
@@ -158,16 +158,12 @@ impl ZeekLogs {
         let duration_us = (flow.last_ns - flow.first_ns) / 1_000;
         if duration_us > 0 {
             m.insert("duration".into(), json!(duration_us as f64 / 1e6));
-            let (orig_bytes, resp_bytes) = if flow.proto == ip_proto::TCP {
-                (flow.tcp.orig_bytes(), flow.tcp.resp_bytes())
-            } else {
-                (flow.orig_payload_bytes, flow.resp_payload_bytes)
-            };
+            let (orig_bytes, resp_bytes) = flow.payload_bytes();
             m.insert("orig_bytes".into(), json!(orig_bytes));
             m.insert("resp_bytes".into(), json!(resp_bytes));
         }
         let (state, history) = if flow.proto == ip_proto::TCP {
-            (flow.tcp.conn_state(), flow.tcp.history())
+            (flow.tcp().conn_state(), flow.tcp().history())
         } else {
             (
                 crate::flow::tcp_state::udp_conn_state(flow.orig_pkts, flow.resp_pkts),
@@ -175,8 +171,14 @@ impl ZeekLogs {
             )
         };
         m.insert("conn_state".into(), json!(state));
-        m.insert("local_orig".into(), json!(self.home.is_inside(flow.orig.0)));
-        m.insert("local_resp".into(), json!(self.home.is_inside(flow.resp.0)));
+        m.insert(
+            "local_orig".into(),
+            json!(self.home.is_inside(flow.orig().0)),
+        );
+        m.insert(
+            "local_resp".into(),
+            json!(self.home.is_inside(flow.resp().0)),
+        );
         if !history.is_empty() {
             m.insert("history".into(), json!(history));
         }

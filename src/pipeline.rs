@@ -220,11 +220,11 @@ impl Sensor {
     }
 
     fn connection_name(&mut self, flow: &Flow, ts_ns: u64, name: &str, source: NameSource) {
-        if let Some(host) = self.inside_client(flow.orig.0) {
+        if let Some(host) = self.inside_client(flow.orig().0) {
             self.name(NameObservation {
                 ts_ns,
                 host,
-                destination: Some(flow.resp),
+                destination: Some(flow.resp()),
                 name,
                 source,
                 flow: Some(flow.uid),
@@ -249,13 +249,13 @@ impl Sensor {
         if kind == UpdateKind::Final {
             self.cache_reported.remove(&flow.uid);
         }
-        if own_name || !first_update || !self.config.is_inside(flow.orig.0) {
+        if own_name || !first_update || !self.config.is_inside(flow.orig().0) {
             return;
         }
         self.detector.observe(&NameObservation {
             ts_ns: flow.last_ns,
-            host: flow.orig.0,
-            destination: Some(flow.resp),
+            host: flow.orig().0,
+            destination: Some(flow.resp()),
             name,
             source: NameSource::DnsCache,
             flow: Some(flow.uid),
@@ -271,11 +271,11 @@ impl Sensor {
 /// The sensor-wide view of a flow, oriented inside -> outside by `config.home_nets`
 /// (public for the per-stage benches).
 pub fn flow_update<'f>(config: &Config, flow: &'f Flow, kind: UpdateKind) -> FlowUpdate<'f> {
-    let orig_inside = config.is_inside(flow.orig.0) || !config.is_inside(flow.resp.0);
+    let orig_inside = config.is_inside(flow.orig().0) || !config.is_inside(flow.resp().0);
     let (inside, outside, out_b, in_b, out_p, in_p) = if orig_inside {
         (
-            flow.orig,
-            flow.resp,
+            flow.orig(),
+            flow.resp(),
             flow.orig_ip_bytes,
             flow.resp_ip_bytes,
             flow.orig_pkts,
@@ -283,8 +283,8 @@ pub fn flow_update<'f>(config: &Config, flow: &'f Flow, kind: UpdateKind) -> Flo
         )
     } else {
         (
-            flow.resp,
-            flow.orig,
+            flow.resp(),
+            flow.orig(),
             flow.resp_ip_bytes,
             flow.orig_ip_bytes,
             flow.resp_pkts,
@@ -292,7 +292,7 @@ pub fn flow_update<'f>(config: &Config, flow: &'f Flow, kind: UpdateKind) -> Flo
         )
     };
     let conn_state = if flow.proto == ip_proto::TCP {
-        flow.tcp.conn_state()
+        flow.tcp().conn_state()
     } else {
         crate::flow::tcp_state::udp_conn_state(flow.orig_pkts, flow.resp_pkts)
     };
@@ -350,8 +350,8 @@ impl FlowSink for Sensor {
                 .unwrap_or_default();
             self.observed.conversations.push(Conversation {
                 proto: flow.proto,
-                a: flow.orig,
-                b: flow.resp,
+                a: flow.orig(),
+                b: flow.resp(),
                 frames_a_to_b: flow.orig_pkts,
                 bytes_a_to_b: flow.orig_wire_bytes,
                 frames_b_to_a: flow.resp_pkts,
@@ -367,9 +367,9 @@ impl FlowSink for Sensor {
         self.stats.dns_messages += 1;
         // The asking host sends queries and receives responses.
         let (sender, receiver) = if from_orig {
-            (flow.orig.0, flow.resp.0)
+            (flow.orig().0, flow.resp().0)
         } else {
-            (flow.resp.0, flow.orig.0)
+            (flow.resp().0, flow.orig().0)
         };
         let client = if msg.is_response { receiver } else { sender };
         self.dns_names(ts_ns, client, Some(flow.uid), msg);

@@ -58,7 +58,7 @@ pub struct AppState {
     tls: Option<Box<SessionTracker>>,
     http_body_left: u64,
     /// Walking the chunked body of the previous HTTP request.
-    http_chunked: Option<ChunkedBody>,
+    http_chunked: Option<Box<ChunkedBody>>,
     http_requests: u32,
     tunnels: u8,
 }
@@ -81,6 +81,11 @@ impl AppState {
 
     pub fn done(&self) -> bool {
         self.mode == Mode::Done
+    }
+
+    #[cfg(test)]
+    pub(crate) fn buffers_released(&self) -> bool {
+        self.client_buf.capacity() == 0 && self.server_buf.capacity() == 0
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -153,6 +158,24 @@ impl AppState {
         }
         if self.mode == Mode::DnsTcp && self.client.gap && self.server.gap {
             self.finish();
+        }
+        self.release_idle_buffers();
+    }
+
+    /// Between messages (an HTTP keep-alive connection waiting for its next request, DNS over
+    /// TCP between queries) the buffers are empty: their capacity goes back, so a table of
+    /// idle connections holds none. The next message allocates again, once.
+    fn release_idle_buffers(&mut self) {
+        let idle = match self.mode {
+            Mode::Http => self.http_body_left == 0 && self.http_chunked.is_none(),
+            Mode::DnsTcp => true,
+            _ => false,
+        };
+        if idle && self.client_buf.is_empty() && self.client_buf.capacity() > 0 {
+            self.client_buf = Vec::new();
+        }
+        if idle && self.server_buf.is_empty() && self.server_buf.capacity() > 0 {
+            self.server_buf = Vec::new();
         }
     }
 
@@ -265,7 +288,7 @@ impl AppState {
                             }
                         } else {
                             if chunked {
-                                self.http_chunked = Some(ChunkedBody::new());
+                                self.http_chunked = Some(Box::new(ChunkedBody::new()));
                             } else {
                                 self.http_body_left = body_len;
                             }
@@ -458,6 +481,7 @@ mod tests {
         let (app, events) = replay(&[(true, &stream)]);
         assert_eq!(requests(&events), expect);
         assert!(!app.done(), "still reading the keep-alive connection");
+        assert_eq!(app.client_buf.capacity(), 0, "idle: no buffer held");
         // Two segments, split at every byte.
         for cut in 0..=stream.len() {
             let (_, events) = replay(&[(true, &stream[..cut]), (true, &stream[cut..])]);

@@ -6,11 +6,20 @@
 
 #[derive(Debug, Default)]
 pub struct StreamDir {
-    next_seq: Option<u32>,
-    pending: Vec<(u32, Vec<u8>)>,
-    pending_bytes: usize,
+    /// Sequence number of the next byte to deliver, once `started`.
+    next_seq: u32,
+    started: bool,
     /// Bytes are missing (sliced capture, lost segment, budget exceeded): nothing more is delivered.
     pub gap: bool,
+    /// Out-of-order segments held; boxed because most streams never have any, and a flow
+    /// table holds millions of streams.
+    pending: Option<Box<Pending>>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    segments: Vec<(u32, Vec<u8>)>,
+    bytes: usize,
 }
 
 /// How far ahead of the expected sequence number a segment may be and still be held.
@@ -31,21 +40,28 @@ impl StreamDir {
             return;
         }
         let data_seq = if syn { seq.wrapping_add(1) } else { seq };
-        let next = *self.next_seq.get_or_insert(data_seq);
+        if !self.started {
+            self.started = true;
+            self.next_seq = data_seq;
+        }
+        let next = self.next_seq;
         if declared == 0 {
             return;
         }
         let sliced = (captured.len() as u32) < declared;
         let ahead = data_seq.wrapping_sub(next);
         if ahead == 0 {
-            self.deliver_from(next, data_seq, captured, deliver);
+            self.deliver_from(data_seq, captured, deliver);
         } else if ahead < MAX_AHEAD {
-            if sliced || self.pending_bytes + captured.len() > max_pending {
+            let held = self.pending.as_ref().map_or(0, |p| p.bytes);
+            if sliced || held + captured.len() > max_pending {
                 self.gap = true;
+                self.pending = None;
                 return;
             }
-            self.pending_bytes += captured.len();
-            self.pending.push((data_seq, captured.to_vec()));
+            let pending = self.pending.get_or_insert_with(Box::default);
+            pending.bytes += captured.len();
+            pending.segments.push((data_seq, captured.to_vec()));
             return;
         } else {
             // Behind: a retransmission, maybe with some new bytes at its end.
@@ -53,7 +69,7 @@ impl StreamDir {
             if let Some(tail) = captured.get(behind..)
                 && !tail.is_empty()
             {
-                self.deliver_from(next, next, tail, deliver);
+                self.deliver_from(next, tail, deliver);
             }
             if sliced {
                 self.gap = true;
@@ -67,26 +83,28 @@ impl StreamDir {
         self.drain_pending(deliver);
     }
 
-    fn deliver_from(&mut self, _next: u32, seq: u32, data: &[u8], deliver: &mut dyn FnMut(&[u8])) {
+    fn deliver_from(&mut self, seq: u32, data: &[u8], deliver: &mut dyn FnMut(&[u8])) {
         deliver(data);
-        self.next_seq = Some(seq.wrapping_add(data.len() as u32));
+        self.next_seq = seq.wrapping_add(data.len() as u32);
     }
 
     fn drain_pending(&mut self, deliver: &mut dyn FnMut(&[u8])) {
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
         loop {
-            let Some(next) = self.next_seq else { return };
+            let next = self.next_seq;
             let mut progressed = false;
             let mut i = 0;
-            while i < self.pending.len() {
-                let (seq, _) = &self.pending[i];
-                let behind = next.wrapping_sub(*seq);
-                let len = self.pending[i].1.len() as u32;
+            while let Some(&(seq, ref data)) = pending.segments.get(i) {
+                let behind = next.wrapping_sub(seq);
+                let len = data.len() as u32;
                 if behind < MAX_AHEAD {
-                    let (seq, data) = self.pending.swap_remove(i);
-                    self.pending_bytes -= data.len();
+                    let (seq, data) = pending.segments.swap_remove(i);
+                    pending.bytes -= data.len();
                     if behind < len {
                         let tail = data.get(behind as usize..).unwrap_or(&[]);
-                        self.deliver_from(next, seq.wrapping_add(behind), tail, deliver);
+                        self.deliver_from(seq.wrapping_add(behind), tail, deliver);
                         progressed = true;
                         break;
                     }
@@ -95,9 +113,17 @@ impl StreamDir {
                 i += 1;
             }
             if !progressed {
-                return;
+                break;
             }
         }
+        if !pending.segments.is_empty() {
+            self.pending = Some(pending);
+        }
+    }
+
+    #[cfg(test)]
+    fn pending_bytes(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.bytes)
     }
 }
 
@@ -154,6 +180,6 @@ mod tests {
         s.segment(100, false, &big, 600, 1000, &mut |_| {});
         s.segment(800, false, &big, 600, 1000, &mut |_| {});
         assert!(s.gap);
-        assert!(s.pending_bytes <= 1000);
+        assert!(s.pending_bytes() <= 1000);
     }
 }

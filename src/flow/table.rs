@@ -1,32 +1,59 @@
 //! The flow table: one entry per bidirectional 5-tuple, in event time.
 //!
-//! Flows live in a slab indexed by a hash map. Each flow sits in exactly one expiry queue
-//! (TCP open, TCP closed, UDP, other): every queue has one timeout, so its front is always the
-//! next flow to expire, and a touched flow is re-queued lazily when it reaches the front.
-//! When `max_flows` is reached the least recently seen flow is evicted and counted.
+//! Flows live in a slab; the index is a hash table of slab slots whose keys are the flows' own
+//! endpoints (no second copy of the key). Each flow sits in exactly one expiry queue (TCP
+//! open, TCP closed, UDP, other): every queue has one timeout, so its front is always the next
+//! flow to expire, and a touched flow is re-queued lazily when it reaches the front. When
+//! `max_flows` is reached the least recently seen flow is evicted and counted.
+//!
+//! Memory per flow is budgeted (see the tests): a 184-byte [`Flow`], about 10 bytes of index
+//! and 16-32 of queue entry. Rarer parts are allocated only when needed: IPv6 endpoints, the
+//! TCP state's cold part, application inspection state while it runs, and name sets, which
+//! are shared between flows carrying the same names.
 use super::app::{AppEvent, AppState};
-use super::key::{FlowKey, Uid};
+use super::key::{Endpoints, PairHasher, Probe, Uid};
 use super::tcp_state::{self, TcpState, flags};
 use super::update::{FlowNames, FlowSink, UpdateKind, service};
 use crate::config::FlowConfig;
 use crate::decode::bittorrent;
 use crate::decode::dns;
 use crate::decode::packet::{Transport, ip_proto};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxHashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 const NS: u64 = 1_000_000_000;
 /// UDP datagrams per flow checked for BitTorrent DHT/uTP; peers reveal themselves at once.
 const BITTORRENT_PROBE_PACKETS: u64 = 4;
 const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
 
+/// `Flow::marks` bits.
+mod mark {
+    /// An interim update was sent.
+    pub const UPDATED: u8 = 1;
+    /// TCP: FIN from both sides, or RST.
+    pub const CLOSED: u8 = 2;
+    pub const FIN_ORIG: u8 = 4;
+    pub const FIN_RESP: u8 = 8;
+}
+
+/// What only some protocols need.
+#[derive(Debug, Clone)]
+enum L4 {
+    Tcp(TcpState),
+    /// Transport payload bytes per the headers (UDP, ICMP, others).
+    Other {
+        orig_payload: u64,
+        resp_payload: u64,
+    },
+}
+
+static NO_TCP: TcpState = TcpState::NEW;
+
 #[derive(Debug)]
 pub struct Flow {
     pub uid: Uid,
-    pub proto: u8,
-    /// The originator (Zeek's orig): the side that sent first, or sent the SYN.
-    pub orig: (IpAddr, u16),
-    pub resp: (IpAddr, u16),
     pub first_ns: u64,
     pub last_ns: u64,
     pub orig_pkts: u64,
@@ -37,25 +64,52 @@ pub struct Flow {
     /// Sum of frame lengths on the wire, as tshark's conversation table counts.
     pub orig_wire_bytes: u64,
     pub resp_wire_bytes: u64,
-    /// Transport payload bytes per the headers.
-    pub orig_payload_bytes: u64,
-    pub resp_payload_bytes: u64,
-    pub tcp: TcpState,
-    pub services: u8,
-    pub names: Option<Box<FlowNames>>,
-    app: Option<Box<AppState>>,
-    /// Event time of the last interim update, and whether there was one.
+    /// Event time of the last interim update (or of the start).
     last_update_ns: u64,
-    updated: bool,
-    closed: bool,
-    /// FIN seen from the originator (bit 0) and responder (bit 1).
-    fins: u8,
-    queue: QueueClass,
-    queued_ns: u64,
+    /// The originator (Zeek's orig) first: the side that sent first, or sent the SYN.
+    endpoints: Endpoints,
+    /// Shared with every flow carrying the same names (see `NameSets`).
+    names: Option<Arc<FlowNames>>,
+    /// Application inspection, while it runs (TCP only).
+    app: Option<Box<AppState>>,
+    l4: L4,
     generation: u32,
+    pub proto: u8,
+    pub services: u8,
+    queue: QueueClass,
+    marks: u8,
 }
 
 impl Flow {
+    /// The originator (Zeek's orig): the side that sent first, or sent the SYN.
+    pub fn orig(&self) -> (IpAddr, u16) {
+        self.endpoints.orig()
+    }
+
+    pub fn resp(&self) -> (IpAddr, u16) {
+        self.endpoints.resp()
+    }
+
+    /// Zeek's TCP state; a fresh one for flows of other protocols.
+    pub fn tcp(&self) -> &TcpState {
+        match &self.l4 {
+            L4::Tcp(tcp) => tcp,
+            L4::Other { .. } => &NO_TCP,
+        }
+    }
+
+    /// Transport payload bytes (orig, resp) as Zeek's conn.log counts them: from sequence
+    /// numbers for TCP, from the headers otherwise.
+    pub fn payload_bytes(&self) -> (u64, u64) {
+        match &self.l4 {
+            L4::Tcp(tcp) => (tcp.orig_bytes(), tcp.resp_bytes()),
+            L4::Other {
+                orig_payload,
+                resp_payload,
+            } => (*orig_payload, *resp_payload),
+        }
+    }
+
     pub fn names(&self) -> Option<&FlowNames> {
         self.names.as_deref()
     }
@@ -63,15 +117,21 @@ impl Flow {
     /// A copy to hand to another thread: everything but the reassembly state.
     pub fn snapshot(&self) -> Flow {
         Flow {
-            tcp: self.tcp.clone(),
             names: self.names.clone(),
             app: None,
+            l4: self.l4.clone(),
+            endpoints: self.endpoints.clone(),
             ..*self
         }
     }
 
+    /// The flow's own names (copied first if shared with other flows).
     pub(crate) fn names_mut(&mut self) -> &mut FlowNames {
-        self.names.get_or_insert_with(Box::default)
+        Arc::make_mut(self.names.get_or_insert_with(Default::default))
+    }
+
+    fn hash(&self, hasher: &PairHasher) -> u64 {
+        hasher.hash(&self.endpoints.probe(), self.proto)
     }
 }
 
@@ -83,7 +143,9 @@ enum QueueClass {
     Other = 3,
 }
 
-/// Ordered by time first: the earliest entry is the next to time out.
+/// A flow's place in an expiry queue: current while the slot holds the same generation and
+/// the flow is in this queue; `ts_ns` is the last-seen time it was queued with. Ordered by
+/// time first: the earliest entry is the next to time out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct QueueEntry {
     ts_ns: u64,
@@ -116,6 +178,15 @@ impl ExpiryQueue {
     }
 }
 
+#[derive(Debug)]
+enum Slot {
+    /// `generation` is the next flow's, so stale queue entries never match it.
+    Free {
+        generation: u32,
+    },
+    Used(Flow),
+}
+
 /// Counters of the table's own work.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlowCounters {
@@ -126,17 +197,75 @@ pub struct FlowCounters {
     pub connections_reused: u64,
 }
 
+/// Name sets shared between flows: most names (a CDN's SNI, a resolved name) are carried by
+/// many flows at once, so each flow holds a pointer instead of its own copy.
+#[derive(Default)]
+struct NameSets {
+    sets: FxHashSet<Arc<FlowNames>>,
+    /// Sets no flow holds any more are dropped when the table reaches this size.
+    prune_at: usize,
+}
+
+/// Unused name sets may pile up to twice the live ones, plus this many.
+const MIN_NAME_SETS_BEFORE_PRUNE: usize = 1024;
+
+impl NameSets {
+    fn intern(&mut self, names: FlowNames) -> Arc<FlowNames> {
+        if let Some(shared) = self.sets.get(&names) {
+            return shared.clone();
+        }
+        if self.sets.len() >= self.prune_at {
+            self.sets.retain(|set| Arc::strong_count(set) > 1);
+            self.prune_at = (2 * self.sets.len()).max(MIN_NAME_SETS_BEFORE_PRUNE);
+        }
+        let shared = Arc::new(names);
+        self.sets.insert(shared.clone());
+        shared
+    }
+
+    /// Sets one name of a flow's set (once: later values are ignored), sharing the result.
+    fn set(
+        &mut self,
+        names: &mut Option<Arc<FlowNames>>,
+        field: fn(&mut FlowNames) -> &mut Option<Box<str>>,
+        value: &str,
+    ) {
+        let mut new = names.as_deref().cloned().unwrap_or_default();
+        let slot = field(&mut new);
+        if slot.is_some() {
+            return;
+        }
+        *slot = Some(value.into());
+        *names = Some(self.intern(new));
+    }
+}
+
 pub struct FlowTable {
     config: FlowConfig,
     max_pending_bytes: usize,
-    index: FxHashMap<FlowKey, u32>,
-    slots: Vec<Option<Flow>>,
-    generations: Vec<u32>,
+    index: HashTable<u32>,
+    hasher: PairHasher,
+    slots: Vec<Slot>,
     free: Vec<u32>,
     queues: [ExpiryQueue; 4],
     next_uid: u64,
     events: Vec<AppEvent>,
+    names: NameSets,
     pub counters: FlowCounters,
+}
+
+fn used(slots: &[Slot], slot: u32) -> Option<&Flow> {
+    match slots.get(slot as usize) {
+        Some(Slot::Used(flow)) => Some(flow),
+        _ => None,
+    }
+}
+
+fn used_mut(slots: &mut [Slot], slot: u32) -> Option<&mut Flow> {
+    match slots.get_mut(slot as usize) {
+        Some(Slot::Used(flow)) => Some(flow),
+        _ => None,
+    }
 }
 
 impl FlowTable {
@@ -144,13 +273,14 @@ impl FlowTable {
         FlowTable {
             config,
             max_pending_bytes,
-            index: FxHashMap::default(),
+            index: HashTable::new(),
+            hasher: PairHasher::new(),
             slots: Vec::new(),
-            generations: Vec::new(),
             free: Vec::new(),
             queues: Default::default(),
             next_uid: 0,
             events: Vec::new(),
+            names: NameSets::default(),
             counters: FlowCounters::default(),
         }
     }
@@ -178,6 +308,21 @@ impl FlowTable {
         }
     }
 
+    /// The slot of the flow this packet belongs to, if tracked, and whether the packet comes
+    /// from its originator.
+    fn find(&self, hash: u64, probe: &Probe, proto: u8) -> Option<(u32, bool)> {
+        let slots = &self.slots;
+        let mut from_orig = true;
+        let slot = self.index.find(hash, |&slot| {
+            let dir = used(slots, slot)
+                .filter(|f| f.proto == proto)
+                .and_then(|f| f.endpoints.direction(probe));
+            from_orig = dir.unwrap_or(true);
+            dir.is_some()
+        })?;
+        Some((*slot, from_orig))
+    }
+
     /// Accounts one transport layer of a frame. `wire_len` is the frame's length on the wire.
     pub fn packet(
         &mut self,
@@ -186,51 +331,52 @@ impl FlowTable {
         t: &Transport<'_>,
         sink: &mut dyn FlowSink,
     ) {
-        let key = FlowKey::new((t.src, t.sport), (t.dst, t.dport), t.proto);
-        let slot = match self.index.get(&key) {
-            Some(&slot) if self.is_reuse(slot, t) => {
+        let probe = Probe::new((t.src, t.sport), (t.dst, t.dport));
+        let hash = self.hasher.hash(&probe, t.proto);
+        let (slot, from_orig) = match self.find(hash, &probe, t.proto) {
+            Some((slot, _)) if self.is_reuse(slot, t) => {
                 // A new connection on the same 4-tuple (Zeek's connection reuse): the old
                 // one ends here and the SYN opens a new flow with a new uid.
                 self.counters.connections_reused += 1;
                 self.remove(slot, sink);
-                self.create(key, ts_ns, t, sink)
+                self.create(hash, ts_ns, t, sink)
             }
-            Some(&slot) => slot,
-            None => self.create(key, ts_ns, t, sink),
+            Some(found) => found,
+            None => self.create(hash, ts_ns, t, sink),
         };
-        let Some(Some(flow)) = self.slots.get_mut(slot as usize) else {
+        let Some(flow) = used_mut(&mut self.slots, slot) else {
             return;
         };
-        let from_orig = (t.src, t.sport) == flow.orig;
         flow.last_ns = flow.last_ns.max(ts_ns);
+        let payload_len = u64::from(t.payload_len);
         if from_orig {
             flow.orig_pkts += 1;
             flow.orig_ip_bytes += u64::from(t.ip_len);
             flow.orig_wire_bytes += u64::from(wire_len);
-            flow.orig_payload_bytes += u64::from(t.payload_len);
         } else {
             flow.resp_pkts += 1;
             flow.resp_ip_bytes += u64::from(t.ip_len);
             flow.resp_wire_bytes += u64::from(wire_len);
-            flow.resp_payload_bytes += u64::from(t.payload_len);
         }
 
-        match t.proto {
-            ip_proto::TCP => {
-                flow.tcp
-                    .observe(from_orig, t.tcp_flags, t.seq, t.ack, t.payload_len);
+        match &mut flow.l4 {
+            L4::Tcp(tcp) => {
+                tcp.observe(from_orig, t.tcp_flags, t.seq, t.ack, t.payload_len);
                 if t.tcp_flags & flags::FIN != 0 {
-                    flow.fins |= if from_orig { 1 } else { 2 };
+                    flow.marks |= if from_orig {
+                        mark::FIN_ORIG
+                    } else {
+                        mark::FIN_RESP
+                    };
                 }
-                let ends = t.tcp_flags & flags::RST != 0 || flow.fins == 3;
-                if ends && !flow.closed {
-                    flow.closed = true;
+                let both_fins = mark::FIN_ORIG | mark::FIN_RESP;
+                let ends = t.tcp_flags & flags::RST != 0 || flow.marks & both_fins == both_fins;
+                if ends && flow.marks & mark::CLOSED == 0 {
+                    flow.marks |= mark::CLOSED;
                     flow.queue = QueueClass::TcpClosed;
-                    flow.queued_ns = flow.last_ns;
-                    let generation = flow.generation;
                     self.queues[QueueClass::TcpClosed as usize].push(QueueEntry {
                         slot,
-                        generation,
+                        generation: flow.generation,
                         ts_ns: flow.last_ns,
                     });
                 }
@@ -250,28 +396,37 @@ impl FlowTable {
                     }
                 }
             }
-            ip_proto::UDP => {
-                if DNS_PORTS.contains(&t.sport) || DNS_PORTS.contains(&t.dport) {
-                    if let Ok(msg) = dns::parse_message(t.payload) {
-                        self.events.push(AppEvent::Dns { from_orig, msg });
+            L4::Other {
+                orig_payload,
+                resp_payload,
+            } => {
+                if from_orig {
+                    *orig_payload += payload_len;
+                } else {
+                    *resp_payload += payload_len;
+                }
+                if t.proto == ip_proto::UDP {
+                    if DNS_PORTS.contains(&t.sport) || DNS_PORTS.contains(&t.dport) {
+                        if let Ok(msg) = dns::parse_message(t.payload) {
+                            self.events.push(AppEvent::Dns { from_orig, msg });
+                        }
+                    } else if flow.orig_pkts + flow.resp_pkts <= BITTORRENT_PROBE_PACKETS
+                        && flow.services & service::BITTORRENT == 0
+                        && (bittorrent::is_dht_message(t.payload)
+                            || bittorrent::is_utp_packet(t.payload))
+                    {
+                        self.events.push(AppEvent::BitTorrent);
                     }
-                } else if flow.orig_pkts + flow.resp_pkts <= BITTORRENT_PROBE_PACKETS
-                    && flow.services & service::BITTORRENT == 0
-                    && (bittorrent::is_dht_message(t.payload)
-                        || bittorrent::is_utp_packet(t.payload))
-                {
-                    self.events.push(AppEvent::BitTorrent);
                 }
             }
-            _ => {}
         }
 
         let active_due =
             ts_ns.saturating_sub(flow.last_update_ns) >= self.config.active_timeout_seconds * NS;
         self.apply_events(slot, ts_ns, sink);
-        if active_due && let Some(Some(flow)) = self.slots.get_mut(slot as usize) {
+        if active_due && let Some(flow) = used_mut(&mut self.slots, slot) {
             flow.last_update_ns = ts_ns;
-            flow.updated = true;
+            flow.marks |= mark::UPDATED;
             self.counters.interim_updates += 1;
             sink.flow(flow, UpdateKind::Interim);
         }
@@ -279,17 +434,17 @@ impl FlowTable {
 
     fn is_reuse(&self, slot: u32, t: &Transport<'_>) -> bool {
         t.proto == ip_proto::TCP
-            && matches!(self.slots.get(slot as usize), Some(Some(flow))
-                if flow.tcp.is_reuse(t.tcp_flags, t.seq))
+            && used(&self.slots, slot).is_some_and(|flow| flow.tcp().is_reuse(t.tcp_flags, t.seq))
     }
 
     fn apply_events(&mut self, slot: u32, ts_ns: u64, sink: &mut dyn FlowSink) {
         if self.events.is_empty() {
             return;
         }
-        let Some(Some(flow)) = self.slots.get_mut(slot as usize) else {
+        let Some(flow) = used_mut(&mut self.slots, slot) else {
             return;
         };
+        let names = &mut self.names;
         for event in self.events.drain(..) {
             match event {
                 AppEvent::Dns { from_orig, msg } => {
@@ -299,9 +454,7 @@ impl FlowTable {
                 AppEvent::Tls(hello) => {
                     flow.services |= service::SSL;
                     if let Some(sni) = &hello.sni {
-                        flow.names_mut()
-                            .sni
-                            .get_or_insert_with(|| sni.as_str().into());
+                        names.set(&mut flow.names, |n| &mut n.sni, sni);
                     }
                     sink.tls(flow, ts_ns, &hello);
                 }
@@ -309,21 +462,15 @@ impl FlowTable {
                 AppEvent::Http(request) => {
                     flow.services |= service::HTTP;
                     if request.method.eq_ignore_ascii_case("CONNECT") {
-                        flow.names_mut()
-                            .connect_target
-                            .get_or_insert_with(|| request.uri.as_str().into());
+                        names.set(&mut flow.names, |n| &mut n.connect_target, &request.uri);
                     } else if let Some(host) = &request.host {
-                        flow.names_mut()
-                            .http_host
-                            .get_or_insert_with(|| host.as_str().into());
+                        names.set(&mut flow.names, |n| &mut n.http_host, host);
                     }
                     sink.http(flow, ts_ns, &request);
                 }
                 AppEvent::Socks(request) => {
                     flow.services |= service::SOCKS;
-                    flow.names_mut()
-                        .socks_target
-                        .get_or_insert_with(|| request.target.as_str().into());
+                    names.set(&mut flow.names, |n| &mut n.socks_target, &request.target);
                     sink.socks(flow, ts_ns, &request);
                 }
                 AppEvent::BitTorrent => flow.services |= service::BITTORRENT,
@@ -333,11 +480,11 @@ impl FlowTable {
 
     fn create(
         &mut self,
-        key: FlowKey,
+        hash: u64,
         ts_ns: u64,
         t: &Transport<'_>,
         sink: &mut dyn FlowSink,
-    ) -> u32 {
+    ) -> (u32, bool) {
         if self.index.len() >= self.config.max_flows {
             self.evict_oldest(sink);
         }
@@ -354,27 +501,33 @@ impl FlowTable {
             ip_proto::UDP => QueueClass::Udp,
             _ => QueueClass::Other,
         };
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
+        let (slot, generation) = match self.free.pop() {
+            Some(slot) => match self.slots.get(slot as usize) {
+                Some(&Slot::Free { generation }) => (slot, generation),
+                _ => (slot, 0),
+            },
             None => {
-                self.slots.push(None);
-                self.generations.push(0);
-                (self.slots.len() - 1) as u32
+                self.slots.push(Slot::Free { generation: 0 });
+                ((self.slots.len() - 1) as u32, 0)
             }
         };
-        let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
         let dns_name = sink.resolved_name(Uid(self.next_uid), orig.0, resp, ts_ns);
-        let mut tcp = TcpState::default();
-        if flipped {
-            tcp.record_flip();
-        }
-        let app = (t.proto == ip_proto::TCP)
-            .then(|| Box::new(AppState::new(t.sport == 53 || t.dport == 53)));
+        let (l4, app) = if t.proto == ip_proto::TCP {
+            let mut tcp = TcpState::default();
+            if flipped {
+                tcp.record_flip();
+            }
+            let app = Box::new(AppState::new(t.sport == 53 || t.dport == 53));
+            (L4::Tcp(tcp), Some(app))
+        } else {
+            let payload = L4::Other {
+                orig_payload: 0,
+                resp_payload: 0,
+            };
+            (payload, None)
+        };
         let flow = Flow {
             uid: Uid(self.next_uid),
-            proto: t.proto,
-            orig,
-            resp,
             first_ns: ts_ns,
             last_ns: ts_ns,
             orig_pkts: 0,
@@ -383,57 +536,65 @@ impl FlowTable {
             resp_ip_bytes: 0,
             orig_wire_bytes: 0,
             resp_wire_bytes: 0,
-            orig_payload_bytes: 0,
-            resp_payload_bytes: 0,
-            tcp,
-            services: 0,
+            last_update_ns: ts_ns,
+            endpoints: Endpoints::new(orig, resp),
             names: dns_name.map(|name| {
-                Box::new(FlowNames {
+                self.names.intern(FlowNames {
                     dns_name: Some(name),
                     ..FlowNames::default()
                 })
             }),
             app,
-            last_update_ns: ts_ns,
-            updated: false,
-            closed: false,
-            fins: 0,
-            queue: class,
-            queued_ns: ts_ns,
+            l4,
             generation,
+            proto: t.proto,
+            services: 0,
+            queue: class,
+            marks: 0,
         };
         self.next_uid += 1;
         self.counters.flows_created += 1;
         if let Some(entry) = self.slots.get_mut(slot as usize) {
-            *entry = Some(flow);
+            *entry = Slot::Used(flow);
         }
-        self.index.insert(key, slot);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, slot, |&s| {
+            used(slots, s).map_or(0, |f| f.hash(hasher))
+        });
         self.queues[class as usize].push(QueueEntry {
             slot,
             generation,
             ts_ns,
         });
-        slot
+        (slot, (t.src, t.sport) == orig)
     }
 
     fn remove(&mut self, slot: u32, sink: &mut dyn FlowSink) {
-        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        self.index
-            .remove(&FlowKey::new(flow.orig, flow.resp, flow.proto));
-        if let Some(g) = self.generations.get_mut(slot as usize) {
-            *g = g.wrapping_add(1);
+        let generation = match entry {
+            Slot::Used(flow) => flow.generation.wrapping_add(1),
+            Slot::Free { .. } => return,
+        };
+        let Slot::Used(flow) = std::mem::replace(entry, Slot::Free { generation }) else {
+            return;
+        };
+        if let Ok(found) = self
+            .index
+            .find_entry(flow.hash(&self.hasher), |&s| s == slot)
+        {
+            found.remove();
         }
         self.free.push(slot);
         sink.flow(&flow, UpdateKind::Final);
     }
 
     /// Is this queue entry the flow's current one? Returns the flow's last-seen time if so.
-    fn entry_state(&self, class: usize, entry: &QueueEntry) -> Option<(u64, u64)> {
-        let flow = self.slots.get(entry.slot as usize)?.as_ref()?;
+    fn entry_state(&self, class: usize, entry: &QueueEntry) -> Option<u64> {
+        let flow = used(&self.slots, entry.slot)?;
         (flow.generation == entry.generation && flow.queue as usize == class)
-            .then_some((flow.last_ns, flow.queued_ns))
+            .then_some(flow.last_ns)
     }
 
     /// Ends flows idle past their timeout at event time `now_ns`.
@@ -452,7 +613,7 @@ impl FlowTable {
                 self.queues[class].pop();
                 match self.entry_state(class, &entry) {
                     None => {}
-                    Some((last_ns, _)) if last_ns.saturating_add(timeout) > now_ns => {
+                    Some(last_ns) if last_ns.saturating_add(timeout) > now_ns => {
                         self.requeue(class, entry.slot, last_ns);
                     }
                     Some(_) => self.remove(entry.slot, sink),
@@ -462,8 +623,7 @@ impl FlowTable {
     }
 
     fn requeue(&mut self, class: usize, slot: u32, last_ns: u64) {
-        if let Some(Some(flow)) = self.slots.get_mut(slot as usize) {
-            flow.queued_ns = last_ns;
+        if let Some(flow) = used(&self.slots, slot) {
             let generation = flow.generation;
             self.queues[class].push(QueueEntry {
                 slot,
@@ -487,9 +647,7 @@ impl FlowTable {
             };
             match self.entry_state(class, &entry) {
                 None => continue,
-                Some((last_ns, queued_ns)) if last_ns > queued_ns => {
-                    self.requeue(class, entry.slot, last_ns)
-                }
+                Some(last_ns) if last_ns > entry.ts_ns => self.requeue(class, entry.slot, last_ns),
                 Some(_) => {
                     self.counters.flows_evicted += 1;
                     self.remove(entry.slot, sink);
@@ -502,9 +660,10 @@ impl FlowTable {
     /// Reports every flow with packets since its last update (an interim update), so counters
     /// up to now are known before a detection window closes. O(flows), once per window.
     pub fn checkpoint(&mut self, sink: &mut dyn FlowSink) {
-        for flow in self.slots.iter_mut().flatten() {
-            if !flow.updated || flow.last_ns > flow.last_update_ns {
-                flow.updated = true;
+        for slot in &mut self.slots {
+            let Slot::Used(flow) = slot else { continue };
+            if flow.marks & mark::UPDATED == 0 || flow.last_ns > flow.last_update_ns {
+                flow.marks |= mark::UPDATED;
                 flow.last_update_ns = flow.last_ns;
                 self.counters.interim_updates += 1;
                 sink.flow(flow, UpdateKind::Interim);
@@ -514,14 +673,14 @@ impl FlowTable {
 
     /// Ends every flow (end of input), oldest first so output order is deterministic.
     pub fn flush(&mut self, sink: &mut dyn FlowSink) {
-        let mut live: Vec<(u64, Uid, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| f.as_ref().map(|f| (f.first_ns, f.uid, i as u32)))
+        // (first_ns, slot): 16 bytes a flow at peak memory; uids break the rare ties.
+        let mut live: Vec<(u64, u32)> = (0..self.slots.len() as u32)
+            .filter_map(|s| used(&self.slots, s).map(|f| (f.first_ns, s)))
             .collect();
-        live.sort_unstable();
-        for (_, _, slot) in live {
+        let slots = &self.slots;
+        let uid = |s: u32| used(slots, s).map(|f| f.uid);
+        live.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| uid(a.1).cmp(&uid(b.1))));
+        for (_, slot) in live {
             self.remove(slot, sink);
         }
         for q in &mut self.queues {
@@ -555,7 +714,8 @@ mod tests {
         }
         fn flow(&mut self, flow: &Flow, kind: UpdateKind) {
             if kind == UpdateKind::Final {
-                self.0.push((flow.uid, flow.tcp.history(), flow.orig_pkts));
+                self.0
+                    .push((flow.uid, flow.tcp().history(), flow.orig_pkts));
             }
         }
         fn dns(&mut self, _: &Flow, _: u64, _: bool, _: &DnsMessage) {}
@@ -629,5 +789,167 @@ mod tests {
         assert_eq!(table.counters.connections_reused, 0);
         assert_eq!(sink.0.len(), 1);
         assert_eq!(sink.0[0].2, 2);
+    }
+
+    /// Bytes one flow costs the table at most, without its optional parts (IPv6 endpoints,
+    /// TCP cold part, inspection state, name sets): its slot, its index bucket (hashbrown
+    /// keeps at least 7/16 of the buckets full after growing) and its queue entry, twice
+    /// over for a queue that just doubled.
+    const FIXED_BYTES_PER_FLOW: usize = 232;
+
+    #[test]
+    fn memory_per_flow_stays_in_budget() {
+        use std::mem::size_of;
+        assert_eq!(
+            size_of::<Slot>(),
+            size_of::<Flow>(),
+            "free slots cost nothing more"
+        );
+        assert!(size_of::<Flow>() <= 184, "Flow grew: {}", size_of::<Flow>());
+        assert!(size_of::<TcpState>() <= 64);
+        assert!(size_of::<L4>() <= size_of::<TcpState>());
+        assert!(size_of::<Endpoints>() <= 16);
+        assert!(size_of::<QueueEntry>() <= 16);
+        assert!(size_of::<AppState>() <= 112);
+        let index_bucket = (size_of::<u32>() + 1) * 16 / 7;
+        let fixed = size_of::<Slot>() + index_bucket + 2 * size_of::<QueueEntry>();
+        assert!(fixed <= FIXED_BYTES_PER_FLOW, "{fixed} bytes per flow");
+    }
+
+    /// Records nothing.
+    struct Null;
+
+    impl FlowSink for Null {
+        fn resolved_name(
+            &mut self,
+            _: Uid,
+            _: IpAddr,
+            _: (IpAddr, u16),
+            _: u64,
+        ) -> Option<Arc<str>> {
+            None
+        }
+        fn flow(&mut self, _: &Flow, _: UpdateKind) {}
+        fn dns(&mut self, _: &Flow, _: u64, _: bool, _: &DnsMessage) {}
+        fn tls(&mut self, _: &Flow, _: u64, _: &ClientHelloInfo) {}
+        fn tls_server(&mut self, _: &Flow, _: u64, _: &crate::decode::tls::ServerInfo) {}
+        fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
+        fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
+    }
+
+    /// An HTTP request from client port `port`, with no handshake (midstream flows are
+    /// inspected too); returns the flow's slot.
+    fn http_packet(table: &mut FlowTable, port: u16, host: &str) -> u32 {
+        let payload = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+        let t = Transport {
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([192, 0, 2, 1]),
+            proto: ip_proto::TCP,
+            sport: port,
+            dport: 80,
+            ip_len: 40 + payload.len() as u32,
+            tcp_flags: flags::ACK | flags::PSH,
+            seq: 1000,
+            ack: 1,
+            window: 1024,
+            payload: &payload,
+            payload_len: payload.len() as u32,
+        };
+        table.packet(1_000_000_000, 54 + payload.len() as u32, &t, &mut Null);
+        let probe = Probe::new((t.src, t.sport), (t.dst, t.dport));
+        table
+            .find(table.hasher.hash(&probe, t.proto), &probe, t.proto)
+            .expect("flow tracked")
+            .0
+    }
+
+    #[test]
+    fn flows_carrying_the_same_names_share_one_set() {
+        let mut table = FlowTable::new(FlowConfig::default(), 1 << 16);
+        let a = http_packet(&mut table, 40000, "cdn.example.net");
+        let b = http_packet(&mut table, 40001, "cdn.example.net");
+        let c = http_packet(&mut table, 40002, "other.example.net");
+        let names = |slot| {
+            used(&table.slots, slot)
+                .and_then(|f| f.names.clone())
+                .unwrap()
+        };
+        assert_eq!(names(a).http_host.as_deref(), Some("cdn.example.net"));
+        assert!(Arc::ptr_eq(&names(a), &names(b)));
+        assert!(!Arc::ptr_eq(&names(a), &names(c)));
+        assert_eq!(names(c).best(), Some("other.example.net"));
+
+        // Sets no flow holds are dropped as new ones come: the sets stay bounded by the
+        // live flows, not by every name ever seen.
+        table.flush(&mut Null);
+        for i in 0..5000u16 {
+            http_packet(&mut table, 1000 + i, &format!("h{i}.example.org"));
+            if i % 100 == 99 {
+                table.flush(&mut Null);
+            }
+        }
+        assert!(table.names.sets.len() <= 2 * 100 + MIN_NAME_SETS_BEFORE_PRUNE);
+    }
+
+    #[test]
+    fn concurrent_scenario_flows_stay_live_with_inspection_done_or_idle() {
+        use crate::decode::packet::{Decoded, Layer, decode_frame};
+        let dir = std::env::temp_dir().join(format!("ew-flowmem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pcap = dir.join("c.pcap");
+        let opts = crate::generate::GenerateOptions {
+            scenario: crate::generate::Scenario::Concurrent,
+            flows: 2000,
+            ..Default::default()
+        };
+        crate::generate::generate(&opts, &pcap, None).unwrap();
+        let data = std::fs::read(&pcap).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (_, cap) = pcap_parser::pcap::parse_pcap(&data).unwrap();
+        let mut table = FlowTable::new(FlowConfig::default(), 1 << 16);
+        let mut decoded = Decoded::default();
+        for b in &cap.blocks {
+            decode_frame(1, b.data, &mut decoded);
+            let ts = u64::from(b.ts_sec) * NS + u64::from(b.ts_usec) * 1000;
+            for layer in &decoded.layers {
+                if let Layer::Transport(t) = layer {
+                    table.packet(ts, b.origlen, t, &mut Null);
+                }
+            }
+            table.expire(ts, &mut Null);
+        }
+        assert_eq!(table.len(), 2000);
+        assert_eq!(table.counters.flows_created, 2000);
+        let flows: Vec<&Flow> = (0..table.slots.len() as u32)
+            .filter_map(|s| used(&table.slots, s))
+            .collect();
+        let tcp: Vec<&&Flow> = flows.iter().filter(|f| f.proto == ip_proto::TCP).collect();
+        assert!(
+            tcp.iter()
+                .all(|f| f.marks & mark::CLOSED == 0 && f.tcp().conn_state() == "S1")
+        );
+        // TLS sessions were established, so their inspection state is gone; HTTP keep-alive
+        // connections are still inspected, between requests.
+        let tls = tcp.iter().filter(|f| f.services == service::SSL).count();
+        let http = tcp.iter().filter(|f| f.services == service::HTTP).count();
+        assert_eq!(tls + http, tcp.len());
+        assert!(tls > http && http > 0);
+        for f in &tcp {
+            assert_eq!(f.app.is_some(), f.services == service::HTTP);
+            assert!(f.names.is_some());
+            if let L4::Tcp(state) = &f.l4 {
+                assert!(
+                    state.cold_is_empty(),
+                    "no cold TCP part for a plain session"
+                );
+            }
+        }
+        let idle_buffers = tcp
+            .iter()
+            .filter_map(|f| f.app.as_ref())
+            .all(|app| app.buffers_released());
+        assert!(idle_buffers);
+        // 64 SNIs and 64 hosts in the scenario: the name sets are shared.
+        assert!(table.names.sets.len() <= 128);
     }
 }

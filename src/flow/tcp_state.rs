@@ -6,8 +6,10 @@
 //! endpoint states to `conn_state`. Each endpoint runs Zeek's little state
 //! machine (inactive, SYN sent, SYN-ACK sent, partial, established, closed,
 //! reset) and Zeek's sequence bookkeeping (start, last and acked sequence
-//! numbers with 32-bit wrap counters). Everything is fixed-size: no heap, so a
-//! `TcpState` can live in every entry of a very large flow table.
+//! numbers with 32-bit wrap counters). A `TcpState` lives in every entry of a
+//! very large flow table, so it is 64 bytes: what most connections need is
+//! inline, and the rest (FIN/RST positions, retransmission counts, wraps, long
+//! histories) is allocated once for the connections that need it.
 //!
 //! # History letters (upper case: originator, lower case: responder)
 //!
@@ -61,16 +63,15 @@ pub const HISTORY_CAPACITY: usize = 30;
 /// Zeek ignores sequence jumps larger than this on SYN and RST packets.
 const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
 
-/// "Seen" bits for letters recorded once per direction; the responder's
-/// bits are these shifted left by 16.
+/// "Seen" bits for letters recorded once per direction (each side has its own).
 mod seen {
-    pub const SYN: u32 = 0x01;
-    pub const FIN: u32 = 0x02;
-    pub const RST: u32 = 0x04;
-    pub const FIN_RST: u32 = 0x08;
-    pub const DATA: u32 = 0x10;
-    pub const ACK: u32 = 0x20;
-    pub const MULTI_FLAG: u32 = 0x40;
+    pub const SYN: u8 = 0x01;
+    pub const FIN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const FIN_RST: u8 = 0x08;
+    pub const DATA: u8 = 0x10;
+    pub const ACK: u8 = 0x20;
+    pub const MULTI_FLAG: u8 = 0x40;
 }
 
 /// Zeek's per-endpoint TCP state.
@@ -184,56 +185,74 @@ fn letter(code: u8, from_orig: bool) -> u8 {
     }
 }
 
-/// The history string plus Zeek's per-connection "seen" bits.
+/// Every letter Zeek's history can hold; a letter is stored as its index here plus one, in
+/// five bits, so that 0 ends the string.
+const ALPHABET: &[u8; 27] = b"SHFRDAIQTWCGXshfrdaiqtwcgx^";
+/// Letters per `u64` word, and letters kept inline; the rest (rare: dozens of SYN/FIN/RST)
+/// go to the [`Cold`] part.
+const LETTERS_PER_WORD: usize = 12;
+const INLINE_LETTERS: usize = 2 * LETTERS_PER_WORD;
+
+/// The first [`INLINE_LETTERS`] history letters, packed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct History {
-    seen: u32,
-    len: u8,
-    buf: [u8; HISTORY_CAPACITY],
-}
+struct Letters([u64; 2]);
 
-impl History {
-    fn push(&mut self, c: u8) {
-        if let Some(slot) = self.buf.get_mut(usize::from(self.len)) {
-            *slot = c;
-            self.len = self.len.saturating_add(1);
-        }
+impl Letters {
+    fn code(&self, i: usize) -> u8 {
+        let word = self.0.get(i / LETTERS_PER_WORD).copied().unwrap_or(0);
+        ((word >> (5 * (i % LETTERS_PER_WORD))) & 0x1f) as u8
     }
 
-    /// Zeek's `CheckHistory`: adds the letter the first time the mask is seen
-    /// for that side and returns false; returns true if it was already seen.
-    fn check(&mut self, mask: u32, code: u8, from_orig: bool) -> bool {
-        let mask = if from_orig { mask } else { mask << 16 };
-        if self.seen & mask == 0 {
-            self.seen |= mask;
-            self.push(letter(code, from_orig));
-            false
-        } else {
-            true
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.buf.get(..usize::from(self.len)).unwrap_or(&[])
+    fn len(&self) -> usize {
+        (0..INLINE_LETTERS)
+            .find(|&i| self.code(i) == 0)
+            .unwrap_or(INLINE_LETTERS)
     }
 }
 
-/// One side of the connection.
+fn decode_letter(code: u8) -> Option<u8> {
+    ALPHABET.get(usize::from(code).checked_sub(1)?).copied()
+}
+
+/// Appends a letter; beyond [`HISTORY_CAPACITY`] letters are dropped.
+fn push_letter(letters: &mut Letters, cold: &mut Option<Box<Cold>>, c: u8) {
+    let Some(code) = ALPHABET.iter().position(|&l| l == c) else {
+        return;
+    };
+    let len = letters.len();
+    if let Some(word) = letters.0.get_mut(len / LETTERS_PER_WORD) {
+        *word |= (code as u64 + 1) << (5 * (len % LETTERS_PER_WORD));
+    } else if let Some(slot) = cold_mut(cold).more_letters.iter_mut().find(|s| **s == 0) {
+        *slot = c;
+    }
+}
+
+/// Zeek's `CheckHistory`: adds the letter the first time the mask is seen
+/// for that side and returns false; returns true if it was already seen.
+fn check_history(
+    ep: &mut Endpoint,
+    letters: &mut Letters,
+    cold: &mut Option<Box<Cold>>,
+    mask: u8,
+    code: u8,
+    from_orig: bool,
+) -> bool {
+    if ep.seen & mask == 0 {
+        ep.seen |= mask;
+        push_letter(letters, cold, letter(code, from_orig));
+        false
+    } else {
+        true
+    }
+}
+
+/// One side's fields that stay zero on most connections, kept out of the flow table's
+/// entries: 32-bit wraps (over 4 GB sent), the last FIN/RST positions, the T/W/C counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Endpoint {
-    state: EpState,
-    prev_state: EpState,
-    fin_seen: bool,
-    /// Initial sequence number (that of the SYN, or first seen seq - 1).
-    start_seq: u32,
-    /// One past the highest sequence number sent.
-    last_seq: u32,
-    /// Highest sequence number of this side acknowledged by the peer.
-    ack_seq: u32,
+struct ColdSide {
     seq_wraps: u32,
     ack_wraps: u32,
-    /// Low 32 bits of the relative seq of the last SYN/FIN/RST (history).
-    hist_last_syn: u32,
+    /// Low 32 bits of the relative seq of the last FIN/RST (history).
     hist_last_fin: u32,
     hist_last_rst: u32,
     rxmit_count: u32,
@@ -241,7 +260,65 @@ struct Endpoint {
     bad_checksum_count: u32,
 }
 
+/// Both sides' [`ColdSide`] plus history letters past the inline ones, allocated the first
+/// time any of it is needed (once per connection at most).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Cold {
+    orig: ColdSide,
+    resp: ColdSide,
+    more_letters: [u8; HISTORY_CAPACITY - INLINE_LETTERS],
+}
+
+impl Cold {
+    fn side(&self, orig: bool) -> &ColdSide {
+        if orig { &self.orig } else { &self.resp }
+    }
+
+    fn side_mut(&mut self, orig: bool) -> &mut ColdSide {
+        if orig { &mut self.orig } else { &mut self.resp }
+    }
+}
+
+fn cold_mut(cold: &mut Option<Box<Cold>>) -> &mut Cold {
+    cold.get_or_insert_with(Box::default)
+}
+
+/// A side's cold fields (all zero while none was needed).
+fn cold_side(cold: &Option<Box<Cold>>, orig: bool) -> ColdSide {
+    cold.as_ref()
+        .map_or_else(ColdSide::default, |c| *c.side(orig))
+}
+
+/// One side of the connection: what every packet touches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Endpoint {
+    state: EpState,
+    prev_state: EpState,
+    fin_seen: bool,
+    /// Zeek's "seen" bits of this side's once-per-direction letters.
+    seen: u8,
+    /// Initial sequence number (that of the SYN, or first seen seq - 1).
+    start_seq: u32,
+    /// One past the highest sequence number sent.
+    last_seq: u32,
+    /// Highest sequence number of this side acknowledged by the peer.
+    ack_seq: u32,
+    /// Low 32 bits of the relative seq of the last SYN (history).
+    hist_last_syn: u32,
+}
+
 impl Endpoint {
+    const NEW: Endpoint = Endpoint {
+        state: EpState::Inactive,
+        prev_state: EpState::Inactive,
+        fin_seen: false,
+        seen: 0,
+        start_seq: 0,
+        last_seq: 0,
+        ack_seq: 0,
+        hist_last_syn: 0,
+    };
+
     fn set_state(&mut self, new: EpState) {
         if new != self.state {
             self.prev_state = self.state;
@@ -298,21 +375,24 @@ impl Endpoint {
         self.last_seq = s;
     }
 
-    fn update_last_seq(&mut self, seq: u32) {
+    /// `side` says which side this is, for its wrap counter in `cold`.
+    fn update_last_seq(&mut self, seq: u32, cold: &mut Option<Box<Cold>>, side: bool) {
         if seq < self.last_seq {
-            self.seq_wraps = self.seq_wraps.wrapping_add(1);
+            let c = cold_mut(cold).side_mut(side);
+            c.seq_wraps = c.seq_wraps.wrapping_add(1);
         }
         self.last_seq = seq;
     }
 
     /// Zeek's `update_ack_seq`: the peer acknowledged our data up to `ack`.
-    fn update_ack_seq(&mut self, ack: u32) {
+    fn update_ack_seq(&mut self, ack: u32, cold: &mut Option<Box<Cold>>, side: bool) {
         let delta = seq_delta(ack, self.ack_seq);
         if ack == 0 && delta > TOO_LARGE_SEQ_DELTA {
             // More likely a broken ack than a wrap landing exactly on 0.
         } else if delta > 0 {
             if ack < self.ack_seq {
-                self.ack_wraps = self.ack_wraps.wrapping_add(1);
+                let c = cold_mut(cold).side_mut(side);
+                c.ack_wraps = c.ack_wraps.wrapping_add(1);
             }
             self.ack_seq = ack;
         }
@@ -320,7 +400,14 @@ impl Endpoint {
 
     /// Zeek's `update_last_seq` for a segment ending at `seq_end`; returns
     /// true when the segment is a retransmission.
-    fn advance(&mut self, b: Bits, seq_end: u32, len: u32) -> bool {
+    fn advance(
+        &mut self,
+        b: Bits,
+        seq_end: u32,
+        len: u32,
+        cold: &mut Option<Box<Cold>>,
+        side: bool,
+    ) -> bool {
         let delta = seq_delta(seq_end, self.last_seq);
         let too_large = !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta);
         if (b.syn || b.rst) && too_large {
@@ -329,36 +416,36 @@ impl Endpoint {
         } else if b.fin && self.last_seq == self.start_seq.wrapping_add(1) {
             // Only the SYN and this FIN seen: trust the FIN even if it looks
             // backwards (connections of more than 2 GB).
-            self.update_last_seq(seq_end);
+            self.update_last_seq(seq_end, cold, side);
             false
         } else if self.state == EpState::Reset {
             false
         } else if delta > 0 {
-            self.update_last_seq(seq_end);
+            self.update_last_seq(seq_end, cold, side);
             false
         } else {
             len > 0
         }
     }
 
-    fn no_data_acked(&self) -> bool {
-        let ack = full_seq(self.ack_seq, self.ack_wraps);
+    fn no_data_acked(&self, cold: &ColdSide) -> bool {
+        let ack = full_seq(self.ack_seq, cold.ack_wraps);
         let start = u64::from(self.start_seq);
         ack == start || ack == start.wrapping_add(1)
     }
 
     /// Zeek's `TCP_Endpoint::Size`: payload bytes from sequence numbers.
-    fn size(&self, peer: &Endpoint) -> u64 {
+    fn size(&self, cold: &ColdSide, peer: &Endpoint) -> u64 {
         if self.prev_state == EpState::SynSent
             && self.state == EpState::Reset
             && peer.state == EpState::Inactive
-            && !self.no_data_acked()
+            && !self.no_data_acked(cold)
         {
             // A half-open connection discovered and aborted.
             return 0;
         }
-        let last = full_seq(self.last_seq, self.seq_wraps);
-        let acked = full_seq(self.ack_seq, self.ack_wraps);
+        let last = full_seq(self.last_seq, cold.seq_wraps);
+        let acked = full_seq(self.ack_seq, cold.ack_wraps);
         let top = if last > acked { last } else { acked };
         let mut size = top.wrapping_sub(u64::from(self.start_seq));
         size = size.saturating_sub(1); // the SYN octet
@@ -376,14 +463,27 @@ impl Endpoint {
 /// read [`conn_state`](Self::conn_state), [`history`](Self::history),
 /// [`orig_bytes`](Self::orig_bytes) and [`resp_bytes`](Self::resp_bytes)
 /// when the conn.log line is written.
+///
+/// Sized for a flow table of millions of entries: 64 bytes, plus a [`Cold`] part allocated
+/// only for connections that need it (FIN or RST seen, retransmissions, zero windows, bad
+/// checksums, more than 4 GB or more than 24 history letters).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TcpState {
     orig: Endpoint,
     resp: Endpoint,
-    hist: History,
+    letters: Letters,
+    cold: Option<Box<Cold>>,
 }
 
 impl TcpState {
+    /// A connection with nothing seen yet.
+    pub const NEW: TcpState = TcpState {
+        orig: Endpoint::NEW,
+        resp: Endpoint::NEW,
+        letters: Letters([0; 2]),
+        cold: None,
+    };
+
     /// One TCP segment. `from_orig` is true when it comes from the connection
     /// originator. `payload_len` is the TCP payload length (not the capture
     /// length).
@@ -409,13 +509,12 @@ impl TcpState {
     /// A segment from this side failed its TCP checksum. Zeek drops such a
     /// packet (do not also `observe` it) and records `C`/`c`, logarithmically.
     pub fn record_bad_checksum(&mut self, from_orig: bool) {
-        let ep = if from_orig {
-            &mut self.orig
-        } else {
-            &mut self.resp
-        };
-        if scaled_event(&mut ep.bad_checksum_count) {
-            self.hist.push(letter(b'C', from_orig));
+        if scaled_event(
+            &mut cold_mut(&mut self.cold)
+                .side_mut(from_orig)
+                .bad_checksum_count,
+        ) {
+            push_letter(&mut self.letters, &mut self.cold, letter(b'C', from_orig));
         }
     }
 
@@ -426,7 +525,10 @@ impl TcpState {
     /// roles); the history then starts with `^`, e.g. `^hADadFf`.
     pub fn record_flip(&mut self) {
         std::mem::swap(&mut self.orig, &mut self.resp);
-        self.hist.push(b'^');
+        if let Some(cold) = self.cold.as_deref_mut() {
+            std::mem::swap(&mut cold.orig, &mut cold.resp);
+        }
+        push_letter(&mut self.letters, &mut self.cold, b'^');
     }
 
     /// Zeek's `conn_state`: S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH,
@@ -449,7 +551,8 @@ impl TcpState {
             }
         } else if os == EpState::Reset {
             if r_inactive {
-                if history_means_rstos0(self.hist.bytes()) {
+                let (letters, len) = self.history_bytes();
+                if history_means_rstos0(letters.get(..len).unwrap_or(&[])) {
                     "RSTOS0"
                 } else {
                     "OTH"
@@ -472,20 +575,45 @@ impl TcpState {
         }
     }
 
+    /// The history letters and how many there are.
+    fn history_bytes(&self) -> ([u8; HISTORY_CAPACITY], usize) {
+        let mut out = [0u8; HISTORY_CAPACITY];
+        let inline = (0..self.letters.len()).filter_map(|i| decode_letter(self.letters.code(i)));
+        let more = self
+            .cold
+            .as_ref()
+            .map_or(&[][..], |c| &c.more_letters[..])
+            .iter()
+            .copied()
+            .take_while(|&c| c != 0);
+        let mut len = 0;
+        for (slot, c) in out.iter_mut().zip(inline.chain(more)) {
+            *slot = c;
+            len += 1;
+        }
+        (out, len)
+    }
+
     /// Zeek's history string (originator upper case, responder lower case).
     /// Empty means the field is unset (`-` in conn.log).
     pub fn history(&self) -> String {
-        self.hist.bytes().iter().map(|&b| char::from(b)).collect()
+        let (letters, len) = self.history_bytes();
+        letters.iter().take(len).map(|&b| char::from(b)).collect()
     }
 
     /// Zeek's `orig_bytes` for TCP, from sequence numbers (see module docs).
     pub fn orig_bytes(&self) -> u64 {
-        self.orig.size(&self.resp)
+        self.orig.size(&cold_side(&self.cold, true), &self.resp)
     }
 
     /// Zeek's `resp_bytes` for TCP, from sequence numbers (see module docs).
     pub fn resp_bytes(&self) -> u64 {
-        self.resp.size(&self.orig)
+        self.resp.size(&cold_side(&self.cold, false), &self.orig)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn cold_is_empty(&self) -> bool {
+        self.cold.is_none()
     }
 
     /// Whether a segment with these flags and sequence number, arriving on
@@ -532,7 +660,12 @@ impl TcpState {
         window: Option<u16>,
     ) {
         let b = Bits::new(flag_bits);
-        let TcpState { orig, resp, hist } = self;
+        let TcpState {
+            orig,
+            resp,
+            letters,
+            cold,
+        } = self;
         let (ep, peer) = if from_orig {
             (orig, resp)
         } else {
@@ -551,16 +684,17 @@ impl TcpState {
         let seq_end = seq.wrapping_add(seg_len);
 
         ep.init(b, seq, seq_end);
-        let (rel_seq, _) = relative_seq(ep.start_seq, seq, ep.last_seq, ep.seq_wraps);
-        update_history(hist, ep, b, from_orig, rel_seq, len);
+        let seq_wraps = cold.as_ref().map_or(0, |c| c.side(from_orig).seq_wraps);
+        let (rel_seq, _) = relative_seq(ep.start_seq, seq, ep.last_seq, seq_wraps);
+        update_history(letters, cold, ep, b, from_orig, rel_seq, len);
 
         if window == Some(0)
             && !b.rst
             && peer.state != EpState::Closed
             && ep.state != EpState::Reset
-            && scaled_event(&mut ep.zero_window_count)
+            && scaled_event(&mut cold_mut(cold).side_mut(from_orig).zero_window_count)
         {
-            hist.push(letter(b'W', from_orig));
+            push_letter(letters, cold, letter(b'W', from_orig));
         }
 
         if b.fin {
@@ -571,17 +705,19 @@ impl TcpState {
             if peer.state == EpState::Inactive {
                 peer.init_from_peer_ack(ack);
             } else {
-                let (_, underflow) =
-                    relative_seq(peer.start_seq, ack, peer.ack_seq, peer.ack_wraps);
+                let ack_wraps = cold.as_ref().map_or(0, |c| c.side(!from_orig).ack_wraps);
+                let (_, underflow) = relative_seq(peer.start_seq, ack, peer.ack_seq, ack_wraps);
                 // Acks in RSTs are not trusted.
                 if !underflow && !b.rst {
-                    peer.update_ack_seq(ack);
+                    peer.update_ack_seq(ack, cold, !from_orig);
                 }
             }
         }
 
-        if ep.advance(b, seq_end, len) && scaled_event(&mut ep.rxmit_count) {
-            hist.push(letter(b'T', from_orig));
+        if ep.advance(b, seq_end, len, cold, from_orig)
+            && scaled_event(&mut cold_mut(cold).side_mut(from_orig).rxmit_count)
+        {
+            push_letter(letters, cold, letter(b'T', from_orig));
         }
 
         update_state_machine(ep, peer, b, from_orig, seq, len);
@@ -590,7 +726,8 @@ impl TcpState {
 
 /// Zeek's `update_history` for one segment (S/H/F/R/D/A/I/Q letters).
 fn update_history(
-    hist: &mut History,
+    letters: &mut Letters,
+    cold: &mut Option<Box<Cold>>,
     ep: &mut Endpoint,
     b: Bits,
     from_orig: bool,
@@ -600,38 +737,46 @@ fn update_history(
     let control_bits = u8::from(b.syn) + u8::from(b.fin) + u8::from(b.rst);
     if control_bits > 1 {
         if b.fin && b.rst {
-            hist.check(seen::FIN_RST, b'I', from_orig);
+            check_history(ep, letters, cold, seen::FIN_RST, b'I', from_orig);
         } else {
-            hist.check(seen::MULTI_FLAG, b'Q', from_orig);
+            check_history(ep, letters, cold, seen::MULTI_FLAG, b'Q', from_orig);
         }
     } else if control_bits == 1 {
         // Relative sequence numbers compared on their low 32 bits.
         let rel = rel_seq as u32;
         if b.syn {
             let code = if b.ack { b'H' } else { b'S' };
-            if hist.check(seen::SYN, code, from_orig) && rel != ep.hist_last_syn {
-                hist.push(letter(code, from_orig));
+            if check_history(ep, letters, cold, seen::SYN, code, from_orig)
+                && rel != ep.hist_last_syn
+            {
+                push_letter(letters, cold, letter(code, from_orig));
             }
             ep.hist_last_syn = rel;
         }
         if b.fin {
             // A FIN's sequence number is the one after its data.
             let end = rel.wrapping_add(len);
-            if hist.check(seen::FIN, b'F', from_orig) && end != ep.hist_last_fin {
-                hist.push(letter(b'F', from_orig));
+            let seen = check_history(ep, letters, cold, seen::FIN, b'F', from_orig);
+            let side = cold_mut(cold).side_mut(from_orig);
+            let repeat = seen && end != side.hist_last_fin;
+            side.hist_last_fin = end;
+            if repeat {
+                push_letter(letters, cold, letter(b'F', from_orig));
             }
-            ep.hist_last_fin = end;
         }
         if b.rst {
-            if hist.check(seen::RST, b'R', from_orig) && rel != ep.hist_last_rst {
-                hist.push(letter(b'R', from_orig));
+            let seen = check_history(ep, letters, cold, seen::RST, b'R', from_orig);
+            let side = cold_mut(cold).side_mut(from_orig);
+            let repeat = seen && rel != side.hist_last_rst;
+            side.hist_last_rst = rel;
+            if repeat {
+                push_letter(letters, cold, letter(b'R', from_orig));
             }
-            ep.hist_last_rst = rel;
         }
     } else if len > 0 {
-        hist.check(seen::DATA, b'D', from_orig);
+        check_history(ep, letters, cold, seen::DATA, b'D', from_orig);
     } else if b.ack {
-        hist.check(seen::ACK, b'A', from_orig);
+        check_history(ep, letters, cold, seen::ACK, b'A', from_orig);
     }
 }
 
@@ -1235,9 +1380,10 @@ mod tests {
     fn history_is_capped() {
         let mut st = TcpState::default();
         for i in 0..100u32 {
-            st.observe(true, FIN, C + i * 10, 0, 0);
+            st.observe(i % 2 == 0, FIN, C + i * 10, 0, 0);
         }
-        assert_eq!(st.history().len(), HISTORY_CAPACITY);
+        // Past the inline letters, in order, up to the cap.
+        assert_eq!(st.history(), "Ff".repeat(HISTORY_CAPACITY / 2));
     }
 
     // ---- sequence numbers and byte counts ----
@@ -1344,7 +1490,13 @@ mod tests {
 
     #[test]
     fn state_is_small_and_fixed_size() {
-        assert!(std::mem::size_of::<TcpState>() <= 160);
+        // Every TCP flow in the table holds one; see flow::table's memory budget.
+        assert!(std::mem::size_of::<TcpState>() <= 64);
+        // The common case needs no cold part: handshake and data both ways.
+        let mut st = established();
+        st.observe(true, PSH | ACK, C + 1, S + 1, 100);
+        st.observe(false, PSH | ACK, S + 1, C + 101, 200);
+        assert!(st.cold.is_none());
     }
 
     #[test]

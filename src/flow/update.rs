@@ -32,8 +32,8 @@ pub mod service {
     ];
 }
 
-/// Names a flow carries, allocated once per flow that has any.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Names a flow carries. The flow table shares one set between all flows carrying the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct FlowNames {
     pub sni: Option<Box<str>>,
     pub http_host: Option<Box<str>>,

@@ -12,10 +12,13 @@
 //!   committed. Its truth names each host's role and expected `DetectionBranch`.
 //! * `flood`: a UDP flood and a spoofed SYN flood among ordinary hosts; too many packets to
 //!   commit, so tests generate it.
+//! * `concurrent`: `flows` distinct live connections at once, streamed to disk, for flow
+//!   table memory (bytes per flow, peak RSS). Never committed.
 
 mod behaviour;
 mod bench;
 mod blocks;
+mod concurrent;
 mod conv;
 mod frames;
 mod office;
@@ -37,6 +40,8 @@ use wire::PcapWriter;
 
 /// Default `packets` target for the bench scenario.
 pub const DEFAULT_BENCH_PACKETS: u64 = 2_500_000;
+/// Default `flows` for the concurrent scenario.
+pub const DEFAULT_CONCURRENT_FLOWS: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -44,6 +49,7 @@ pub enum Scenario {
     Bench,
     Behaviour,
     Flood,
+    Concurrent,
 }
 
 impl Scenario {
@@ -53,6 +59,7 @@ impl Scenario {
             Scenario::Bench => "bench",
             Scenario::Behaviour => "behaviour",
             Scenario::Flood => "flood",
+            Scenario::Concurrent => "concurrent",
         }
     }
 }
@@ -64,7 +71,9 @@ impl fmt::Display for Scenario {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scenario {0:?} (expected \"office\", \"bench\", \"behaviour\" or \"flood\")")]
+#[error(
+    "unknown scenario {0:?} (expected \"office\", \"bench\", \"behaviour\", \"flood\" or \"concurrent\")"
+)]
 pub struct UnknownScenario(pub String);
 
 impl FromStr for Scenario {
@@ -76,6 +85,7 @@ impl FromStr for Scenario {
             "bench" => Ok(Scenario::Bench),
             "behaviour" | "behavior" => Ok(Scenario::Behaviour),
             "flood" => Ok(Scenario::Flood),
+            "concurrent" => Ok(Scenario::Concurrent),
             _ => Err(UnknownScenario(s.to_string())),
         }
     }
@@ -87,6 +97,8 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Packet target for Bench (written exactly); ignored by the other scenarios.
     pub packets: u64,
+    /// Flows for Concurrent (all live at once); ignored by the other scenarios.
+    pub flows: u64,
     /// Cut each captured frame to this many bytes, keeping the original length in the
     /// record header: a sliced capture whose volumes must still be measurable.
     pub snaplen: Option<u32>,
@@ -98,6 +110,7 @@ impl Default for GenerateOptions {
             scenario: Scenario::Office,
             seed: 1,
             packets: DEFAULT_BENCH_PACKETS,
+            flows: DEFAULT_CONCURRENT_FLOWS,
             snaplen: None,
         }
     }
@@ -196,6 +209,9 @@ fn generator_command(opts: &GenerateOptions, pcap_out: &Path, truth_out: Option<
     if opts.scenario == Scenario::Bench {
         cmd.push_str(&format!(" --packets {}", opts.packets));
     }
+    if opts.scenario == Scenario::Concurrent {
+        cmd.push_str(&format!(" --flows {}", opts.flows));
+    }
     cmd.push_str(&format!(" --out {}", pcap_out.display()));
     if let Some(t) = truth_out {
         cmd.push_str(&format!(" --truth {}", t.display()));
@@ -223,6 +239,11 @@ pub fn generate(
             "bench needs packets > 0".into(),
         ));
     }
+    if opts.scenario == Scenario::Concurrent && opts.flows == 0 {
+        return Err(GenerateError::InvalidOptions(
+            "concurrent needs flows > 0".into(),
+        ));
+    }
     let file = File::create(pcap_out).map_err(|e| GenerateError::io(pcap_out, e))?;
     let mut w = PcapWriter::new(
         BufWriter::with_capacity(1 << 20, file),
@@ -235,6 +256,9 @@ pub fn generate(
         Scenario::Bench => Output::Flows(bench::run(opts.seed, opts.packets, want_truth, &mut w)?),
         Scenario::Behaviour => Output::Roles(behaviour::run(opts.seed, &mut w)?),
         Scenario::Flood => Output::Roles(behaviour::run_flood(opts.seed, &mut w)?),
+        Scenario::Concurrent => {
+            Output::Flows(concurrent::run(opts.seed, opts.flows, want_truth, &mut w)?)
+        }
     };
     let summary = GenerateSummary {
         packets: w.packets,

@@ -30,6 +30,7 @@ fn opts(scenario: Scenario, packets: u64, snaplen: Option<u32>) -> GenerateOptio
         seed: 1,
         packets,
         snaplen,
+        ..Default::default()
     }
 }
 
@@ -216,6 +217,7 @@ fn scenario_names_parse() {
     assert_eq!("behaviour".parse::<Scenario>(), Ok(Scenario::Behaviour));
     assert_eq!("behavior".parse::<Scenario>(), Ok(Scenario::Behaviour));
     assert_eq!("flood".parse::<Scenario>(), Ok(Scenario::Flood));
+    assert_eq!("concurrent".parse::<Scenario>(), Ok(Scenario::Concurrent));
 }
 
 /// Sliced behaviour frames: the record's wire length is the IP total length plus Ethernet,
@@ -534,6 +536,52 @@ fn bench_writes_exact_count_with_valid_packets() {
 }
 
 #[test]
+fn concurrent_opens_distinct_live_flows_within_the_idle_timeouts() {
+    let dir = TempDir::new("concurrent");
+    let pcap = dir.0.join("c.pcap");
+    let truth = dir.0.join("c.json");
+    let o = GenerateOptions {
+        scenario: Scenario::Concurrent,
+        flows: 3000,
+        ..Default::default()
+    };
+    let s = generate(&o, &pcap, Some(&truth)).unwrap();
+    let data = std::fs::read(&pcap).unwrap();
+    assert_eq!(s.bytes, data.len() as u64);
+    let (v4, v6) = check_packets(&data, s.packets);
+    assert!(v6 > 0 && v4 > v6);
+    let t = read_json(&truth);
+    // volumes_from_pcap also proves that no 5-tuple repeats and every packet is in a flow.
+    check_volumes(&data, &t);
+    let flows = t["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 3000);
+    let tcp = flows.iter().filter(|f| f["proto"] == "tcp").count();
+    assert!(tcp > 2000 && tcp < 3000, "{tcp} TCP flows");
+    let (_, cap) = parse_pcap(&data).unwrap();
+    let mut flags_seen = 0u8;
+    for b in &cap.blocks {
+        if let Some(TransportSlice::Tcp(t)) = SlicedPacket::from_ethernet(b.data).unwrap().transport
+        {
+            assert!(!t.fin() && !t.rst(), "flows stay open");
+            flags_seen |= u8::from(t.syn());
+        }
+    }
+    assert_eq!(flags_seen, 1);
+    let ts = |b: &pcap_parser::LegacyPcapBlock<'_>| {
+        u64::from(b.ts_sec) * 1_000_000 + u64::from(b.ts_usec)
+    };
+    let span = ts(cap.blocks.last().unwrap()) - ts(&cap.blocks[0]);
+    assert!(
+        span < 55_000_000,
+        "all flows live under the 60 s UDP timeout: {span} us"
+    );
+
+    let again = dir.0.join("again.pcap");
+    generate(&o, &again, None).unwrap();
+    assert_eq!(data, std::fs::read(&again).unwrap());
+}
+
+#[test]
 fn rejects_bad_options() {
     let dir = TempDir::new("bad");
     let p = dir.0.join("x.pcap");
@@ -543,6 +591,15 @@ fn rejects_bad_options() {
     ));
     assert!(matches!(
         generate(&opts(Scenario::Bench, 0, None), &p, None),
+        Err(GenerateError::InvalidOptions(_))
+    ));
+    let no_flows = GenerateOptions {
+        scenario: Scenario::Concurrent,
+        flows: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        generate(&no_flows, &p, None),
         Err(GenerateError::InvalidOptions(_))
     ));
     let missing = dir.0.join("no/such/dir/x.pcap");
