@@ -110,7 +110,7 @@ for version in 9 10; do
 
     : > "$T/times"
     for _ in $(seq 1 "$runs"); do
-        /usr/bin/time -f "%U %S %e %M" -o "$T/time" "$BIN" replay --format json "$T/export.pcap" \
+        /usr/bin/time -f "%U %S %e %M" -o "$T/time" "$BIN" replay --threads 1 --format json "$T/export.pcap" \
             > /dev/null 2> "$T/replay.err"
         cat "$T/time" >> "$T/times"
     done
@@ -124,7 +124,7 @@ for version in 9 10; do
     grep -E '^export' "$T/replay.err" | sed 's/^/    /'
     if [ "${CALLGRIND:-0}" = 1 ] && command -v valgrind >/dev/null; then
         valgrind --tool=callgrind --callgrind-out-file="$T/callgrind.out" \
-            "$BIN" replay --format json "$T/export.pcap" > /dev/null 2> "$T/callgrind.err"
+            "$BIN" replay --threads 1 --format json "$T/export.pcap" > /dev/null 2> "$T/callgrind.err"
         instructions=$(sed -n 's/.*Collected : \([0-9]*\)/\1/p' "$T/callgrind.err")
         echo "  callgrind: $instructions instructions, $((instructions / records)) per record"
     fi

@@ -20,7 +20,7 @@ trap 'rm -rf "$T"' EXIT
 # Peak RSS in KiB of a replay of $1 with max_flows $2; the flows summary line goes to $T/flows.
 replay_rss() {
     printf '[flow]\nmax_flows = %s\n' "$2" > "$T/flows.toml"
-    /usr/bin/time -f "%M" -o "$T/rss" "$BIN" replay --config "$T/flows.toml" --format json "$1" \
+    /usr/bin/time -f "%M" -o "$T/rss" "$BIN" replay --threads 1 --config "$T/flows.toml" --format json "$1" \
         > /dev/null 2> "$T/replay.err"
     grep '^flows:' "$T/replay.err" > "$T/flows" || true
     cat "$T/rss"

@@ -27,7 +27,7 @@ measure() { # label, command...
 }
 
 echo "capture: $capture ($packets packets, $size bytes)"
-measure egresswatch "$bin" replay --format json "$capture"
+measure egresswatch "$bin" replay --threads 1 --format json "$capture"
 measure tshark tshark -n -r "$capture" -T fields -e dns.qry.name -e tls.handshake.extensions_server_name
 echo "egresswatch names: $(grep -c . "$dir/egresswatch.out" || true) alert lines; summary:"
 sed 's/^/  /' "$dir/egresswatch.err"

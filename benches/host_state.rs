@@ -187,6 +187,7 @@ fn load_flows() -> (Vec<Flow>, u64) {
                 seed: 7,
                 packets: CAPTURE_PACKETS,
                 snaplen: Some(128),
+                ..Default::default()
             };
             generate(&opts, &path, None).expect("generate bench capture");
             path

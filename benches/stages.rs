@@ -70,7 +70,7 @@ fn capture() -> Capture {
         scenario: Scenario::Bench,
         seed: 7,
         packets: PACKETS,
-        snaplen: None,
+        ..Default::default()
     };
     generate(&options, &path, None).expect("generate the bench capture");
     let mut reader = CaptureReader::open(std::slice::from_ref(&path)).expect("read it back");

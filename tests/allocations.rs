@@ -53,7 +53,10 @@ fn allocations_follow_flows_and_messages_not_packets() {
             ..Default::default()
         };
         let before = ALLOCATIONS.load(Ordering::Relaxed);
-        let report = replay(&config, &[pcap.clone()], &options, &mut |_| Ok(())).unwrap();
+        let report = replay(&config, std::slice::from_ref(&pcap), &options, &mut |_| {
+            Ok(())
+        })
+        .unwrap();
         let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
         let s = &report.stats;
         // What allocates, once each: a flow (its reassembly and name state, a few boxes),
