@@ -224,19 +224,42 @@ impl NameSets {
     }
 
     /// Sets one name of a flow's set (once: later values are ignored), sharing the result.
-    fn set(
-        &mut self,
-        names: &mut Option<Arc<FlowNames>>,
-        field: fn(&mut FlowNames) -> &mut Option<Box<str>>,
-        value: &str,
-    ) {
-        let mut new = names.as_deref().cloned().unwrap_or_default();
-        let slot = field(&mut new);
-        if slot.is_some() {
+    fn set(&mut self, names: &mut Option<Arc<FlowNames>>, field: NameField, value: &str) {
+        if names.as_deref().is_some_and(|n| field.of(n).is_some()) {
             return;
         }
-        *slot = Some(value.into());
+        let mut new = names.as_deref().cloned().unwrap_or_default();
+        *field.of_mut(&mut new) = Some(value.into());
         *names = Some(self.intern(new));
+    }
+}
+
+/// The names a flow's own traffic gives (the DNS name comes from the cache at creation).
+#[derive(Debug, Clone, Copy)]
+enum NameField {
+    Sni,
+    HttpHost,
+    ConnectTarget,
+    SocksTarget,
+}
+
+impl NameField {
+    fn of(self, n: &FlowNames) -> &Option<Box<str>> {
+        match self {
+            NameField::Sni => &n.sni,
+            NameField::HttpHost => &n.http_host,
+            NameField::ConnectTarget => &n.connect_target,
+            NameField::SocksTarget => &n.socks_target,
+        }
+    }
+
+    fn of_mut(self, n: &mut FlowNames) -> &mut Option<Box<str>> {
+        match self {
+            NameField::Sni => &mut n.sni,
+            NameField::HttpHost => &mut n.http_host,
+            NameField::ConnectTarget => &mut n.connect_target,
+            NameField::SocksTarget => &mut n.socks_target,
+        }
     }
 }
 
@@ -454,7 +477,7 @@ impl FlowTable {
                 AppEvent::Tls(hello) => {
                     flow.services |= service::SSL;
                     if let Some(sni) = &hello.sni {
-                        names.set(&mut flow.names, |n| &mut n.sni, sni);
+                        names.set(&mut flow.names, NameField::Sni, sni);
                     }
                     sink.tls(flow, ts_ns, &hello);
                 }
@@ -462,15 +485,15 @@ impl FlowTable {
                 AppEvent::Http(request) => {
                     flow.services |= service::HTTP;
                     if request.method.eq_ignore_ascii_case("CONNECT") {
-                        names.set(&mut flow.names, |n| &mut n.connect_target, &request.uri);
+                        names.set(&mut flow.names, NameField::ConnectTarget, &request.uri);
                     } else if let Some(host) = &request.host {
-                        names.set(&mut flow.names, |n| &mut n.http_host, host);
+                        names.set(&mut flow.names, NameField::HttpHost, host);
                     }
                     sink.http(flow, ts_ns, &request);
                 }
                 AppEvent::Socks(request) => {
                     flow.services |= service::SOCKS;
-                    names.set(&mut flow.names, |n| &mut n.socks_target, &request.target);
+                    names.set(&mut flow.names, NameField::SocksTarget, &request.target);
                     sink.socks(flow, ts_ns, &request);
                 }
                 AppEvent::BitTorrent => flow.services |= service::BITTORRENT,

@@ -197,16 +197,31 @@ const INLINE_LETTERS: usize = 2 * LETTERS_PER_WORD;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Letters([u64; 2]);
 
+/// Letter to code (0: not a history letter), for [`push_letter`].
+const CODES: [u8; 128] = {
+    let mut codes = [0u8; 128];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        codes[ALPHABET[i] as usize] = i as u8 + 1;
+        i += 1;
+    }
+    codes
+};
+
 impl Letters {
     fn code(&self, i: usize) -> u8 {
         let word = self.0.get(i / LETTERS_PER_WORD).copied().unwrap_or(0);
         ((word >> (5 * (i % LETTERS_PER_WORD))) & 0x1f) as u8
     }
 
+    /// Codes are never 0 and fill each word from the low bits, so a word's highest set bit
+    /// tells how many it holds.
     fn len(&self) -> usize {
-        (0..INLINE_LETTERS)
-            .find(|&i| self.code(i) == 0)
-            .unwrap_or(INLINE_LETTERS)
+        let in_word = |w: u64| (64 - w.leading_zeros() as usize).div_ceil(5);
+        match in_word(self.0[0]) {
+            LETTERS_PER_WORD => LETTERS_PER_WORD + in_word(self.0[1]),
+            n => n,
+        }
     }
 }
 
@@ -216,12 +231,13 @@ fn decode_letter(code: u8) -> Option<u8> {
 
 /// Appends a letter; beyond [`HISTORY_CAPACITY`] letters are dropped.
 fn push_letter(letters: &mut Letters, cold: &mut Option<Box<Cold>>, c: u8) {
-    let Some(code) = ALPHABET.iter().position(|&l| l == c) else {
+    let code = CODES.get(usize::from(c)).copied().unwrap_or(0);
+    if code == 0 {
         return;
-    };
+    }
     let len = letters.len();
     if let Some(word) = letters.0.get_mut(len / LETTERS_PER_WORD) {
-        *word |= (code as u64 + 1) << (5 * (len % LETTERS_PER_WORD));
+        *word |= u64::from(code) << (5 * (len % LETTERS_PER_WORD));
     } else if let Some(slot) = cold_mut(cold).more_letters.iter_mut().find(|s| **s == 0) {
         *slot = c;
     }
