@@ -42,9 +42,9 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Packet-path worker threads (decode, flows, reassembly); the reading and detecting
-        /// thread comes on top. 1 runs everything on one thread; 0 (default) one per core.
+        /// thread comes on top. 1 (default) runs everything on one thread; 0 one per core.
         /// Results do not depend on it.
-        #[arg(long, default_value_t = 0, value_name = "N")]
+        #[arg(long, default_value_t = 1, value_name = "N")]
         threads: usize,
     },
     /// Collect NetFlow v5/v9, IPFIX and sFlow v5 on UDP and report alerts until SIGINT or
@@ -81,9 +81,9 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
         /// Packet-path worker threads (decode, flows, reassembly) besides the capture threads
-        /// and the detecting thread; 1 runs the packet path on the detecting thread; 0
-        /// (default) one per core.
-        #[arg(long, default_value_t = 0, value_name = "N")]
+        /// and the detecting thread; 1 (default) runs the packet path on the detecting thread;
+        /// 0 one per core.
+        #[arg(long, default_value_t = 1, value_name = "N")]
         threads: usize,
         #[command(flatten)]
         common: RunArgs,
