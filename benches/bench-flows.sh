@@ -11,7 +11,7 @@
 #    max_flows = N/20 (the oldest, already complete flows are evicted, so downstream sees the
 #    same flows end), and the peak RSS difference divided by the flows no longer held.
 # Usage: benches/bench-flows.sh [N...]   (default: 100000 1000000; captures go to $TMPDIR,
-#        about 2.4 KB per flow, deleted after each N). EGRESSWATCH=/path/to/binary replays
+#        about 2 KB per flow, deleted after each N). EGRESSWATCH=/path/to/binary replays
 #        with another build (e.g. an older one, to compare); this tree's generates.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -150,7 +150,7 @@ impl Pools {
             let request = 60 + rng.below(200) as usize;
             p.finished
                 .push(Payload::new(proto::client_finished(rng, request)));
-            let response = 100 + rng.below(1200) as usize;
+            let response = 100 + rng.below(400) as usize;
             p.app_data
                 .push(Payload::new(proto::app_data(rng, response)));
             p.get.push(Payload::new(proto::http_get(
@@ -158,15 +158,15 @@ impl Pools {
                 &format!("/api/v1/items/{}", rng.below(100_000)),
                 "Mozilla/5.0 (X11; Linux x86_64; rv:123.0) Gecko/20100101 Firefox/123.0",
             )));
-            let body = 50 + rng.below(1000) as usize;
+            let body = 50 + rng.below(400) as usize;
             p.response.push(Payload::new(proto::http_response(
                 rng,
                 "application/json",
                 body,
             )));
-            let len = 40 + rng.below(1100) as usize;
+            let len = 40 + rng.below(400) as usize;
             p.datagram.push(Payload::new(rng.bytes(len)));
-            let len = 40 + rng.below(1100) as usize;
+            let len = 40 + rng.below(400) as usize;
             p.reply.push(Payload::new(rng.bytes(len)));
         }
         Ok(p)
