@@ -8,7 +8,9 @@
 #  1. tcpdump records the export datagrams on loopback. `egresswatch replay` of that capture
 #     decodes, reorders, stitches and runs every detector on one thread, RUNS times: records/s
 #     per core from the median CPU time (user + sys; wall time is shown too, but is noisy on a
-#     shared machine). CALLGRIND=1 also counts instructions per record (slow).
+#     shared machine). CALLGRIND=1 also counts instructions per record (slow). BASELINE=path
+#     replays the same capture with another build too: softflowd's export order varies from
+#     run to run, and with it the work (evictions), so compare builds on one capture.
 #  2. softflowd sends the same export live to `egresswatch collect`, then to nfcapd (nfdump,
 #     the peer: it decodes and stores records, no stitching or detection). Each receiver runs
 #     until it has been idle for 2 s after the burst; its whole CPU time (start-up and the end
@@ -93,6 +95,32 @@ per_core() { # records: "N s CPU, M records/s per core" from $T/cpu
     awk -v r="$1" '{ s = $1 + $2; printf "%.2f s CPU, %.0f records/s per core", s, (s > 0 ? r / s : 0) }' "$T/cpu"
 }
 
+# Replays the export capture RUNS times with a binary (label, binary): median CPU and wall
+# time, records/s per core; with CALLGRIND=1 also instructions per record.
+replay_figures() {
+    local label=$1 bin=$2 records cpu wall rss instructions
+    : > "$T/times"
+    for _ in $(seq 1 "$runs"); do
+        /usr/bin/time -f "%U %S %e %M" -o "$T/time" "$bin" replay --threads 1 --format json "$T/export.pcap" \
+            > /dev/null 2> "$T/replay.err"
+        cat "$T/time" >> "$T/times"
+    done
+    records=$(sed -n 's/.* VPC flow log lines; \([0-9]*\) records.*/\1/p' "$T/replay.err")
+    cpu=$(awk '{ print $1 + $2 }' "$T/times" | median)
+    wall=$(awk '{ print $3 }' "$T/times" | median)
+    rss=$(awk '{ print $4 }' "$T/times" | median)
+    echo "  $label ($runs runs, medians): $records records, $cpu s CPU, $wall s wall," \
+        "$((rss / 1024)) MiB max RSS:" \
+        "$(awk -v r="$records" -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.0f records/s per core (CPU), %.0f records/s (wall)", r / c, r / w }')"
+    grep -E '^export' "$T/replay.err" | sed 's/^/    /'
+    if [ "${CALLGRIND:-0}" = 1 ] && command -v valgrind >/dev/null; then
+        valgrind --tool=callgrind --callgrind-out-file="$T/callgrind.out" \
+            "$bin" replay --threads 1 --format json "$T/export.pcap" > /dev/null 2> "$T/callgrind.err"
+        instructions=$(sed -n 's/.*Collected : \([0-9]*\)/\1/p' "$T/callgrind.err")
+        echo "    callgrind: $instructions instructions, $((instructions / records)) per record"
+    fi
+}
+
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 for version in 9 10; do
@@ -108,25 +136,9 @@ for version in 9 10; do
     datagrams=$(sed -n 's/.* in \([0-9]*\) packets.*/\1/p' "$T/softflowd.out")
     echo "v$version: softflowd sent $sent records in $datagrams datagrams"
 
-    : > "$T/times"
-    for _ in $(seq 1 "$runs"); do
-        /usr/bin/time -f "%U %S %e %M" -o "$T/time" "$BIN" replay --threads 1 --format json "$T/export.pcap" \
-            > /dev/null 2> "$T/replay.err"
-        cat "$T/time" >> "$T/times"
-    done
-    records=$(sed -n 's/.* VPC flow log lines; \([0-9]*\) records.*/\1/p' "$T/replay.err")
-    cpu=$(awk '{ print $1 + $2 }' "$T/times" | median)
-    wall=$(awk '{ print $3 }' "$T/times" | median)
-    rss=$(awk '{ print $4 }' "$T/times" | median)
-    echo "  replay of the export capture ($runs runs, medians): $records records," \
-        "$cpu s CPU, $wall s wall, $((rss / 1024)) MiB max RSS:" \
-        "$(awk -v r="$records" -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.0f records/s per core (CPU), %.0f records/s (wall)", r / c, r / w }')"
-    grep -E '^export' "$T/replay.err" | sed 's/^/    /'
-    if [ "${CALLGRIND:-0}" = 1 ] && command -v valgrind >/dev/null; then
-        valgrind --tool=callgrind --callgrind-out-file="$T/callgrind.out" \
-            "$BIN" replay --threads 1 --format json "$T/export.pcap" > /dev/null 2> "$T/callgrind.err"
-        instructions=$(sed -n 's/.*Collected : \([0-9]*\)/\1/p' "$T/callgrind.err")
-        echo "  callgrind: $instructions instructions, $((instructions / records)) per record"
+    replay_figures "egresswatch replay of the export capture" "$BIN"
+    if [ -n "${BASELINE:-}" ]; then
+        replay_figures "baseline $(basename "$BASELINE"), same capture" "$(realpath "$BASELINE")"
     fi
 
     receive "$port" "$version" "$BIN" collect --listen "127.0.0.1:$port" --format json
