@@ -35,7 +35,7 @@ if [ -n "${EGRESSWATCH:-}" ]; then
     BIN=$(realpath "$EGRESSWATCH")   # another build, e.g. to compare before and after
 else
     cargo build --release -q
-    BIN=$PWD/target/release/egresswatch
+    BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/egresswatch
 fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/bench-collector.XXXXXX")
 trap 'rm -rf "$T"' EXIT

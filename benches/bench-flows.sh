@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
-GEN=$PWD/target/release/egresswatch
+GEN=${CARGO_TARGET_DIR:-$PWD/target}/release/egresswatch
 BIN=${EGRESSWATCH:-$GEN}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT

@@ -13,7 +13,7 @@ if ! command -v tshark >/dev/null || ! [ -x /usr/bin/time ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark time >/dev/null
 fi
 cargo build --release -q
-bin=target/release/egresswatch
+bin=${CARGO_TARGET_DIR:-target}/release/egresswatch
 [ -f "$capture" ] || "$bin" generate --scenario bench --seed 7 --packets "$packets" --out "$capture"
 size=$(stat -c %s "$capture")
 cat "$capture" > /dev/null   # page cache hot for both tools

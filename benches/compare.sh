@@ -39,7 +39,7 @@ done
 
 bash scripts/setup.sh --bench
 cargo build --release -q
-bin=$PWD/target/release/egresswatch
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/egresswatch
 dir=$(mktemp -d "${TMPDIR:-/tmp}/egresswatch-compare.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 : > "$dir/empty.rules"
