@@ -24,10 +24,10 @@ use crate::logs::ZeekLogs;
 use crate::shard::{
     Event, PacketPath, PacketSink, Round, Shards, TickEvents, checkpoint_due, next_tick,
 };
-use crate::source::Packet;
 use crate::source::collector::{Collector, Received};
 use crate::source::live::{LiveCapture, OpenCaptures, Received as LiveReceived};
 use crate::source::pcap_file::{CaptureReader, SourceError};
+use crate::source::{Packet, wall_clock_ns};
 use crate::stats::{ExportStats, Stats};
 use std::collections::BTreeSet;
 use std::io;
@@ -1337,14 +1337,6 @@ fn report_live_interval(
     }
 }
 
-fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// A DNS message quoted in an ICMP error: the original sender did ask for the name.
 #[cfg(test)]
 mod tests {
     use super::*;

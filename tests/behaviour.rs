@@ -2,13 +2,14 @@
 //! captures/behaviour.pcap, and the `flood` scenario, which is too large to commit and is
 //! generated into a temporary directory. The expected alerts are read from the truth files
 //! the generator writes: each host's role and the DetectionBranch it must raise, or "none".
+mod common;
+use common::TempDir;
 use egresswatch::config::Config;
 use egresswatch::generate::{GenerateOptions, Scenario, generate};
 use egresswatch::pipeline::{ReplayOptions, RunReport, replay};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn capture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,39 +21,13 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        // Tests run in parallel in one process: each directory gets its own number.
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!(
-            "egresswatch-behaviour-{}-{n}-{tag}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn scenario_config() -> Config {
     Config::load(&capture("behaviour.toml")).unwrap()
 }
 
 /// The scenario config with `extra` TOML appended (tables the scenario file does not set).
 fn config_with(extra: &str) -> Config {
-    let dir = TempDir::new("config");
+    let dir = TempDir::new("behaviour", "config");
     let path = dir.path("behaviour.toml");
     let base = std::fs::read_to_string(capture("behaviour.toml")).unwrap();
     std::fs::write(&path, format!("{base}\n{extra}\n")).unwrap();
@@ -61,7 +36,7 @@ fn config_with(extra: &str) -> Config {
 
 /// The scenario config with one line replaced.
 fn config_replacing(line: &str, with: &str) -> Config {
-    let dir = TempDir::new("config");
+    let dir = TempDir::new("behaviour", "config");
     let path = dir.path("behaviour.toml");
     let base = std::fs::read_to_string(capture("behaviour.toml")).unwrap();
     assert!(base.contains(line), "behaviour.toml has no line {line}");
@@ -85,7 +60,7 @@ struct Generated {
 }
 
 fn generated(scenario: Scenario, seed: u64) -> Generated {
-    let dir = TempDir::new(&format!("{scenario}-{seed}"));
+    let dir = TempDir::new("behaviour", &format!("{scenario}-{seed}"));
     let pcap = dir.path(&format!("{scenario}.pcap"));
     let truth_path = dir.path(&format!("{scenario}.truth.json"));
     let opts = GenerateOptions {

@@ -1,34 +1,14 @@
 //! `replay --threads N` must not change what the sensor finds: the same alerts, the same log
 //! lines and the same counts for any number of packet-path workers, on the committed captures,
 //! the generated flood scenario (many short flows, eviction pressure) and every public capture.
+mod common;
+use common::TempDir;
 use egresswatch::alert::Alert;
 use egresswatch::config::Config;
 use egresswatch::generate::{GenerateOptions, Scenario, generate};
 use egresswatch::pipeline::{ReplayOptions, replay};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!(
-            "egresswatch-sharded-{}-{n}-{tag}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -45,7 +25,7 @@ struct Outcome {
 }
 
 fn outcome(files: &[PathBuf], config: &Config, threads: usize) -> Outcome {
-    let dir = TempDir::new(&format!("t{threads}"));
+    let dir = TempDir::new("sharded", &format!("t{threads}"));
     let options = ReplayOptions {
         log_dir: Some(dir.0.clone()),
         threads,
@@ -126,8 +106,8 @@ fn committed_captures_give_the_same_results_on_any_thread_count() {
 
 #[test]
 fn flood_scenario_gives_the_same_results_on_any_thread_count() {
-    let dir = TempDir::new("flood");
-    let pcap = dir.0.join("flood.pcap");
+    let dir = TempDir::new("sharded", "flood");
+    let pcap = dir.path("flood.pcap");
     let opts = GenerateOptions {
         scenario: Scenario::Flood,
         seed: 3,

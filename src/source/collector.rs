@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -38,13 +38,6 @@ pub struct Collector {
     threads: Vec<JoinHandle<()>>,
     local: Vec<SocketAddr>,
     drops: Drops,
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -134,7 +127,7 @@ fn read_loop(socket: &UdpSocket, tx: &SyncSender<Datagram>, stop: &AtomicBool, d
         };
         let datagram = Datagram {
             exporter: from,
-            recv_ns: now_ns(),
+            recv_ns: super::wall_clock_ns(),
             payload: buf.get(..n).unwrap_or_default().to_vec(),
         };
         match tx.try_send(datagram) {

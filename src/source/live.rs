@@ -4,8 +4,8 @@
 //! steady-state capture allocates nothing per packet. When the pipeline falls behind, frames
 //! are dropped and counted per interface rather than blocking the capture thread (whose
 //! kernel buffer would then overflow).
-use crate::source::Packet;
 use crate::source::pcap_file::SharedFrame;
+use crate::source::{Packet, wall_clock_ns};
 use crate::stats::InterfaceStats;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -544,13 +544,6 @@ fn hand_over(
             *current = Some(batch);
         }
     }
-}
-
-fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

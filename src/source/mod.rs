@@ -16,3 +16,11 @@ pub struct Packet<'a> {
     /// Length of the frame on the wire.
     pub orig_len: u32,
 }
+
+/// Now, in nanoseconds since the Unix epoch (live timestamps, collector arrival times).
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
