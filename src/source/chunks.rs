@@ -3,13 +3,24 @@
 //! Records are parsed in place in the current chunk; only the record cut by a chunk's end is
 //! moved, to the start of the next chunk. Chunks are `Arc<Vec<u8>>` so that frames can be handed
 //! to worker threads without a copy, and a chunk is written only while its `Arc` is unique.
+//!
+//! A file can be read ahead by a thread of its own: the kernel's copy from the page cache is
+//! the largest single cost of a replay (about a third of one thread on whole frames), and the
+//! thread moves it to another core. Its chunks leave `headroom` bytes free at the front, where
+//! the record cut by the previous chunk's end is copied, so records stay contiguous.
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// Chunk size: large enough that per-read and per-refill costs vanish, small enough that a
 /// few chunks in flight in the sharded pipeline stay cheap.
 pub(super) const CHUNK_SIZE: usize = 4 << 20;
+/// Chunks read ahead and waiting for the parser (each holds `CHUNK_SIZE` bytes).
+const CHUNKS_AHEAD: usize = 2;
+/// Room before a read-ahead chunk's bytes for the record cut by the previous chunk: larger
+/// than any ordinary frame record. A longer one is joined with a copy.
+const HEADROOM: usize = 64 << 10;
 /// Retired chunks kept for reuse. Workers hold a chunk only for a bounded number of batches,
 /// so few are ever needed; extras are dropped (freed when their last holder lets go).
 const POOL_CAP: usize = 16;
@@ -17,15 +28,20 @@ const POOL_CAP: usize = 16;
 /// Chunks retired by the files of one reader, reused once nobody else holds them.
 pub(super) struct ChunkPool {
     size: usize,
+    /// Free bytes before a read-ahead chunk's data (0 when files are read inline).
+    headroom: usize,
     retired: Vec<Arc<Vec<u8>>>,
     /// Chunks allocated so far (lets tests check that the pool bounds memory).
     pub(super) allocated: usize,
 }
 
 impl ChunkPool {
-    pub(super) fn new(size: usize) -> ChunkPool {
+    /// `read_ahead`: the files of this pool are read by threads of their own.
+    pub(super) fn new(size: usize, read_ahead: bool) -> ChunkPool {
+        let size = size.max(1);
         ChunkPool {
-            size: size.max(1),
+            size,
+            headroom: if read_ahead { HEADROOM.min(size) } else { 0 },
             retired: Vec::new(),
             allocated: 0,
         }
@@ -54,30 +70,76 @@ impl ChunkPool {
 
     fn retire(&mut self, chunk: Arc<Vec<u8>>) {
         // Chunks grown for one huge frame are not worth keeping.
-        if self.retired.len() < POOL_CAP && chunk.len() == self.size {
+        if self.retired.len() < POOL_CAP && chunk.len() == self.headroom + self.size {
             self.retired.push(chunk);
         }
     }
+
+    #[cfg(test)]
+    pub(super) fn headroom(&self) -> usize {
+        self.headroom
+    }
+
+    /// A retired chunk nobody holds any more, for a read-ahead thread to fill again.
+    fn take_unheld(&mut self) -> Option<Vec<u8>> {
+        let i = self
+            .retired
+            .iter_mut()
+            .position(|c| Arc::get_mut(c).is_some())?;
+        Arc::try_unwrap(self.retired.swap_remove(i)).ok()
+    }
+}
+
+/// Where a file's bytes come from.
+enum Source {
+    /// Read by the parsing thread when it needs more.
+    Inline(File),
+    ReadAhead(ReadAhead),
+}
+
+/// The parser's end of a read-ahead thread.
+struct ReadAhead {
+    filled: Receiver<std::io::Result<Filled>>,
+    empty: SyncSender<Vec<u8>>,
+    /// File offset of the next filled chunk's first byte.
+    next_offset: u64,
+}
+
+/// A chunk read ahead: `len` bytes of the file at `buf[headroom..]`.
+struct Filled {
+    buf: Vec<u8>,
+    len: usize,
+    eof: bool,
 }
 
 pub(super) struct Chunks {
-    file: File,
+    source: Source,
     chunk: Arc<Vec<u8>>,
     /// Start of the unparsed bytes in `chunk`.
     pos: usize,
     /// End of the bytes read into `chunk`.
     end: usize,
-    /// File offset of `chunk[0]`.
+    /// File offset of `chunk[0]` (wrapping: with headroom it can lie before the file's start).
     base: u64,
     eof: bool,
 }
 
 impl Chunks {
-    /// Opens on `file` and reads its first chunk.
+    /// Opens on `file` and reads its first chunk (by a read-ahead thread if the pool is for
+    /// read-ahead files).
     pub(super) fn new(file: File, pool: &mut ChunkPool) -> std::io::Result<Chunks> {
+        let source = if pool.headroom > 0 {
+            Source::ReadAhead(ReadAhead::start(file, pool)?)
+        } else {
+            Source::Inline(file)
+        };
+        let chunk = match source {
+            Source::Inline(_) => pool.take(pool.size),
+            Source::ReadAhead(_) => Arc::new(Vec::new()),
+        };
         let mut chunks = Chunks {
-            file,
-            chunk: pool.take(pool.size),
+            source,
+            chunk,
             pos: 0,
             end: 0,
             base: 0,
@@ -111,7 +173,7 @@ impl Chunks {
 
     /// File offset of the first byte of `data()`.
     pub(super) fn offset(&self) -> u64 {
-        self.base + self.pos as u64
+        self.base.wrapping_add(self.pos as u64)
     }
 
     /// True once the file has no bytes beyond `data()`.
@@ -127,6 +189,10 @@ impl Chunks {
         if self.end - self.pos >= need || self.eof {
             return Ok(());
         }
+        let file = match &mut self.source {
+            Source::Inline(file) => file,
+            Source::ReadAhead(_) => return self.fill_ahead(need, pool),
+        };
         let rest = self.end - self.pos;
         let len = need.max(pool.size);
         match Arc::get_mut(&mut self.chunk) {
@@ -158,7 +224,7 @@ impl Chunks {
             let Some(space) = buf.get_mut(self.end..) else {
                 break;
             };
-            match self.file.read(space) {
+            match file.read(space) {
                 Ok(0) => {
                     self.eof = true;
                     break;
@@ -169,5 +235,111 @@ impl Chunks {
             }
         }
         Ok(())
+    }
+
+    /// `fill` from the read-ahead thread: each filled chunk becomes the current one, with the
+    /// unconsumed bytes copied into its headroom just before its data.
+    fn fill_ahead(&mut self, need: usize, pool: &mut ChunkPool) -> std::io::Result<()> {
+        let Source::ReadAhead(ahead) = &mut self.source else {
+            return Ok(());
+        };
+        while self.end - self.pos < need && !self.eof {
+            while let Some(buf) = pool.take_unheld() {
+                if ahead.empty.try_send(buf).is_err() {
+                    break;
+                }
+            }
+            let filled = match ahead.filled.recv() {
+                Ok(Ok(filled)) => filled,
+                Ok(Err(e)) => return Err(e),
+                // The thread ended after the last chunk or an error: nothing more.
+                Err(_) => {
+                    self.eof = true;
+                    break;
+                }
+            };
+            let offset = ahead.next_offset;
+            ahead.next_offset += filled.len as u64;
+            let rest = self.chunk.get(self.pos..self.end).unwrap_or(&[]);
+            let headroom = pool.headroom;
+            let data_end = headroom + filled.len;
+            let mut buf = filled.buf;
+            let (pos, end) = if rest.len() <= headroom {
+                let pos = headroom - rest.len();
+                if let Some(room) = buf.get_mut(pos..headroom) {
+                    room.copy_from_slice(rest);
+                }
+                (pos, data_end)
+            } else {
+                // A record longer than the headroom: join it with the new bytes.
+                let mut joined = Vec::with_capacity(rest.len() + filled.len);
+                joined.extend_from_slice(rest);
+                joined.extend_from_slice(buf.get(headroom..data_end).unwrap_or(&[]));
+                buf = joined;
+                (0, buf.len())
+            };
+            self.base = offset
+                .wrapping_sub(rest.len() as u64)
+                .wrapping_sub(pos as u64);
+            pool.retire(std::mem::replace(&mut self.chunk, Arc::new(buf)));
+            self.pos = pos;
+            self.end = end;
+            self.eof = filled.eof;
+        }
+        Ok(())
+    }
+}
+
+impl ReadAhead {
+    fn start(file: File, pool: &ChunkPool) -> std::io::Result<ReadAhead> {
+        let (filled_tx, filled) = sync_channel(CHUNKS_AHEAD);
+        let (empty, empty_rx) = sync_channel(CHUNKS_AHEAD + 1);
+        let (size, headroom) = (pool.size, pool.headroom);
+        std::thread::Builder::new()
+            .name("egresswatch-read".into())
+            .spawn(move || read_ahead(file, size, headroom, &filled_tx, &empty_rx))?;
+        Ok(ReadAhead {
+            filled,
+            empty,
+            next_offset: 0,
+        })
+    }
+}
+
+/// The read-ahead thread: fills chunks of `size` bytes after `headroom` free ones, in file
+/// order, until the end of the file, an error, or the parser is gone.
+fn read_ahead(
+    mut file: File,
+    size: usize,
+    headroom: usize,
+    filled: &SyncSender<std::io::Result<Filled>>,
+    empty: &Receiver<Vec<u8>>,
+) {
+    loop {
+        let mut buf = empty.try_recv().unwrap_or_default();
+        // Zeroed when new: safe code cannot read into uninitialised memory.
+        buf.resize(headroom + size, 0);
+        let mut len = 0;
+        let mut eof = false;
+        while len < size {
+            let Some(space) = buf.get_mut(headroom + len..) else {
+                break;
+            };
+            match file.read(space) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => len += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = filled.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if filled.send(Ok(Filled { buf, len, eof })).is_err() || eof {
+            return;
+        }
     }
 }

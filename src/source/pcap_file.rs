@@ -21,6 +21,9 @@ use std::sync::Arc;
 const MAX_RECORD: usize = 64 << 20;
 /// How much of a file's start is searched for a capture header (what `create_reader` reads).
 const DETECT_BYTES: usize = 1 << 20;
+/// Files merged at most for each to be read ahead by a thread of its own: each such file holds
+/// a few chunks, so a merge of many files (a rotated capture) reads them inline.
+const MAX_READ_AHEAD_FILES: usize = 4;
 /// The smallest pcapng block: type, length, trailing length.
 const MIN_BLOCK: usize = 12;
 /// Every pcapng block parser's fixed header fits in this many bytes, so a parser given at
@@ -182,14 +185,16 @@ pub struct CaptureReader {
 
 impl CaptureReader {
     pub fn open(paths: &[PathBuf]) -> Result<CaptureReader, SourceError> {
-        Self::open_with_chunk_size(paths, CHUNK_SIZE)
+        Self::open_with_chunk_size(paths, paths.len() <= MAX_READ_AHEAD_FILES, CHUNK_SIZE)
     }
 
+    /// `read_ahead`: each file is read by a thread of its own (see `chunks`).
     fn open_with_chunk_size(
         paths: &[PathBuf],
+        read_ahead: bool,
         chunk_size: usize,
     ) -> Result<CaptureReader, SourceError> {
-        let mut pool = ChunkPool::new(chunk_size);
+        let mut pool = ChunkPool::new(chunk_size, read_ahead);
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
             files.push(FileReader::open(path, &mut pool)?);

@@ -39,9 +39,21 @@ fn open_error(e: &SourceError) -> String {
     }
 }
 
+/// Files read inline and by a read-ahead thread.
+const READ_AHEAD: [bool; 2] = [false, true];
+
+/// What the reader reports, with files read inline and read ahead: the two must be equal.
 fn read_new(path: &Path, chunk_size: usize) -> Result<Seen, String> {
-    let mut reader = CaptureReader::open_with_chunk_size(&[path.to_path_buf()], chunk_size)
-        .map_err(|e| open_error(&e))?;
+    let inline = read_new_with(path, false, chunk_size);
+    let ahead = read_new_with(path, true, chunk_size);
+    assert_eq!(inline, ahead, "{} chunk size {chunk_size}", path.display());
+    inline
+}
+
+fn read_new_with(path: &Path, read_ahead: bool, chunk_size: usize) -> Result<Seen, String> {
+    let mut reader =
+        CaptureReader::open_with_chunk_size(&[path.to_path_buf()], read_ahead, chunk_size)
+            .map_err(|e| open_error(&e))?;
     let mut seen = Seen::default();
     while let Some(frame) = reader.next_shared() {
         let p = frame.packet;
@@ -565,9 +577,13 @@ fn absurd_lengths_are_corruption_without_allocating_them() {
         ("huge-ng", ng.out, epb_at),
     ] {
         let path = write(tag, &bytes);
-        for size in [64, CHUNK_SIZE] {
+        for (size, ahead) in [64, CHUNK_SIZE]
+            .into_iter()
+            .flat_map(|s| READ_AHEAD.map(|a| (s, a)))
+        {
             let mut reader =
-                CaptureReader::open_with_chunk_size(std::slice::from_ref(&path), size).unwrap();
+                CaptureReader::open_with_chunk_size(std::slice::from_ref(&path), ahead, size)
+                    .unwrap();
             let mut frames = 0;
             while reader.next_packet().is_some() {
                 frames += 1;
@@ -583,7 +599,7 @@ fn absurd_lengths_are_corruption_without_allocating_them() {
                     .contains(&format!("at byte offset {offset}"))
             );
             assert!(
-                reader.files[0].chunks.chunk().len() <= size.max(64),
+                reader.files[0].chunks.chunk().len() <= size.max(64) + reader.pool.headroom(),
                 "{tag}"
             );
         }
@@ -627,9 +643,11 @@ fn held_chunks_never_change() {
     ];
     for path in &paths {
         let want = read_oracle(path).unwrap();
-        for size in [7, 100, 1000, CHUNK_SIZE] {
+        let sizes = [7, 100, 1000, CHUNK_SIZE];
+        for (size, ahead) in sizes.into_iter().flat_map(|s| READ_AHEAD.map(|a| (s, a))) {
             let mut reader =
-                CaptureReader::open_with_chunk_size(std::slice::from_ref(path), size).unwrap();
+                CaptureReader::open_with_chunk_size(std::slice::from_ref(path), ahead, size)
+                    .unwrap();
             let mut held: Vec<Held> = Vec::new();
             while let Some(frame) = reader.next_shared() {
                 held.push(Held {
@@ -644,7 +662,12 @@ fn held_chunks_never_change() {
             }
             let got: Vec<&[u8]> = held.iter().map(|h| &h.bytes[..]).collect();
             let want: Vec<&[u8]> = want.frames.iter().map(|f| &f.3.0[..]).collect();
-            assert_eq!(got, want, "{} chunk size {size}", path.display());
+            assert_eq!(
+                got,
+                want,
+                "{} chunk size {size} ahead {ahead}",
+                path.display()
+            );
         }
     }
 }
@@ -661,12 +684,12 @@ fn chunk_pool_stays_bounded() {
     let path = write("pool", &bytes);
     // Nothing held: the one chunk is reused in place.
     let mut reader =
-        CaptureReader::open_with_chunk_size(std::slice::from_ref(&path), 4000).unwrap();
+        CaptureReader::open_with_chunk_size(std::slice::from_ref(&path), false, 4000).unwrap();
     while reader.next_packet().is_some() {}
     assert_eq!(reader.pool.allocated, 1);
     // A window of frames held, as workers would: new chunks only while the window fills.
     const WINDOW: usize = 4;
-    let mut reader = CaptureReader::open_with_chunk_size(&[path], 4000).unwrap();
+    let mut reader = CaptureReader::open_with_chunk_size(&[path], false, 4000).unwrap();
     let mut window = std::collections::VecDeque::new();
     let mut frames = 0;
     while let Some(frame) = reader.next_shared() {
@@ -705,14 +728,21 @@ fn files_merge_in_timestamp_order() {
         let Some((_, i)) = next else { break };
         want.push(streams[i].pop_front().unwrap());
     }
-    for size in [64, CHUNK_SIZE] {
-        let mut reader = CaptureReader::open_with_chunk_size(&paths, size).unwrap();
+    for (size, ahead) in [64, CHUNK_SIZE]
+        .into_iter()
+        .flat_map(|s| READ_AHEAD.map(|a| (s, a)))
+    {
+        let mut reader = CaptureReader::open_with_chunk_size(&paths, ahead, size).unwrap();
         let mut got = Vec::new();
         while let Some(p) = reader.next_packet() {
             got.push((p.ts_ns, p.linktype, p.orig_len, Bytes(p.data.to_vec())));
         }
         assert_eq!(got, want);
-        assert!(reader.problems().is_empty());
+        assert!(
+            reader.problems().is_empty(),
+            "{:?} {size} {ahead}",
+            reader.problems()
+        );
     }
 }
 
