@@ -120,6 +120,17 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Seed corpora for the fuzz targets (`fuzz/run.sh`), cut from captures and configs.
+    #[command(hide = true)]
+    FuzzSeeds {
+        #[arg(long)]
+        out: PathBuf,
+        /// Config files: seeds of the `config` target.
+        #[arg(long = "config-file")]
+        configs: Vec<PathBuf>,
+        #[arg(required = true, value_name = "CAPTURE")]
+        captures: Vec<PathBuf>,
+    },
 }
 
 /// Options shared by `replay` and `collect`.
@@ -426,6 +437,14 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Floor { files } => {
             println!("{}", crate::floor::run(&files)?);
+            Ok(())
+        }
+        Command::FuzzSeeds {
+            out,
+            configs,
+            captures,
+        } => {
+            print!("{}", crate::fuzz_seeds::write(&out, &captures, &configs)?);
             Ok(())
         }
     }

@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod export;
 pub mod floor;
 pub mod flow;
+pub mod fuzz_seeds;
 pub mod generate;
 pub mod logs;
 pub mod pipeline;

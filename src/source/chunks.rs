@@ -16,6 +16,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 /// Chunk size: large enough that per-read and per-refill costs vanish, small enough that a
 /// few chunks in flight in the sharded pipeline stay cheap.
 pub(super) const CHUNK_SIZE: usize = 4 << 20;
+/// The smallest chunk a small file is read in.
+const MIN_CHUNK_SIZE: usize = 64 << 10;
 /// Chunks read ahead and waiting for the parser (each holds `CHUNK_SIZE` bytes).
 const CHUNKS_AHEAD: usize = 2;
 /// Room before a read-ahead chunk's bytes for the record cut by the previous chunk: larger
@@ -47,9 +49,8 @@ impl ChunkPool {
         }
     }
 
-    /// A chunk of at least `len` bytes (and at least the pool's size) that nobody else holds.
+    /// A chunk of at least `len` bytes that nobody else holds.
     fn take(&mut self, len: usize) -> Arc<Vec<u8>> {
-        let len = len.max(self.size);
         if let Some(i) = self
             .retired
             .iter_mut()
@@ -114,6 +115,8 @@ struct Filled {
 
 pub(super) struct Chunks {
     source: Source,
+    /// Bytes read at a time: the pool's size, or less for a small file.
+    size: usize,
     chunk: Arc<Vec<u8>>,
     /// Start of the unparsed bytes in `chunk`.
     pos: usize,
@@ -128,24 +131,33 @@ impl Chunks {
     /// Opens on `file` and reads its first chunk (by a read-ahead thread if the pool is for
     /// read-ahead files).
     pub(super) fn new(file: File, pool: &mut ChunkPool) -> std::io::Result<Chunks> {
+        // A small file gets small chunks: opening it must not cost megabytes.
+        let size = match file.metadata() {
+            Ok(meta) if meta.is_file() => usize::try_from(meta.len().saturating_add(1))
+                .map_or(pool.size, |len| {
+                    len.clamp(MIN_CHUNK_SIZE.min(pool.size), pool.size)
+                }),
+            _ => pool.size,
+        };
         let source = if pool.headroom > 0 {
-            Source::ReadAhead(ReadAhead::start(file, pool)?)
+            Source::ReadAhead(ReadAhead::start(file, size, pool.headroom)?)
         } else {
             Source::Inline(file)
         };
         let chunk = match source {
-            Source::Inline(_) => pool.take(pool.size),
+            Source::Inline(_) => pool.take(size),
             Source::ReadAhead(_) => Arc::new(Vec::new()),
         };
         let mut chunks = Chunks {
             source,
+            size,
             chunk,
             pos: 0,
             end: 0,
             base: 0,
             eof: false,
         };
-        chunks.fill(pool.size, pool)?;
+        chunks.fill(size, pool)?;
         Ok(chunks)
     }
 
@@ -194,7 +206,7 @@ impl Chunks {
             Source::ReadAhead(_) => return self.fill_ahead(need, pool),
         };
         let rest = self.end - self.pos;
-        let len = need.max(pool.size);
+        let len = need.max(self.size);
         match Arc::get_mut(&mut self.chunk) {
             Some(buf) => {
                 buf.copy_within(self.pos..self.end, 0);
@@ -291,10 +303,9 @@ impl Chunks {
 }
 
 impl ReadAhead {
-    fn start(file: File, pool: &ChunkPool) -> std::io::Result<ReadAhead> {
+    fn start(file: File, size: usize, headroom: usize) -> std::io::Result<ReadAhead> {
         let (filled_tx, filled) = sync_channel(CHUNKS_AHEAD);
         let (empty, empty_rx) = sync_channel(CHUNKS_AHEAD + 1);
-        let (size, headroom) = (pool.size, pool.headroom);
         std::thread::Builder::new()
             .name("egresswatch-read".into())
             .spawn(move || read_ahead(file, size, headroom, &filled_tx, &empty_rx))?;
