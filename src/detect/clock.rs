@@ -120,8 +120,14 @@ impl BusinessClock {
             Zone::Named(tz) => self.offset_named(tz, secs),
         };
         let local = secs + i64::from(offset);
-        let days = local.div_euclid(SECONDS_PER_DAY);
-        let second_of_day = local.rem_euclid(SECONDS_PER_DAY);
+        // Unsigned division is cheaper; only instants before 1970 in local time need euclid.
+        let (days, second_of_day) = match u64::try_from(local) {
+            Ok(l) => ((l / 86_400) as i64, (l % 86_400) as i64),
+            Err(_) => (
+                local.div_euclid(SECONDS_PER_DAY),
+                local.rem_euclid(SECONDS_PER_DAY),
+            ),
+        };
         let from_monday = (days + 3).rem_euclid(7) as u8;
         Local {
             minute_of_day: (second_of_day / 60) as u16,
@@ -319,7 +325,7 @@ mod tests {
     #[test]
     fn local_time_agrees_with_chrono() {
         use chrono::{Datelike, Timelike};
-        for tz in [
+        let zones = [
             "UTC",
             "-05:30",
             "+14:00",
@@ -327,20 +333,12 @@ mod tests {
             "America/St_Johns",
             "Australia/Lord_Howe",
             "Asia/Kathmandu",
-        ] {
+        ];
+        for tz in zones {
             let c = clock(tz, "08:00-18:00", &WEEK);
             let zone = parse_zone(tz).unwrap();
-            let mut secs = ts(2024, 3, 20, 0, 0) / NS;
-            let mut step = 0u64;
-            while secs < ts(2024, 11, 20, 0, 0) / NS {
-                // Steps of 7 min 13 s, and every few a jump back, so the cache is missed too.
-                step += 1;
-                let probe = if step % 5 == 0 {
-                    secs - 86_400 * 3
-                } else {
-                    secs
-                };
-                let utc = DateTime::<Utc>::from_timestamp(probe as i64, 0).unwrap();
+            let check = |secs: u64| {
+                let utc = DateTime::<Utc>::from_timestamp(secs as i64, 0).unwrap();
                 let offset = match zone {
                     Zone::Fixed(s) => s,
                     Zone::Named(tz) => tz
@@ -349,13 +347,26 @@ mod tests {
                         .local_minus_utc(),
                 };
                 let local = utc.naive_utc() + chrono::TimeDelta::seconds(i64::from(offset));
-                let got = c.local(probe * NS);
-                assert_eq!(
-                    got.minute_of_day,
-                    (local.hour() * 60 + local.minute()) as u16,
-                    "{tz} {utc}"
-                );
+                let got = c.local(secs * NS);
+                let want = (local.hour() * 60 + local.minute()) as u16;
+                assert_eq!(got.minute_of_day, want, "{tz} {utc}");
                 assert_eq!(got.weekday, local.weekday(), "{tz} {utc}");
+            };
+            // The first day after the epoch: local time before 1970 west of UTC.
+            for secs in (0..2 * 86_400).step_by(1_799) {
+                check(secs);
+            }
+            // Steps of 7 min 13 s over most of a year with its transitions, and every fifth
+            // probe three days back, so the offset cache is missed too.
+            let (mut secs, end) = (ts(2024, 3, 20, 0, 0) / NS, ts(2024, 11, 20, 0, 0) / NS);
+            let mut step = 0u64;
+            while secs < end {
+                step += 1;
+                check(if step % 5 == 0 {
+                    secs - 86_400 * 3
+                } else {
+                    secs
+                });
                 secs += 433;
             }
         }
