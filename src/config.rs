@@ -351,10 +351,10 @@ impl From<Vec<Cidr>> for HomeNets {
                     let net = u32::from(net) & mask;
                     nets.v4.push((net, mask));
                     for octet in 0..256u32 {
-                        if (octet << 24) & mask == net & (mask & 0xff00_0000) {
-                            if let Some(word) = nets.v4_first_octets.get_mut(octet as usize / 64) {
-                                *word |= 1 << (octet % 64);
-                            }
+                        if (octet << 24) & mask == net & 0xff00_0000
+                            && let Some(word) = nets.v4_first_octets.get_mut(octet as usize / 64)
+                        {
+                            *word |= 1 << (octet % 64);
                         }
                     }
                 }

@@ -362,7 +362,7 @@ mod tests {
             let mut step = 0u64;
             while secs < end {
                 step += 1;
-                check(if step % 5 == 0 {
+                check(if step.is_multiple_of(5) {
                     secs - 86_400 * 3
                 } else {
                     secs

@@ -399,7 +399,7 @@ impl RecordTable {
             record.proto,
         );
         let late_gap = self.stitch_gap_ns;
-        let hash = self.hasher.hash_one(&key);
+        let hash = self.hasher.hash_one(key);
         let tabled = self.find(hash, &key);
         let joins = tabled.and_then(|slot| {
             let entry = self.entry(slot)?;
