@@ -17,7 +17,8 @@
 #     of its flows included) and the records it got are reported.
 # Usage: benches/bench-collector.sh [COPIES] [RUNS]   (defaults 20 and 3; installs softflowd,
 # tcpdump, wireshark-common and nfdump when missing; files go to $TMPDIR; EGRESSWATCH=path
-# measures that binary instead of building this tree)
+# measures that binary instead of building this tree; KEEP=dir keeps the export captures there,
+# as export-v9.pcap and export-v10.pcap, for profiling)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 copies=${1:-20}
@@ -135,6 +136,7 @@ for version in 9 10; do
     sent=$(sed -n 's/.*Flows exported: [0-9]* (\([0-9]*\) records).*/\1/p' "$T/softflowd.out")
     datagrams=$(sed -n 's/.* in \([0-9]*\) packets.*/\1/p' "$T/softflowd.out")
     echo "v$version: softflowd sent $sent records in $datagrams datagrams"
+    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$T/export.pcap" "$KEEP/export-v$version.pcap"; fi
 
     replay_figures "egresswatch replay of the export capture" "$BIN"
     if [ -n "${BASELINE:-}" ]; then

@@ -247,7 +247,7 @@ impl RunArgs {
     fn config(&self) -> Result<Config> {
         let mut config = load_config(self.config.as_ref())?;
         if !self.home_nets.is_empty() {
-            config.home_nets = self.home_nets.clone();
+            config.home_nets = self.home_nets.clone().into();
         }
         Ok(config)
     }

@@ -41,7 +41,7 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Networks whose hosts are "inside": egress is bytes from them to any other address.
-    pub home_nets: Vec<Cidr>,
+    pub home_nets: HomeNets,
     pub flow: FlowConfig,
     pub reassembly: ReassemblyConfig,
     pub dns: DnsConfig,
@@ -100,7 +100,7 @@ impl Default for Config {
     }
 }
 
-fn default_home_nets() -> Vec<Cidr> {
+fn default_home_nets() -> HomeNets {
     // RFC 1918, loopback, link-local, and IPv6 ULA/loopback/link-local: never routed outside.
     [
         "10.0.0.0/8",
@@ -303,7 +303,99 @@ impl Config {
     }
 
     pub fn is_inside(&self, addr: IpAddr) -> bool {
-        self.home_nets.iter().any(|net| net.contains(addr))
+        self.home_nets.contains(addr)
+    }
+}
+
+/// `home_nets`: the configured networks, plus the same compiled at load for `contains` (it runs
+/// once or twice per flow update): per family (network, mask) pairs, and for IPv4 a bitmap of
+/// the first octets any network covers, so most outside addresses are rejected by one test.
+/// Built only from its CIDRs (`From`/`collect`), so the compiled form cannot go stale.
+#[derive(Debug, Clone, Default)]
+pub struct HomeNets {
+    cidrs: Vec<Cidr>,
+    v4_first_octets: [u64; 4],
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl HomeNets {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => {
+                let ip = u32::from(ip);
+                let octet = (ip >> 24) as usize;
+                let word = self.v4_first_octets.get(octet / 64).copied().unwrap_or(0);
+                word & (1 << (octet % 64)) != 0
+                    && self.v4.iter().any(|&(net, mask)| ip & mask == net)
+            }
+            IpAddr::V6(ip) => {
+                let ip = u128::from(ip);
+                self.v6.iter().any(|&(net, mask)| ip & mask == net)
+            }
+        }
+    }
+}
+
+impl From<Vec<Cidr>> for HomeNets {
+    fn from(cidrs: Vec<Cidr>) -> Self {
+        let mut nets = HomeNets {
+            cidrs,
+            ..HomeNets::default()
+        };
+        for cidr in &nets.cidrs {
+            let prefix = u32::from(cidr.prefix);
+            match cidr.addr {
+                IpAddr::V4(net) => {
+                    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+                    let net = u32::from(net) & mask;
+                    nets.v4.push((net, mask));
+                    for octet in 0..256u32 {
+                        if (octet << 24) & mask == net & 0xff00_0000
+                            && let Some(word) = nets.v4_first_octets.get_mut(octet as usize / 64)
+                        {
+                            *word |= 1 << (octet % 64);
+                        }
+                    }
+                }
+                IpAddr::V6(net) => {
+                    let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+                    nets.v6.push((u128::from(net) & mask, mask));
+                }
+            }
+        }
+        nets
+    }
+}
+
+impl FromIterator<Cidr> for HomeNets {
+    fn from_iter<I: IntoIterator<Item = Cidr>>(iter: I) -> Self {
+        HomeNets::from(iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl std::ops::Deref for HomeNets {
+    type Target = [Cidr];
+    fn deref(&self) -> &[Cidr] {
+        &self.cidrs
+    }
+}
+
+impl PartialEq for HomeNets {
+    fn eq(&self, other: &Self) -> bool {
+        self.cidrs == other.cidrs
+    }
+}
+
+impl Serialize for HomeNets {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.cidrs.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for HomeNets {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Cidr>::deserialize(d).map(HomeNets::from)
     }
 }
 
@@ -404,6 +496,54 @@ mod tests {
         assert!(all.contains("203.0.113.9".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("banana/8".parse::<Cidr>().is_err());
+    }
+
+    /// The compiled `HomeNets` answers as the plain walk over its CIDRs does.
+    #[test]
+    fn home_nets_agree_with_their_cidrs() {
+        let sets = [
+            vec!["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"],
+            vec!["0.0.0.0/0"],
+            vec!["96.0.0.0/3", "203.0.113.7", "2001:db8::/32", "::/0"],
+            vec!["10.20.0.0/16", "10.20.30.0/24", "130.1.0.0/17"],
+            vec![],
+        ];
+        let probes = [
+            "10.1.2.3",
+            "11.0.0.1",
+            "172.31.255.255",
+            "172.32.0.0",
+            "192.168.9.9",
+            "8.8.8.8",
+            "95.255.255.255",
+            "96.0.0.0",
+            "127.255.0.1",
+            "128.0.0.0",
+            "203.0.113.7",
+            "203.0.113.8",
+            "10.20.30.40",
+            "10.21.0.1",
+            "130.1.127.255",
+            "130.1.128.0",
+            "0.0.0.0",
+            "255.255.255.255",
+            "fd00::1",
+            "fe80::1",
+            "2001:db8:ffff::1",
+            "2001:db9::1",
+            "::1",
+            "::ffff:10.1.2.3",
+        ];
+        for set in &sets {
+            let cidrs: Vec<Cidr> = set.iter().map(|c| c.parse().unwrap()).collect();
+            let nets = HomeNets::from(cidrs.clone());
+            assert_eq!(&*nets, cidrs.as_slice());
+            for probe in probes {
+                let ip: IpAddr = probe.parse().unwrap();
+                let walk = cidrs.iter().any(|c| c.contains(ip));
+                assert_eq!(nets.contains(ip), walk, "{probe} in {set:?}");
+            }
+        }
     }
 
     #[test]

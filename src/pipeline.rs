@@ -1165,7 +1165,11 @@ pub fn collect(
     loop {
         let received = collector.recv(COLLECTOR_POLL);
         match &received {
-            Received::Datagram(d) => run.datagram(d.exporter, d.recv_ns, &d.payload, on_alerts)?,
+            Received::Batch(batch) => {
+                for d in batch.iter() {
+                    run.datagram(d.exporter, d.recv_ns, d.payload, on_alerts)?;
+                }
+            }
             Received::Nothing => run.idle(wall_clock_ns(), on_alerts)?,
             Received::Closed => {}
         }
@@ -1175,8 +1179,10 @@ pub fn collect(
         if let Some(reloader) = reloader {
             reloader.poll(&mut run);
         }
-        if matches!(received, Received::Closed) {
-            break;
+        match received {
+            Received::Batch(batch) => collector.recycle(batch),
+            Received::Closed => break,
+            Received::Nothing => {}
         }
     }
     run.finish(on_alerts)

@@ -1,10 +1,13 @@
 //! Business hours in the site's time zone: which event times are off-hours, and the local hour
 //! of day for per-hour baselines.
-use chrono::{DateTime, Datelike, Offset, TimeZone, Timelike, Utc, Weekday};
+use chrono::{DateTime, Offset, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 
 const NS: u64 = 1_000_000_000;
+const SECONDS_PER_DAY: i64 = 86_400;
+const SECONDS_PER_HOUR: i64 = 3600;
 const MINUTES_PER_DAY: u16 = 24 * 60;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -51,6 +54,9 @@ pub struct BusinessClock {
     end_min: u16,
     /// Bit n set: `Weekday::num_days_from_monday() == n` is a workday.
     workdays: u8,
+    /// A named zone's UTC offset over one UTC hour: (hour start, offset), both in seconds.
+    /// Asked once or twice per flow update, so the zone's transition search runs once an hour.
+    named_offset: Cell<(i64, i32)>,
 }
 
 /// Local wall-clock facts of one instant.
@@ -77,27 +83,55 @@ impl BusinessClock {
             start_min,
             end_min,
             workdays,
+            named_offset: Cell::new((i64::MIN, 0)),
         })
     }
 
+    /// Seconds east of UTC at `secs` (UTC seconds) in a named zone. An hour whose start and
+    /// end have the same offset is taken to have it throughout (no zone changes its offset
+    /// twice within an hour); an hour with a transition is looked up each time.
+    fn offset_named(&self, tz: Tz, secs: i64) -> i32 {
+        let hour = secs - secs.rem_euclid(SECONDS_PER_HOUR);
+        let (cached_hour, offset) = self.named_offset.get();
+        if cached_hour == hour {
+            return offset;
+        }
+        let at = |s: i64| {
+            // u64 nanoseconds are at most ~1.8e10 seconds: always inside chrono's range.
+            let utc = DateTime::<Utc>::from_timestamp(s, 0).unwrap_or_default();
+            tz.offset_from_utc_datetime(&utc.naive_utc())
+                .fix()
+                .local_minus_utc()
+        };
+        let (start, end) = (at(hour), at(hour + SECONDS_PER_HOUR - 1));
+        if start != end {
+            return at(secs);
+        }
+        self.named_offset.set((hour, start));
+        start
+    }
+
+    /// Plain arithmetic on seconds (chrono's calendar is not needed for a time of day and a
+    /// weekday): 1970-01-01 was a Thursday.
     fn local(&self, ts_ns: u64) -> Local {
-        // u64 nanoseconds are at most ~1.8e10 seconds: always inside chrono's range.
-        let secs = i64::try_from(ts_ns / NS).unwrap_or(i64::MAX);
-        let utc = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default();
+        let secs = i64::try_from(ts_ns / NS).unwrap_or(i64::MAX / 2);
         let offset = match self.zone {
             Zone::Fixed(seconds) => seconds,
-            Zone::Named(tz) => tz
-                .offset_from_utc_datetime(&utc.naive_utc())
-                .fix()
-                .local_minus_utc(),
+            Zone::Named(tz) => self.offset_named(tz, secs),
         };
-        let naive = utc.naive_utc();
-        let local = chrono::TimeDelta::try_seconds(i64::from(offset))
-            .and_then(|d| naive.checked_add_signed(d))
-            .unwrap_or(naive);
+        let local = secs + i64::from(offset);
+        // Unsigned division is cheaper; only instants before 1970 in local time need euclid.
+        let (days, second_of_day) = match u64::try_from(local) {
+            Ok(l) => ((l / 86_400) as i64, (l % 86_400) as i64),
+            Err(_) => (
+                local.div_euclid(SECONDS_PER_DAY),
+                local.rem_euclid(SECONDS_PER_DAY),
+            ),
+        };
+        let from_monday = (days + 3).rem_euclid(7) as u8;
         Local {
-            minute_of_day: (local.hour() * 60 + local.minute()) as u16,
-            weekday: local.weekday(),
+            minute_of_day: (second_of_day / 60) as u16,
+            weekday: Weekday::try_from(from_monday).unwrap_or(Weekday::Mon),
         }
     }
 
@@ -284,6 +318,58 @@ mod tests {
         assert!(!c.is_off_hours(ts(2024, 6, 8, 23, 59)));
         assert!(!c.is_off_hours(ts(2024, 6, 10, 0, 0)));
         assert!(c.is_off_hours(ts(2024, 6, 9, 12, 0)));
+    }
+
+    /// The arithmetic (and the hourly offset cache) agrees with chrono's calendar, also across
+    /// daylight saving transitions and for out-of-order times.
+    #[test]
+    fn local_time_agrees_with_chrono() {
+        use chrono::{Datelike, Timelike};
+        let zones = [
+            "UTC",
+            "-05:30",
+            "+14:00",
+            "Europe/Berlin",
+            "America/St_Johns",
+            "Australia/Lord_Howe",
+            "Asia/Kathmandu",
+        ];
+        for tz in zones {
+            let c = clock(tz, "08:00-18:00", &WEEK);
+            let zone = parse_zone(tz).unwrap();
+            let check = |secs: u64| {
+                let utc = DateTime::<Utc>::from_timestamp(secs as i64, 0).unwrap();
+                let offset = match zone {
+                    Zone::Fixed(s) => s,
+                    Zone::Named(tz) => tz
+                        .offset_from_utc_datetime(&utc.naive_utc())
+                        .fix()
+                        .local_minus_utc(),
+                };
+                let local = utc.naive_utc() + chrono::TimeDelta::seconds(i64::from(offset));
+                let got = c.local(secs * NS);
+                let want = (local.hour() * 60 + local.minute()) as u16;
+                assert_eq!(got.minute_of_day, want, "{tz} {utc}");
+                assert_eq!(got.weekday, local.weekday(), "{tz} {utc}");
+            };
+            // The first day after the epoch: local time before 1970 west of UTC.
+            for secs in (0..2 * 86_400).step_by(1_799) {
+                check(secs);
+            }
+            // Steps of 7 min 13 s over most of a year with its transitions, and every fifth
+            // probe three days back, so the offset cache is missed too.
+            let (mut secs, end) = (ts(2024, 3, 20, 0, 0) / NS, ts(2024, 11, 20, 0, 0) / NS);
+            let mut step = 0u64;
+            while secs < end {
+                step += 1;
+                check(if step.is_multiple_of(5) {
+                    secs - 86_400 * 3
+                } else {
+                    secs
+                });
+                secs += 433;
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 const NS: u64 = 1_000_000_000;
@@ -403,14 +404,20 @@ impl Detector for FloodDetector {
         let previous = if u.kind == UpdateKind::Final {
             self.last_update.remove(&u.uid)
         } else {
-            let previous = self.last_update.get(&u.uid).copied();
-            if previous.is_some() || self.last_update.len() < self.config.max_tracked_flows {
-                self.last_update.insert(u.uid, u.last_ns);
-            } else {
-                // Its next delta is then spread from the flow's start: a lower rate, never higher.
-                self.counters.flows_untracked += 1;
+            let room = self.last_update.len() < self.config.max_tracked_flows;
+            match self.last_update.entry(u.uid) {
+                Entry::Occupied(mut e) => Some(e.insert(u.last_ns)),
+                Entry::Vacant(e) if room => {
+                    e.insert(u.last_ns);
+                    None
+                }
+                Entry::Vacant(_) => {
+                    // Its next delta is then spread from the flow's start: a lower rate, never
+                    // higher.
+                    self.counters.flows_untracked += 1;
+                    None
+                }
             }
-            previous
         };
         let start_ns = match previous {
             Some(ns) if !view.first_update => ns,
@@ -425,7 +432,7 @@ impl Detector for FloodDetector {
         {
             return;
         }
-        if !self.targets.contains_key(&u.outside) && self.targets.len() >= self.config.max_targets {
+        if self.targets.len() >= self.config.max_targets && !self.targets.contains_key(&u.outside) {
             self.make_room();
             if self.targets.len() >= self.config.max_targets {
                 self.counters.targets_evicted += 1;
@@ -458,10 +465,10 @@ impl Detector for FloodDetector {
         t.bytes_in = t.bytes_in.saturating_add(view.delta.bytes_in);
         if view.first_update {
             t.flows += 1;
-            if t.sources.contains(&u.inside) {
+            let room = self.sources_held < self.config.max_sources;
+            if (room && !t.sources.insert(u.inside)) || (!room && t.sources.contains(&u.inside)) {
                 // Known source.
-            } else if self.sources_held < self.config.max_sources {
-                t.sources.insert(u.inside);
+            } else if room {
                 self.sources_held += 1;
                 if view.host_inside {
                     t.inside_sources += 1;

@@ -47,6 +47,14 @@ impl ReorderBuffer {
             horizon,
             records: records.len(),
         });
+        // Grown to powers of two: VecDeque's doubling from the first datagram's odd size
+        // overshoots more (1.8 M slots for the default bound of 1 M records), and a ring
+        // touches every slot it has as it wraps.
+        let need = self.records.len() + records.len();
+        if need > self.records.capacity() {
+            self.records
+                .reserve_exact(need.next_power_of_two() - self.records.len());
+        }
         self.records.extend(records.drain(..));
     }
 

@@ -53,9 +53,11 @@ use crate::decode::packet::ip_proto;
 use crate::flow::key::{FlowKey, Uid};
 use crate::flow::tcp_state::flags;
 use crate::flow::update::{FlowUpdate, UpdateKind};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 /// Export flows number their uids from here, apart from the packet flow table's.
@@ -305,6 +307,11 @@ impl Ord for Due {
     }
 }
 
+/// A flow's index key: its endpoints in either order.
+fn flow_key(flow: &ExportFlow) -> FlowKey {
+    FlowKey::new(flow.orig, flow.resp, flow.proto)
+}
+
 /// Heap entries beyond twice the flows (plus this) are rebuilt away.
 const STALE_SLACK: usize = 1024;
 
@@ -313,9 +320,11 @@ pub struct RecordTable {
     idle_timeout_ns: u64,
     max_flows: usize,
     next_uid: u64,
-    /// Key -> slot in `slots`. The entries live apart from the map so that its probes and
-    /// resizes touch small (key, slot) pairs, and time indexes can name a flow by slot.
-    index: FxHashMap<FlowKey, u32>,
+    /// Key -> slot in `slots`, as (key hash, slot): the key lives in its flow (its
+    /// endpoints), so the index is 16 bytes a bucket instead of 48, and resizes rehash from
+    /// the stored hash without touching the flows. Time indexes name a flow by slot too.
+    index: HashTable<(u64, u32)>,
+    hasher: FxBuildHasher,
     slots: Vec<Option<Entry>>,
     /// Vacant slots, reused first.
     free: Vec<u32>,
@@ -337,7 +346,8 @@ impl RecordTable {
             // Slots are u32.
             max_flows: config.max_flows.clamp(1, u32::MAX as usize),
             next_uid: 0,
-            index: FxHashMap::default(),
+            index: HashTable::new(),
+            hasher: FxBuildHasher,
             slots: Vec::new(),
             free: Vec::new(),
             by_last: BinaryHeap::new(),
@@ -358,6 +368,14 @@ impl RecordTable {
 
     fn entry(&self, slot: u32) -> Option<&Entry> {
         self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// The slot of the tabled flow with this key (and its hash).
+    fn find(&self, hash: u64, key: &FlowKey) -> Option<u32> {
+        let found = self.index.find(hash, |&(h, slot)| {
+            h == hash && self.entry(slot).is_some_and(|e| flow_key(&e.flow) == *key)
+        });
+        found.map(|&(_, slot)| slot)
     }
 
     /// Adds a record: creates or extends its flow and sends an Interim update (a Final one
@@ -381,7 +399,8 @@ impl RecordTable {
             record.proto,
         );
         let late_gap = self.stitch_gap_ns;
-        let tabled = self.index.get(&key).copied();
+        let hash = self.hasher.hash_one(key);
+        let tabled = self.find(hash, &key);
         let joins = tabled.and_then(|slot| {
             let entry = self.entry(slot)?;
             Some(if start > entry.flow.last_ns.saturating_add(late_gap) {
@@ -451,7 +470,7 @@ impl RecordTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, slot);
+        self.index.insert_unique(hash, (hash, slot), |&(h, _)| h);
         if awaiting.is_some() {
             self.push_awaiting(deadline, uid, slot);
         }
@@ -588,10 +607,11 @@ impl RecordTable {
         };
         let flow = &entry.flow;
         sink.export_flow(flow, &flow.update(UpdateKind::Final, is_inside));
-        // The key is the flow's endpoints in either order.
-        let key = FlowKey::new(flow.orig, flow.resp, flow.proto);
+        let hash = self.hasher.hash_one(flow_key(flow));
         *place = None;
-        self.index.remove(&key);
+        if let Ok(found) = self.index.find_entry(hash, |&(_, s)| s == slot) {
+            found.remove();
+        }
         self.free.push(slot);
     }
 
