@@ -300,7 +300,13 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let report = pipeline::replay(&config, &files, &options, &mut |b| output.batch(b))?;
             let syslog = output.finish()?;
-            eprint!("{}{syslog}", report.stats.summary());
+            let stats = &report.stats;
+            eprint!("{}{syslog}", stats.summary());
+            // Problems with nothing read at all: every file was unusable (the summary above
+            // names each with its offset).
+            if stats.frames == 0 && stats.export.vpc_lines == 0 && !stats.file_problems.is_empty() {
+                anyhow::bail!("nothing could be read from {} file(s)", files.len());
+            }
             Ok(())
         }
         Command::Collect { listen, common } => {
