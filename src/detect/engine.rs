@@ -67,9 +67,33 @@ struct FlowMemo {
     allowlisted: bool,
 }
 
+/// Distinct inside hosts that reached one destination: most destinations have one, so the
+/// others are kept apart (no allocation for one host).
+struct DestinationHosts {
+    first: IpAddr,
+    more: Box<[IpAddr]>,
+}
+
+impl DestinationHosts {
+    fn len(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    fn add(&mut self, host: IpAddr) {
+        if self.len() < MAX_HOSTS_PER_DESTINATION
+            && self.first != host
+            && !self.more.contains(&host)
+        {
+            let mut more = std::mem::take(&mut self.more).into_vec();
+            more.push(host);
+            self.more = more.into_boxed_slice();
+        }
+    }
+}
+
 #[derive(Default)]
 struct WindowFacts {
-    destinations: FxHashMap<IpAddr, Vec<IpAddr>>,
+    destinations: FxHashMap<IpAddr, DestinationHosts>,
     active_hosts: FxHashSet<IpAddr>,
     known_before: FxHashSet<IpAddr>,
 }
@@ -260,10 +284,14 @@ impl Engine {
         if self.facts.destinations.len() < MAX_WINDOW_DESTINATIONS
             || self.facts.destinations.contains_key(&dest)
         {
-            let hosts = self.facts.destinations.entry(dest).or_default();
-            if hosts.len() < MAX_HOSTS_PER_DESTINATION && !hosts.contains(&host) {
-                hosts.push(host);
-            }
+            self.facts
+                .destinations
+                .entry(dest)
+                .and_modify(|hosts| hosts.add(host))
+                .or_insert(DestinationHosts {
+                    first: host,
+                    more: Box::default(),
+                });
         }
     }
 

@@ -13,7 +13,7 @@ use crate::alert::rfc3339;
 use crate::decode::packet::ip_proto;
 use crate::enrich::geo::CountryCode;
 use crate::flow::key::Uid;
-use crate::flow::update::FlowUpdate;
+use crate::flow::update::{FlowUpdate, UpdateKind};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -106,6 +106,7 @@ pub struct FanOutCounters {
 /// One connection attempt of the open window, as of its latest update.
 #[derive(Debug, Clone, Copy)]
 struct Attempt {
+    uid: Uid,
     host: IpAddr,
     proto: u8,
     port: u16,
@@ -335,7 +336,10 @@ pub struct FanOutDetector {
     trw: Option<TrwParams>,
     filter_words: usize,
     hosts: FxHashMap<IpAddr, HostState>,
+    /// Attempts whose flow may still be updated, by uid ...
     attempts: FxHashMap<Uid, Attempt>,
+    /// ... and those whose flow has ended (no key: most flows of a window end in it).
+    ended: Vec<Attempt>,
     pub counters: FanOutCounters,
 }
 
@@ -353,6 +357,7 @@ impl FanOutDetector {
             config,
             hosts: FxHashMap::default(),
             attempts: FxHashMap::default(),
+            ended: Vec::new(),
             counters: FanOutCounters::default(),
         }
     }
@@ -635,11 +640,15 @@ impl Detector for FanOutDetector {
         if !self.config.enabled || !view.host_inside || u.inbound || !routable(u.outside) {
             return;
         }
+        let last = u.kind == UpdateKind::Final;
         if let Some(a) = self.attempts.get_mut(&u.uid) {
             // The latest update decides whether the attempt was answered.
             a.unanswered = unanswered(u);
             a.bytes_out = u.bytes_out;
             a.bytes_in = u.bytes_in;
+            if last && let Some(a) = self.attempts.remove(&u.uid) {
+                self.ended.push(a);
+            }
             return;
         }
         if !view.first_update {
@@ -661,6 +670,7 @@ impl Detector for FanOutDetector {
             &mut self.counters.known_destinations_reset,
         );
         let attempt = Attempt {
+            uid: u.uid,
             host: u.inside,
             proto: u.proto,
             port: u.outside_port,
@@ -674,10 +684,14 @@ impl Detector for FanOutDetector {
             asn: view.geo.asn,
         };
         if host.tracked < self.config.max_flows_per_host
-            && self.attempts.len() < self.config.max_tracked_flows
+            && self.attempts.len() + self.ended.len() < self.config.max_tracked_flows
         {
             host.tracked += 1;
-            self.attempts.insert(u.uid, attempt);
+            if last {
+                self.ended.push(attempt);
+            } else {
+                self.attempts.insert(u.uid, attempt);
+            }
             return;
         }
         self.counters.attempts_untracked += 1;
@@ -693,9 +707,9 @@ impl Detector for FanOutDetector {
     }
 
     fn window(&mut self, _closed: &ClosedWindow, out: &mut Vec<Finding>) {
-        let mut attempts: Vec<(Uid, Attempt)> = self.attempts.drain().collect();
-        attempts.sort_unstable_by_key(|(uid, a)| (a.host, a.first_ns, *uid));
-        let list: Vec<Attempt> = attempts.into_iter().map(|(_, a)| a).collect();
+        let mut list = std::mem::take(&mut self.ended);
+        list.extend(self.attempts.drain().map(|(_, a)| a));
+        list.sort_unstable_by_key(|a| (a.host, a.first_ns, a.uid));
         let mut with_window_finding: FxHashSet<IpAddr> = FxHashSet::default();
         for chunk in list.chunk_by(|a, b| a.host == b.host) {
             let Some(host) = chunk.first().map(|a| a.host) else {
