@@ -67,11 +67,11 @@ struct FlowMemo {
     allowlisted: bool,
 }
 
-/// Distinct inside hosts that reached one destination: most destinations have one, so the
-/// others are kept apart (no allocation for one host).
+/// Distinct inside hosts that reached one destination, by their index in the window's active
+/// hosts: most destinations have one, so the others are kept apart (no allocation for one).
 struct DestinationHosts {
-    first: IpAddr,
-    more: Box<[IpAddr]>,
+    first: u32,
+    more: Box<[u32]>,
 }
 
 impl DestinationHosts {
@@ -79,7 +79,7 @@ impl DestinationHosts {
         1 + self.more.len()
     }
 
-    fn add(&mut self, host: IpAddr) {
+    fn add(&mut self, host: u32) {
         if self.len() < MAX_HOSTS_PER_DESTINATION
             && self.first != host
             && !self.more.contains(&host)
@@ -94,7 +94,8 @@ impl DestinationHosts {
 #[derive(Default)]
 struct WindowFacts {
     destinations: FxHashMap<IpAddr, DestinationHosts>,
-    active_hosts: FxHashSet<IpAddr>,
+    /// Inside hosts active in the window, numbered in order of appearance.
+    active_hosts: FxHashMap<IpAddr, u32>,
     known_before: FxHashSet<IpAddr>,
 }
 
@@ -280,7 +281,8 @@ impl Engine {
     }
 
     fn note_destination(&mut self, host: IpAddr, dest: IpAddr) {
-        self.facts.active_hosts.insert(host);
+        let next = self.facts.active_hosts.len() as u32;
+        let host = *self.facts.active_hosts.entry(host).or_insert(next);
         if self.facts.destinations.len() < MAX_WINDOW_DESTINATIONS
             || self.facts.destinations.contains_key(&dest)
         {

@@ -343,20 +343,32 @@ impl LongLivedDetector {
     /// At the bound: the least recently seen eighth of the sessions goes (counted), so
     /// eviction needs no per-session order.
     fn evict(&mut self) {
-        let mut order: Vec<(u64, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (s.last_ns, i as u32)))
-            .collect();
-        let n = order.len().div_ceil(8);
-        if n == 0 {
+        // Only the times are collected (the sessions are many): the eighth's last time, then
+        // every session before it and, in slot order, enough of those at it.
+        let mut seen: Vec<u64> = self.slots.iter().flatten().map(|s| s.last_ns).collect();
+        let n = seen.len().div_ceil(8);
+        let Some(&mut cut) = n.checked_sub(1).map(|i| seen.select_nth_unstable(i).1) else {
             return;
-        }
-        order.select_nth_unstable(n - 1);
-        for &(_, id) in order.get(..n).unwrap_or_default() {
-            self.remove(id);
-            self.evicted += 1;
+        };
+        let before = seen.iter().filter(|&&t| t < cut).count();
+        drop(seen);
+        let mut at_cut = n - before;
+        for id in 0..self.slots.len() as u32 {
+            let Some(last_ns) = self
+                .slots
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .map(|s| s.last_ns)
+            else {
+                continue;
+            };
+            if last_ns < cut || (last_ns == cut && at_cut > 0) {
+                if last_ns == cut {
+                    at_cut -= 1;
+                }
+                self.remove(id);
+                self.evicted += 1;
+            }
         }
         let slots = &self.slots;
         self.by_uid
