@@ -62,7 +62,7 @@ pub struct LongLivedConfig {
     /// Consecutive flows of one host to the same address, port and protocol closer than this
     /// are one session.
     pub stitch_gap_seconds: u64,
-    /// Sessions tracked at once; beyond it the least recently seen is evicted (counted).
+    /// Sessions tracked at once; at it the least recently seen eighth is evicted (counted).
     pub max_sessions: usize,
 }
 
