@@ -67,10 +67,35 @@ struct FlowMemo {
     allowlisted: bool,
 }
 
+/// Distinct inside hosts that reached one destination, by their index in the window's active
+/// hosts: most destinations have one, so the others are kept apart (no allocation for one).
+struct DestinationHosts {
+    first: u32,
+    more: Box<[u32]>,
+}
+
+impl DestinationHosts {
+    fn len(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    fn add(&mut self, host: u32) {
+        if self.len() < MAX_HOSTS_PER_DESTINATION
+            && self.first != host
+            && !self.more.contains(&host)
+        {
+            let mut more = std::mem::take(&mut self.more).into_vec();
+            more.push(host);
+            self.more = more.into_boxed_slice();
+        }
+    }
+}
+
 #[derive(Default)]
 struct WindowFacts {
-    destinations: FxHashMap<IpAddr, Vec<IpAddr>>,
-    active_hosts: FxHashSet<IpAddr>,
+    destinations: FxHashMap<IpAddr, DestinationHosts>,
+    /// Inside hosts active in the window, numbered in order of appearance.
+    active_hosts: FxHashMap<IpAddr, u32>,
     known_before: FxHashSet<IpAddr>,
 }
 
@@ -256,14 +281,19 @@ impl Engine {
     }
 
     fn note_destination(&mut self, host: IpAddr, dest: IpAddr) {
-        self.facts.active_hosts.insert(host);
+        let next = self.facts.active_hosts.len() as u32;
+        let host = *self.facts.active_hosts.entry(host).or_insert(next);
         if self.facts.destinations.len() < MAX_WINDOW_DESTINATIONS
             || self.facts.destinations.contains_key(&dest)
         {
-            let hosts = self.facts.destinations.entry(dest).or_default();
-            if hosts.len() < MAX_HOSTS_PER_DESTINATION && !hosts.contains(&host) {
-                hosts.push(host);
-            }
+            self.facts
+                .destinations
+                .entry(dest)
+                .and_modify(|hosts| hosts.add(host))
+                .or_insert(DestinationHosts {
+                    first: host,
+                    more: Box::default(),
+                });
         }
     }
 

@@ -13,7 +13,7 @@ use crate::alert::rfc3339;
 use crate::decode::packet::ip_proto;
 use crate::enrich::geo::CountryCode;
 use crate::flow::key::Uid;
-use crate::flow::update::FlowUpdate;
+use crate::flow::update::{FlowUpdate, UpdateKind};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -103,21 +103,46 @@ pub struct FanOutCounters {
     pub known_destinations_reset: u64,
 }
 
-/// One connection attempt of the open window, as of its latest update.
+/// One connection attempt of the open window, as of its latest update. 64 bytes: a window
+/// can hold `max_tracked_flows` of them.
 #[derive(Debug, Clone, Copy)]
 struct Attempt {
-    host: IpAddr,
+    uid: Uid,
+    /// The inside host, as its index in the window's `window_hosts`.
+    host: u32,
     proto: u8,
     port: u16,
     dest: IpAddr,
     first_ns: u64,
-    unanswered: bool,
-    /// The host's first contact with `dest` (an input of the sequential test).
-    first_contact: bool,
+    /// `UNANSWERED`, `FIRST_CONTACT`, `HAS_ASN`.
+    flags: u8,
     bytes_out: u64,
     bytes_in: u64,
     country: Option<CountryCode>,
-    asn: Option<u32>,
+    asn: u32,
+}
+
+const UNANSWERED: u8 = 1;
+/// The host's first contact with `dest` (an input of the sequential test).
+const FIRST_CONTACT: u8 = 2;
+const HAS_ASN: u8 = 4;
+
+impl Attempt {
+    fn unanswered(&self) -> bool {
+        self.flags & UNANSWERED != 0
+    }
+
+    fn set_unanswered(&mut self, yes: bool) {
+        self.flags = (self.flags & !UNANSWERED) | if yes { UNANSWERED } else { 0 };
+    }
+
+    fn first_contact(&self) -> bool {
+        self.flags & FIRST_CONTACT != 0
+    }
+
+    fn asn(&self) -> Option<u32> {
+        (self.flags & HAS_ASN != 0).then_some(self.asn)
+    }
 }
 
 /// Derived once from the config: the walk's steps and bounds in log space.
@@ -177,6 +202,8 @@ struct HostState {
     known_added: usize,
     walk: Walk,
     hit: Option<TrwHit>,
+    /// The host's index in `window_hosts` once it made an attempt in the open window.
+    window_index: Option<u32>,
     /// Attempts of the open window kept individually, and those only counted.
     tracked: usize,
     untracked: u64,
@@ -191,6 +218,7 @@ impl HostState {
             known_added: 0,
             walk: Walk::default(),
             hit: None,
+            window_index: None,
             tracked: 0,
             untracked: 0,
             untracked_unanswered: 0,
@@ -235,7 +263,7 @@ impl HostState {
             w.start_ns = a.first_ns;
         }
         w.contacts += 1;
-        if a.unanswered {
+        if a.unanswered() {
             w.log_ratio += trw.failure_step;
             w.failures += 1;
             if w.failed.len() < MAX_EXAMPLES {
@@ -311,7 +339,7 @@ impl<V: Hash + Eq> Group<V> {
     fn add(&mut self, value: V, a: &Attempt, threshold: u64) {
         self.distinct.insert(value);
         self.attempts += 1;
-        self.unanswered += u64::from(a.unanswered);
+        self.unanswered += u64::from(a.unanswered());
         self.first_ns = self.first_ns.min(a.first_ns);
         self.last_ns = self.last_ns.max(a.first_ns);
         if self.reached_ns.is_none() && self.distinct.len() as u64 >= threshold {
@@ -335,7 +363,12 @@ pub struct FanOutDetector {
     trw: Option<TrwParams>,
     filter_words: usize,
     hosts: FxHashMap<IpAddr, HostState>,
+    /// Attempts whose flow may still be updated, by uid ...
     attempts: FxHashMap<Uid, Attempt>,
+    /// ... and those whose flow has ended (no key: most flows of a window end in it).
+    ended: Vec<Attempt>,
+    /// Inside hosts with attempts in the open window (an attempt's `host` indexes it).
+    window_hosts: Vec<IpAddr>,
     pub counters: FanOutCounters,
 }
 
@@ -353,6 +386,8 @@ impl FanOutDetector {
             config,
             hosts: FxHashMap::default(),
             attempts: FxHashMap::default(),
+            ended: Vec::new(),
+            window_hosts: Vec::new(),
             counters: FanOutCounters::default(),
         }
     }
@@ -445,7 +480,7 @@ impl FanOutDetector {
                     "destination": a.dest,
                     "proto": proto_label(a.proto),
                     "port": a.port,
-                    "answered": !a.unanswered,
+                    "answered": !a.unanswered(),
                 })
             })
             .collect();
@@ -561,7 +596,7 @@ impl FanOutDetector {
                     g.first_ns,
                     g.last_ns,
                     geo.and_then(|a| a.country),
-                    geo.and_then(|a| a.asn),
+                    geo.and_then(|a| a.asn()),
                 )
             }
         };
@@ -635,11 +670,15 @@ impl Detector for FanOutDetector {
         if !self.config.enabled || !view.host_inside || u.inbound || !routable(u.outside) {
             return;
         }
+        let last = u.kind == UpdateKind::Final;
         if let Some(a) = self.attempts.get_mut(&u.uid) {
             // The latest update decides whether the attempt was answered.
-            a.unanswered = unanswered(u);
+            a.set_unanswered(unanswered(u));
             a.bytes_out = u.bytes_out;
             a.bytes_in = u.bytes_in;
+            if last && let Some(a) = self.attempts.remove(&u.uid) {
+                self.ended.push(a);
+            }
             return;
         }
         if !view.first_update {
@@ -660,29 +699,40 @@ impl Detector for FanOutDetector {
             limit,
             &mut self.counters.known_destinations_reset,
         );
+        let index = *host.window_index.get_or_insert_with(|| {
+            self.window_hosts.push(u.inside);
+            (self.window_hosts.len() - 1) as u32
+        });
+        let answer = unanswered(u);
         let attempt = Attempt {
-            host: u.inside,
+            uid: u.uid,
+            host: index,
             proto: u.proto,
             port: u.outside_port,
             dest: u.outside,
             first_ns: u.first_ns,
-            unanswered: unanswered(u),
-            first_contact,
+            flags: if answer { UNANSWERED } else { 0 }
+                | if first_contact { FIRST_CONTACT } else { 0 }
+                | if view.geo.asn.is_some() { HAS_ASN } else { 0 },
             bytes_out: u.bytes_out,
             bytes_in: u.bytes_in,
             country: view.geo.country,
-            asn: view.geo.asn,
+            asn: view.geo.asn.unwrap_or(0),
         };
         if host.tracked < self.config.max_flows_per_host
-            && self.attempts.len() < self.config.max_tracked_flows
+            && self.attempts.len() + self.ended.len() < self.config.max_tracked_flows
         {
             host.tracked += 1;
-            self.attempts.insert(u.uid, attempt);
+            if last {
+                self.ended.push(attempt);
+            } else {
+                self.attempts.insert(u.uid, attempt);
+            }
             return;
         }
         self.counters.attempts_untracked += 1;
         host.untracked += 1;
-        host.untracked_unanswered += u64::from(attempt.unanswered);
+        host.untracked_unanswered += u64::from(answer);
         if let Some(trw) = &self.trw
             && first_contact
             && u.proto == ip_proto::TCP
@@ -693,12 +743,14 @@ impl Detector for FanOutDetector {
     }
 
     fn window(&mut self, _closed: &ClosedWindow, out: &mut Vec<Finding>) {
-        let mut attempts: Vec<(Uid, Attempt)> = self.attempts.drain().collect();
-        attempts.sort_unstable_by_key(|(uid, a)| (a.host, a.first_ns, *uid));
-        let list: Vec<Attempt> = attempts.into_iter().map(|(_, a)| a).collect();
+        let mut list = std::mem::take(&mut self.ended);
+        list.extend(self.attempts.drain().map(|(_, a)| a));
+        let window_hosts = std::mem::take(&mut self.window_hosts);
+        let host_of = |a: &Attempt| window_hosts.get(a.host as usize).copied();
+        list.sort_unstable_by_key(|a| (host_of(a), a.first_ns, a.uid));
         let mut with_window_finding: FxHashSet<IpAddr> = FxHashSet::default();
-        for chunk in list.chunk_by(|a, b| a.host == b.host) {
-            let Some(host) = chunk.first().map(|a| a.host) else {
+        for chunk in list.chunk_by(|a, b| host_of(a) == host_of(b)) {
+            let Some(host) = chunk.first().and_then(host_of) else {
                 continue;
             };
             if let Some(finding) = self.window_finding(host, chunk) {
@@ -709,7 +761,7 @@ impl Detector for FanOutDetector {
                 // Jung et al. test TCP only: other protocols' silence is not a refusal.
                 for a in chunk
                     .iter()
-                    .filter(|a| a.first_contact && a.proto == ip_proto::TCP)
+                    .filter(|a| a.first_contact() && a.proto == ip_proto::TCP)
                 {
                     state.step(&trw, self.config.trw_min_failures, a);
                 }
@@ -717,6 +769,7 @@ impl Detector for FanOutDetector {
         }
         let mut hits: Vec<(IpAddr, TrwHit)> = Vec::new();
         for (ip, state) in self.hosts.iter_mut() {
+            state.window_index = None;
             state.tracked = 0;
             state.untracked = 0;
             state.untracked_unanswered = 0;

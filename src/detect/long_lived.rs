@@ -22,11 +22,13 @@ use super::{Branch, Detector, Finding, FlowView, human_bytes, human_duration};
 use crate::decode::packet::ip_proto;
 use crate::flow::key::Uid;
 use crate::flow::update::{FlowUpdate, UpdateKind};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::{BTreeSet, VecDeque};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 const NS: u64 = 1_000_000_000;
 /// Flow uids kept per session for the evidence.
@@ -60,7 +62,7 @@ pub struct LongLivedConfig {
     /// Consecutive flows of one host to the same address, port and protocol closer than this
     /// are one session.
     pub stitch_gap_seconds: u64,
-    /// Sessions tracked at once; beyond it the least recently seen is evicted (counted).
+    /// Sessions tracked at once; at it the least recently seen eighth is evicted (counted).
     pub max_sessions: usize,
 }
 
@@ -109,41 +111,65 @@ impl StitchKey {
     }
 }
 
-/// A live flow of a session, with its cumulative counters as of its latest update.
+/// A live flow of a session: its session's slot and its counters as of its latest update.
 #[derive(Debug, Clone, Copy)]
 struct Member {
-    uid: Uid,
+    session: u32,
     bytes_out: u64,
     bytes_in: u64,
 }
 
+/// One session, live or ended (kept for stitching). Compact: a session is kept for every
+/// flow to a distinct address, so a million flows ending at once are a million sessions.
 #[derive(Debug)]
 struct Session {
     key: StitchKey,
+    /// Thresholds already reported.
+    tiers_reported: u16,
+    /// Member flows still live (their uids map to this session in `by_uid`).
+    live: u8,
+    /// Uids kept for the evidence: `first_uid`, then `more_uids`.
+    examples: u8,
+    flows: u32,
     start_ns: u64,
     last_ns: u64,
-    /// Bytes of member flows that have ended.
-    finished_out: u64,
-    finished_in: u64,
-    live: Vec<Member>,
-    flows: u64,
-    examples: Vec<Uid>,
-    name: Option<Box<str>>,
-    /// Time covered by updates so far, and the part of it off business hours.
-    accounted_until_ns: u64,
+    /// Bytes of every member flow: ended ones' final counters, live ones' latest.
+    bytes_out: u64,
+    bytes_in: u64,
+    /// Time covered by updates so far (updates are accounted up to `last_ns`), and the part
+    /// of it off business hours.
     covered_ns: u64,
     off_hours_ns: u64,
-    /// Thresholds already reported.
-    tiers_reported: usize,
+    first_uid: Uid,
+    /// Allocated only for a stitched session.
+    more_uids: Option<Box<[Uid; MAX_EXAMPLE_FLOWS - 1]>>,
+    /// Interned: many sessions share a name.
+    name: Option<Arc<str>>,
 }
 
 impl Session {
-    fn bytes(&self) -> (u64, u64) {
-        self.live
-            .iter()
-            .fold((self.finished_out, self.finished_in), |(o, i), m| {
-                (o.saturating_add(m.bytes_out), i.saturating_add(m.bytes_in))
-            })
+    fn examples(&self) -> impl Iterator<Item = Uid> + '_ {
+        let more = self.more_uids.as_deref().map_or(&[][..], |m| &m[..]);
+        std::iter::once(self.first_uid)
+            .chain(more.iter().copied())
+            .take(usize::from(self.examples))
+    }
+
+    fn add_example(&mut self, uid: Uid) {
+        let n = usize::from(self.examples);
+        if n >= MAX_EXAMPLE_FLOWS || self.examples().any(|e| e == uid) {
+            return;
+        }
+        if n == 0 {
+            self.first_uid = uid;
+        } else if let Some(slot) = self
+            .more_uids
+            .get_or_insert_with(|| Box::new([Uid(0); MAX_EXAMPLE_FLOWS - 1]))
+            .get_mut(n - 1)
+        {
+            *slot = uid;
+        }
+        self.examples += 1;
     }
 }
 
@@ -151,16 +177,24 @@ pub struct LongLivedDetector {
     config: LongLivedConfig,
     /// (threshold ns, strength), ascending by threshold.
     tiers: Vec<(u64, u8)>,
-    sessions: FxHashMap<u64, Session>,
-    by_uid: FxHashMap<Uid, u64>,
-    /// The newest session per key: the one a following flow may continue.
-    by_key: FxHashMap<StitchKey, u64>,
-    /// (last seen, session id): eviction order.
-    lru: BTreeSet<(u64, u64)>,
-    /// Ended sessions still open to stitching, (last seen, id) in the order they ended.
-    ended: VecDeque<(u64, u64)>,
-    next_id: u64,
+    /// Sessions by slot; `free` lists the empty slots.
+    slots: Vec<Option<Session>>,
+    free: Vec<u32>,
+    sessions: usize,
+    by_uid: FxHashMap<Uid, Member>,
+    /// The newest session per key (slots, hashed by their session's key): the one a following
+    /// flow may continue. Ended sessions stay only while they are their key's candidate.
+    by_key: HashTable<u32>,
+    names: FxHashSet<Arc<str>>,
     evicted: u64,
+}
+
+fn key_hash(key: &StitchKey) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+fn slot_key(slots: &[Option<Session>], id: u32) -> Option<&StitchKey> {
+    slots.get(id as usize)?.as_ref().map(|s| &s.key)
 }
 
 impl LongLivedDetector {
@@ -180,89 +214,165 @@ impl LongLivedDetector {
         LongLivedDetector {
             config,
             tiers,
-            sessions: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            sessions: 0,
             by_uid: FxHashMap::default(),
-            by_key: FxHashMap::default(),
-            lru: BTreeSet::new(),
-            ended: VecDeque::new(),
-            next_id: 0,
+            by_key: HashTable::new(),
+            names: FxHashSet::default(),
             evicted: 0,
         }
     }
 
     /// Sessions currently tracked.
     pub fn sessions(&self) -> usize {
-        self.sessions.len()
+        self.sessions
+    }
+
+    fn session_mut(&mut self, id: u32) -> Option<&mut Session> {
+        self.slots.get_mut(id as usize)?.as_mut()
+    }
+
+    /// The newest session of `key`.
+    fn candidate(&self, key: &StitchKey) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_key
+            .find(key_hash(key), |&id| slot_key(slots, id) == Some(key))
+            .copied()
     }
 
     /// The session a flow seen for the first time belongs to: the newest session of its key if
     /// the flow follows it closely, else a new one.
-    fn attach(&mut self, u: &FlowUpdate<'_>, key: StitchKey) -> u64 {
+    fn attach(&mut self, u: &FlowUpdate<'_>, key: StitchKey) -> u32 {
         let gap_ns = self.config.stitch_gap_seconds.saturating_mul(NS);
         let follows = |s: &Session| {
             u.first_ns.saturating_add(STITCH_OVERLAP_NS) >= s.last_ns
                 && u.first_ns.saturating_sub(s.last_ns) < gap_ns
-                && s.live.len() < MAX_LIVE_MEMBERS
+                && usize::from(s.live) < MAX_LIVE_MEMBERS
         };
-        if let Some(&id) = self.by_key.get(&key)
-            && let Some(s) = self.sessions.get_mut(&id).filter(|s| follows(s))
+        let previous = self.candidate(&key);
+        if let Some(id) = previous
+            && let Some(s) = self.session_mut(id).filter(|s| follows(s))
         {
-            s.flows += 1;
-            s.live.push(Member {
-                uid: u.uid,
-                bytes_out: 0,
-                bytes_in: 0,
-            });
-            self.by_uid.insert(u.uid, id);
-            return id;
-        }
-        if self.sessions.len() >= self.config.max_sessions.max(1)
-            && let Some(&(_, oldest)) = self.lru.first()
-        {
-            self.remove(oldest);
-            self.evicted += 1;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.sessions.insert(
-            id,
-            Session {
-                key,
-                start_ns: u.first_ns,
-                last_ns: u.first_ns,
-                finished_out: 0,
-                finished_in: 0,
-                live: vec![Member {
-                    uid: u.uid,
+            s.flows = s.flows.saturating_add(1);
+            s.live += 1;
+            self.by_uid.insert(
+                u.uid,
+                Member {
+                    session: id,
                     bytes_out: 0,
                     bytes_in: 0,
-                }],
-                flows: 1,
-                examples: Vec::new(),
-                name: None,
-                accounted_until_ns: u.first_ns,
-                covered_ns: 0,
-                off_hours_ns: 0,
-                tiers_reported: 0,
+                },
+            );
+            return id;
+        }
+        // The key's previous session can never grow again: an ended one goes now.
+        let previous = previous.filter(|&id| {
+            let ended = self.session_mut(id).is_some_and(|s| s.live == 0);
+            if ended {
+                self.remove(id);
+            }
+            !ended
+        });
+        if self.sessions >= self.config.max_sessions.max(1) {
+            self.evict();
+        }
+        let session = Session {
+            key,
+            tiers_reported: 0,
+            live: 1,
+            examples: 0,
+            flows: 1,
+            start_ns: u.first_ns,
+            last_ns: u.first_ns,
+            bytes_out: 0,
+            bytes_in: 0,
+            covered_ns: 0,
+            off_hours_ns: 0,
+            first_uid: u.uid,
+            more_uids: None,
+            name: None,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                if let Some(slot) = self.slots.get_mut(id as usize) {
+                    *slot = Some(session);
+                }
+                id
+            }
+            None => {
+                self.slots.push(Some(session));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.sessions += 1;
+        self.by_uid.insert(
+            u.uid,
+            Member {
+                session: id,
+                bytes_out: 0,
+                bytes_in: 0,
             },
         );
-        self.lru.insert((u.first_ns, id));
-        self.by_uid.insert(u.uid, id);
-        self.by_key.insert(key, id);
+        // The new session replaces a live previous one as its key's candidate (evicted since?
+        // then it is simply gone from the index).
+        let hash = key_hash(&key);
+        let slots = &self.slots;
+        if let Some(old) = previous
+            && let Ok(entry) = self.by_key.find_entry(hash, |&x| x == old)
+        {
+            entry.remove();
+        }
+        self.by_key
+            .insert_unique(hash, id, |&x| slot_key(slots, x).map_or(0, key_hash));
         id
     }
 
-    fn remove(&mut self, id: u64) {
-        let Some(s) = self.sessions.remove(&id) else {
+    /// Forgets a session (its live members' uids stay in `by_uid`: see `evict`).
+    fn remove(&mut self, id: u32) {
+        let Some(s) = self.slots.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
-        self.lru.remove(&(s.last_ns, id));
-        for m in &s.live {
-            self.by_uid.remove(&m.uid);
+        self.sessions -= 1;
+        self.free.push(id);
+        if let Ok(entry) = self.by_key.find_entry(key_hash(&s.key), |&x| x == id) {
+            entry.remove();
         }
-        if self.by_key.get(&s.key) == Some(&id) {
-            self.by_key.remove(&s.key);
+    }
+
+    /// At the bound: the least recently seen eighth of the sessions goes (counted), so
+    /// eviction needs no per-session order.
+    fn evict(&mut self) {
+        // Only the times are collected (the sessions are many): the eighth's last time, then
+        // every session before it and, in slot order, enough of those at it.
+        let mut seen: Vec<u64> = self.slots.iter().flatten().map(|s| s.last_ns).collect();
+        let n = seen.len().div_ceil(8);
+        let Some(&mut cut) = n.checked_sub(1).map(|i| seen.select_nth_unstable(i).1) else {
+            return;
+        };
+        let before = seen.iter().filter(|&&t| t < cut).count();
+        drop(seen);
+        let mut at_cut = n - before;
+        for id in 0..self.slots.len() as u32 {
+            let Some(last_ns) = self
+                .slots
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .map(|s| s.last_ns)
+            else {
+                continue;
+            };
+            if last_ns < cut || (last_ns == cut && at_cut > 0) {
+                if last_ns == cut {
+                    at_cut -= 1;
+                }
+                self.remove(id);
+                self.evicted += 1;
+            }
         }
+        let slots = &self.slots;
+        self.by_uid
+            .retain(|_, m| slots.get(m.session as usize).is_some_and(Option::is_some));
     }
 
     /// Forgets ended sessions no flow can continue any more. Every flow is reported by the
@@ -272,26 +382,27 @@ impl LongLivedDetector {
     /// update comes an idle timeout after its last packet.)
     fn expire(&mut self, window_end_ns: u64) {
         let gap_ns = self.config.stitch_gap_seconds.saturating_mul(NS);
-        while let Some(&(last_ns, id)) = self.ended.front() {
-            if last_ns.saturating_add(gap_ns) >= window_end_ns {
-                break;
-            }
-            self.ended.pop_front();
-            // A session continued since it ended is queued again when it ends again.
-            if self
-                .sessions
-                .get(&id)
-                .is_some_and(|s| s.live.is_empty() && s.last_ns == last_ns)
-            {
-                self.remove(id);
-            }
+        let expired: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                (s.live == 0 && s.last_ns.saturating_add(gap_ns) < window_end_ns)
+                    .then_some(i as u32)
+            })
+            .collect();
+        for id in expired {
+            self.remove(id);
         }
+        // Names no session holds any more.
+        self.names.retain(|n| Arc::strong_count(n) > 1);
     }
 
     fn finding(&self, s: &Session, view: &FlowView<'_>, tier: usize) -> Option<Finding> {
         let &(threshold_ns, tier_strength) = self.tiers.get(tier.checked_sub(1)?)?;
         let c = &self.config;
-        let (bytes_out, bytes_in) = s.bytes();
+        let (bytes_out, bytes_in) = (s.bytes_out, s.bytes_in);
         let heavy = bytes_out >= c.heavy_upload_bytes
             && bytes_out as f64 >= c.upload_ratio * bytes_in as f64;
         let off_share = if s.covered_ns == 0 {
@@ -360,7 +471,7 @@ impl LongLivedDetector {
                 "off_hours_share": (off_share * 100.0).round() / 100.0,
                 "stitched_flows": s.flows,
                 "open": u.kind == UpdateKind::Interim,
-                "flows": s.examples.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "flows": s.examples().map(|u| u.to_string()).collect::<Vec<_>>(),
             }),
         })
     }
@@ -379,77 +490,76 @@ impl Detector for LongLivedDetector {
         let u = view.update;
         let key = StitchKey::of(u);
         let id = match self.by_uid.get(&u.uid) {
-            Some(&id) if self.sessions.contains_key(&id) => id,
+            Some(m)
+                if self
+                    .slots
+                    .get(m.session as usize)
+                    .is_some_and(Option::is_some) =>
+            {
+                m.session
+            }
             _ => self.attach(u, key),
         };
-        let Some(s) = self.sessions.get_mut(&id) else {
+        let final_update = u.kind == UpdateKind::Final;
+        let member = if final_update {
+            self.by_uid.remove(&u.uid)
+        } else {
+            self.by_uid.get_mut(&u.uid).map(|m| {
+                let before = *m;
+                m.bytes_out = m.bytes_out.max(u.bytes_out);
+                m.bytes_in = m.bytes_in.max(u.bytes_in);
+                before
+            })
+        };
+        let names = &mut self.names;
+        let Some(s) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return;
         };
-        self.lru.remove(&(s.last_ns, id));
+        // Updates so far are accounted up to the session's last_ns.
+        let accounted_until_ns = s.last_ns;
         s.start_ns = s.start_ns.min(u.first_ns);
         s.last_ns = s.last_ns.max(u.last_ns);
-        self.lru.insert((s.last_ns, id));
-        let member = match s.live.iter_mut().position(|m| m.uid == u.uid) {
-            Some(i) => i,
-            None => {
-                s.live.push(Member {
-                    uid: u.uid,
-                    bytes_out: 0,
-                    bytes_in: 0,
-                });
-                s.live.len() - 1
+        if let Some(m) = member {
+            s.bytes_out = s
+                .bytes_out
+                .saturating_add(u.bytes_out.saturating_sub(m.bytes_out));
+            s.bytes_in = s
+                .bytes_in
+                .saturating_add(u.bytes_in.saturating_sub(m.bytes_in));
+            if final_update {
+                s.live = s.live.saturating_sub(1);
             }
-        };
-        if let Some(m) = s.live.get_mut(member) {
-            m.bytes_out = m.bytes_out.max(u.bytes_out);
-            m.bytes_in = m.bytes_in.max(u.bytes_in);
         }
         // Each update stands for the time since the session's previous one (about one active
         // timeout), judged by the update's own time of day.
-        let span = u
-            .last_ns
-            .saturating_sub(s.accounted_until_ns.max(u.first_ns));
+        let span = u.last_ns.saturating_sub(accounted_until_ns.max(u.first_ns));
         s.covered_ns = s.covered_ns.saturating_add(span);
         if view.off_hours {
             s.off_hours_ns = s.off_hours_ns.saturating_add(span);
         }
-        s.accounted_until_ns = s.accounted_until_ns.max(u.last_ns);
         if s.name.is_none() {
-            s.name = u.name().map(Box::from);
+            s.name = u.name().map(|n| intern(names, n));
         }
-        if s.examples.len() < MAX_EXAMPLE_FLOWS && !s.examples.contains(&u.uid) {
-            s.examples.push(u.uid);
-        }
-        if u.kind == UpdateKind::Final {
-            if member < s.live.len() {
-                let m = s.live.swap_remove(member);
-                s.finished_out = s.finished_out.saturating_add(m.bytes_out);
-                s.finished_in = s.finished_in.saturating_add(m.bytes_in);
-            }
-            self.by_uid.remove(&u.uid);
-        }
+        s.add_example(u.uid);
 
         let duration_ns = s.last_ns.saturating_sub(s.start_ns);
         let reached = self.tiers.iter().take_while(|t| duration_ns >= t.0).count();
-        let (bytes_out, bytes_in) = s.bytes();
+        let (bytes_out, bytes_in) = (s.bytes_out, s.bytes_in);
         let heavy = bytes_out >= self.config.heavy_upload_bytes
             && bytes_out as f64 >= self.config.upload_ratio * bytes_in as f64;
         let qualifies = bytes_out >= self.config.min_upload_bytes && (!s.key.inbound || heavy);
-        let ended = s.live.is_empty();
-        let keyed = self.by_key.get(&key) == Some(&id);
-        let last_ns = s.last_ns;
-        if reached > s.tiers_reported && qualifies {
-            s.tiers_reported = reached;
-            if let Some(s) = self.sessions.get(&id)
+        let ended = s.live == 0;
+        if reached > usize::from(s.tiers_reported) && qualifies {
+            s.tiers_reported = u16::try_from(reached).unwrap_or(u16::MAX);
+            if let Some(s) = self.slots.get(id as usize).and_then(Option::as_ref)
                 && let Some(f) = self.finding(s, view, reached)
             {
                 out.push(f);
             }
         }
-        if ended && keyed {
-            self.ended.push_back((last_ns, id));
-        } else if ended {
-            // A newer session replaced it as its key's candidate: it can never grow again.
+        // An ended session stays while a following flow may continue it (see `expire`);
+        // one a newer session replaced as its key's candidate can never grow again.
+        if ended && self.candidate(&key) != Some(id) {
             self.remove(id);
         }
     }
@@ -461,6 +571,16 @@ impl Detector for LongLivedDetector {
     fn evicted(&self) -> u64 {
         self.evicted
     }
+}
+
+/// The shared copy of `name`.
+fn intern(names: &mut FxHashSet<Arc<str>>, name: &str) -> Arc<str> {
+    if let Some(n) = names.get(name) {
+        return n.clone();
+    }
+    let n: Arc<str> = Arc::from(name);
+    names.insert(n.clone());
+    n
 }
 
 fn proto_label(proto: u8) -> String {

@@ -21,11 +21,13 @@ use super::{Branch, Detector, Finding, FlowView, human_bytes, human_duration};
 use crate::decode::packet::ip_proto;
 use crate::flow::key::Uid;
 use crate::flow::update::service;
-use rustc_hash::{FxHashMap, FxHashSet};
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 
 const NS: u64 = 1_000_000_000;
@@ -128,6 +130,65 @@ impl Control {
     }
 }
 
+/// Short flows to one outside address in the window.
+#[derive(Debug, Clone, Copy)]
+struct ShortDest {
+    addr: IpAddr,
+    flows: u32,
+    bytes_in: u64,
+}
+
+/// Short flows per outside address, up to MAX_EXACT_DESTINATIONS: a dense list with an index
+/// of slots, half a hash map's bytes per address (a busy host keeps hundreds a window).
+#[derive(Debug, Default)]
+struct ShortDests {
+    index: HashTable<u32>,
+    list: Vec<ShortDest>,
+}
+
+impl ShortDests {
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn get(&self, addr: &IpAddr) -> Option<&ShortDest> {
+        let list = &self.list;
+        let slot = self.index.find(FxBuildHasher.hash_one(addr), |&i| {
+            list.get(i as usize).is_some_and(|d| d.addr == *addr)
+        })?;
+        list.get(*slot as usize)
+    }
+
+    /// Counts a short flow; false when `addr` is new and the list is full.
+    fn add(&mut self, addr: IpAddr, bytes_in: u64) -> bool {
+        let hash = FxBuildHasher.hash_one(addr);
+        let list = &mut self.list;
+        if let Some(&i) = self.index.find(hash, |&i| {
+            list.get(i as usize).is_some_and(|d| d.addr == addr)
+        }) && let Some(d) = list.get_mut(i as usize)
+        {
+            d.flows = d.flows.saturating_add(1);
+            d.bytes_in = d.bytes_in.saturating_add(bytes_in);
+            return true;
+        }
+        if list.len() >= MAX_EXACT_DESTINATIONS {
+            return false;
+        }
+        list.push(ShortDest {
+            addr,
+            flows: 1,
+            bytes_in,
+        });
+        let list = &self.list;
+        self.index
+            .insert_unique(hash, (list.len() - 1) as u32, |&i| {
+                list.get(i as usize)
+                    .map_or(0, |d| FxBuildHasher.hash_one(d.addr))
+            });
+        true
+    }
+}
+
 /// One host's traffic in the open window, as the relay patterns need it.
 #[derive(Debug, Default)]
 struct HostAcc {
@@ -140,7 +201,7 @@ struct HostAcc {
     /// Short outbound flows: count, downloads, and per outside address (flows, bytes_in).
     short_flows: u64,
     short_bytes_in: u64,
-    short_dests: FxHashMap<IpAddr, (u64, u64)>,
+    short_dests: ShortDests,
     short_dests_full: bool,
     /// Outbound flows first reported in the window, and every outbound flow's downloads.
     outbound_flows: u64,
@@ -203,9 +264,9 @@ impl RelayDetector {
         let (mut flows, mut bytes_in, mut dests) =
             (acc.short_flows, acc.short_bytes_in, acc.short_dests.len());
         for addr in &control_addrs {
-            if let Some(&(f, b)) = acc.short_dests.get(addr) {
-                flows = flows.saturating_sub(f);
-                bytes_in = bytes_in.saturating_sub(b);
+            if let Some(d) = acc.short_dests.get(addr) {
+                flows = flows.saturating_sub(u64::from(d.flows));
+                bytes_in = bytes_in.saturating_sub(d.bytes_in);
                 dests = dests.saturating_sub(1);
             }
         }
@@ -278,12 +339,13 @@ impl RelayDetector {
         if off_hours {
             summary.push_str(", mostly off-hours");
         }
-        let mut top: Vec<(&IpAddr, &(u64, u64))> = acc
+        let mut top: Vec<&ShortDest> = acc
             .short_dests
+            .list
             .iter()
-            .filter(|(a, _)| !control_addrs.contains(a))
+            .filter(|d| !control_addrs.contains(&d.addr))
             .collect();
-        top.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(b.0)));
+        top.sort_by(|a, b| b.bytes_in.cmp(&a.bytes_in).then(a.addr.cmp(&b.addr)));
         Some(Finding {
             branch: Branch::RelayBehaviour,
             host,
@@ -314,8 +376,8 @@ impl RelayDetector {
                 "ratio": (ratio * 100.0).round() / 100.0,
                 "previous_window": repeated,
                 "off_hours": off_hours,
-                "top_short_destinations": top.iter().take(MAX_EXAMPLES).map(|(a, (f, b))| json!({
-                    "address": a.to_string(), "flows": f, "bytes_in": b,
+                "top_short_destinations": top.iter().take(MAX_EXAMPLES).map(|d| json!({
+                    "address": d.addr.to_string(), "flows": d.flows, "bytes_in": d.bytes_in,
                 })).collect::<Vec<_>>(),
             }),
         })
@@ -508,17 +570,8 @@ impl Detector for RelayDetector {
         if duration_ns < short_ns && (view.first_update || moved > 0) {
             acc.short_flows += 1;
             acc.short_bytes_in = acc.short_bytes_in.saturating_add(d.bytes_in);
-            let dests = acc.short_dests.len();
-            match acc.short_dests.entry(u.outside) {
-                Entry::Occupied(e) => {
-                    let v = e.into_mut();
-                    v.0 += 1;
-                    v.1 = v.1.saturating_add(d.bytes_in);
-                }
-                Entry::Vacant(e) if dests < MAX_EXACT_DESTINATIONS => {
-                    e.insert((1, d.bytes_in));
-                }
-                Entry::Vacant(_) => acc.short_dests_full = true,
+            if !acc.short_dests.add(u.outside, d.bytes_in) {
+                acc.short_dests_full = true;
             }
         }
     }
