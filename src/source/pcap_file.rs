@@ -477,7 +477,7 @@ impl FileReader {
         }
         let block_len = read_u32(header, 4, big_endian) as usize;
         if block_len < MIN_BLOCK {
-            return Step::Problem("corrupt record (Verify)".into());
+            return Step::Problem(corrupt_record(pcap_parser::nom::error::ErrorKind::Verify));
         }
         if data.len() < block_len {
             return Step::Need(block_len);
@@ -544,19 +544,18 @@ impl FileReader {
                 data.len() - rest.len()
             }
             Err(pcap_parser::nom::Err::Incomplete(_)) => {
-                return if self.chunks.at_eof() {
-                    Step::Problem(TRUNCATED.into())
-                } else if data.len() < MAX_BLOCK_HEADER {
+                return if data.len() < MAX_BLOCK_HEADER && !self.chunks.at_eof() {
                     Step::Need(block_len.max(MAX_BLOCK_HEADER))
                 } else {
-                    // The whole block is here, so its contents contradict its length.
+                    // The whole block is here (`ng_block_other` waited for it), so its
+                    // contents contradict its length.
                     Step::Problem("corrupt record (contents overrun the block length)".into())
                 };
             }
             Err(
                 pcap_parser::nom::Err::Error(PcapError::NomError(_, kind))
                 | pcap_parser::nom::Err::Failure(PcapError::NomError(_, kind)),
-            ) => return Step::Problem(format!("corrupt record ({kind:?})")),
+            ) => return Step::Problem(corrupt_record(kind)),
             Err(_) => return Step::Problem("corrupt record".into()),
         };
         let start = self.chunks.pos();
@@ -644,6 +643,19 @@ fn plain_epb<const BIG_ENDIAN: bool>(data: &[u8]) -> Option<Epb> {
 }
 
 const TRUNCATED: &str = "file ends inside a record (truncated capture)";
+
+/// What a pcapng block parser's complaint means, for the problem report.
+fn corrupt_record(kind: pcap_parser::nom::error::ErrorKind) -> String {
+    use pcap_parser::nom::error::ErrorKind;
+    match kind {
+        ErrorKind::Verify => {
+            "corrupt record (Verify: a length field does not fit the block, or the block's \
+             two lengths differ)"
+                .into()
+        }
+        other => format!("corrupt record ({other:?})"),
+    }
+}
 
 /// The 32-bit field at `at` (0 past the end: callers check lengths first).
 #[inline]

@@ -188,7 +188,7 @@ fn read_oracle(path: &Path) -> Result<Seen, String> {
                 break;
             }
             Err(PcapError::NomError(_, kind)) => {
-                problem(&mut seen, offset, &format!("corrupt record ({kind:?})"));
+                problem(&mut seen, offset, &corrupt_record(kind));
                 break;
             }
             Err(_) => {
