@@ -68,6 +68,23 @@ impl PacketCounters {
     }
 }
 
+/// Whether an outer layer of the frame (before `i`) has the same flow as `t`, in either
+/// direction.
+fn same_flow_as_outer(layers: &[Layer<'_>], i: usize, t: &Transport<'_>) -> bool {
+    let ends = |t: &Transport<'_>| {
+        let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
+        if a <= b { (a, b) } else { (b, a) }
+    };
+    layers
+        .get(..i)
+        .unwrap_or(&[])
+        .iter()
+        .any(|outer| match outer {
+            Layer::Transport(o) => o.proto == t.proto && ends(o) == ends(t),
+            Layer::Fragment(_) => false,
+        })
+}
+
 /// Is a checkpoint due at a tick at `now_ns`, the last tick having been at `last_tick_ns`?
 /// Flows report their counters to the windows each time event time crosses a window boundary,
 /// so a window holds what its flows did while it was open. Decided from event time alone, so
@@ -126,8 +143,11 @@ impl PacketPath {
         {
             sink.quoted_dns(packet.ts_ns, client, msg);
         }
-        for layer in &decoded.layers {
+        for (i, layer) in decoded.layers.iter().enumerate() {
             match layer {
+                Layer::Transport(t) if same_flow_as_outer(&decoded.layers, i, t) => {
+                    self.counters.drop(DropReason::RepeatedTunnelLayer);
+                }
                 Layer::Transport(t) => self.transport(packet, t, sink),
                 Layer::Fragment(frag) => match self.defrag.add(packet.ts_ns, frag) {
                     DefragOutcome::Pending => {}
@@ -842,6 +862,52 @@ mod tests {
             }
         }
         assert!(checked > 1000, "only {checked} TCP frames checked");
+    }
+
+    /// Found by the `flows` fuzz target (tests/data/fuzz/, in that target's input layout):
+    /// Geneve over UDP carrying a frame of the very same UDP flow, nested again. Each layer
+    /// counted the frame once more in the one flow, so the flow held more bytes than the
+    /// capture.
+    #[test]
+    fn a_tunnel_nested_in_its_own_flow_counts_each_frame_once() {
+        let input = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/fuzz/flows-tunnel-nested-in-its-own-flow.bin"),
+        )
+        .unwrap();
+        let mut path = PacketPath::new(&Config::default(), 1);
+        let mut sink = EventSink::default();
+        let (mut rest, mut frames, mut bytes) = (&input[1..], 0u64, 0u64);
+        while let [_gap, hi, lo, tail @ ..] = rest {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+            let (data, next) = tail.split_at(len);
+            rest = next;
+            frames += 1;
+            bytes += data.len() as u64;
+            let packet = Packet {
+                ts_ns: 1,
+                linktype: crate::decode::packet::linktype::ETHERNET,
+                data,
+                orig_len: data.len() as u32,
+            };
+            path.packet(frames, &packet, &mut sink);
+        }
+        path.flush(&mut sink);
+        let mut flows = 0;
+        for (_, event) in &sink.events {
+            if let Event::Flow { flow, .. } = event {
+                flows += 1;
+                assert!(flow.orig_wire_bytes + flow.resp_wire_bytes <= bytes);
+                assert!(flow.orig_pkts + flow.resp_pkts <= frames);
+            }
+        }
+        assert!(flows > 0);
+        assert!(
+            path.counters
+                .drops
+                .get("repeated_tunnel_layer")
+                .is_some_and(|&n| n > 0)
+        );
     }
 
     #[test]

@@ -126,6 +126,9 @@ pub enum DropReason {
     FragmentOverlapOrTooLong,
     /// A fragment whose bytes were not all captured can never be reassembled.
     FragmentSliced,
+    /// A tunnel layer with the same flow as a layer around it (crafted nesting): counting it
+    /// again would count the frame twice in one flow.
+    RepeatedTunnelLayer,
 }
 
 impl DropReason {
@@ -141,6 +144,7 @@ impl DropReason {
             DropReason::FragmentTimeout => "fragment_timeout",
             DropReason::FragmentOverlapOrTooLong => "fragment_invalid",
             DropReason::FragmentSliced => "fragment_sliced",
+            DropReason::RepeatedTunnelLayer => "repeated_tunnel_layer",
         }
     }
 }
