@@ -15,8 +15,8 @@ const MAX_SEED_FILE: u64 = 64 << 10;
 /// Frames per capture in a `flows` seed.
 const FLOW_FRAMES: usize = 64;
 
-/// The `packet` target's link-type order (its first input byte indexes it).
-const PACKET_LINK_TYPES: [u32; 10] = [
+/// The `packet` target's link types: its first input byte indexes this list.
+pub const PACKET_LINK_TYPES: [u32; 10] = [
     linktype::ETHERNET,
     linktype::RAW,
     linktype::LINUX_SLL,

@@ -1,21 +1,9 @@
 //! Link layers, tunnels, IP and transport headers: every payload the decoder hands on lies
 //! inside the frame, and decoding is a pure function of the bytes.
 #![no_main]
-use egresswatch::decode::packet::{Decoded, Layer, decode_frame, linktype};
+use egresswatch::decode::packet::{Decoded, Layer, decode_frame};
+use egresswatch::fuzz_seeds::PACKET_LINK_TYPES;
 use libfuzzer_sys::fuzz_target;
-
-const LINK_TYPES: [u32; 10] = [
-    linktype::ETHERNET,
-    linktype::RAW,
-    linktype::LINUX_SLL,
-    linktype::LINUX_SLL2,
-    linktype::NULL,
-    linktype::LOOP,
-    linktype::IPV4,
-    linktype::IPV6,
-    linktype::RAW_12,
-    linktype::RAW_14,
-];
 
 fn inside(outer: &[u8], inner: &[u8]) -> bool {
     let (o, i) = (outer.as_ptr_range(), inner.as_ptr_range());
@@ -26,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, frame)) = data.split_first() else {
         return;
     };
-    let link = LINK_TYPES[usize::from(pick) % LINK_TYPES.len()];
+    let link = PACKET_LINK_TYPES[usize::from(pick) % PACKET_LINK_TYPES.len()];
     let mut decoded = Decoded::default();
     decode_frame(link, frame, &mut decoded);
     for layer in &decoded.layers {
