@@ -6,15 +6,26 @@ use egresswatch::config::Config;
 use egresswatch::generate::{GenerateOptions, Scenario, generate};
 use egresswatch::pipeline::{ReplayOptions, replay};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// This thread's allocations, for tests that run beside others in this binary.
+    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_allocation() {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_allocation();
         // SAFETY: forwards the caller's layout to the system allocator unchanged.
         unsafe { System.alloc(layout) }
     }
@@ -25,7 +36,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_allocation();
         // SAFETY: as for `alloc` and `dealloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -79,4 +90,26 @@ fn allocations_follow_flows_and_messages_not_packets() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Found by the `dns` fuzz target (tests/data/fuzz/): an 894-byte message whose 28 questions
+/// run through bit-string labels and pointers took 20 ms to parse, because every hex byte of
+/// a bit-string label's text was a `format!`. Names are built in a fixed buffer: allocations
+/// come per name, not per byte.
+#[test]
+fn a_dns_message_of_bit_string_labels_allocates_per_name_not_per_byte() {
+    let message = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/fuzz/dns-bit-string-labels.bin"
+    ))
+    .unwrap();
+    let before = THREAD_ALLOCATIONS.with(Cell::get);
+    let parsed = egresswatch::decode::dns::parse_message(&message).unwrap();
+    let allocations = THREAD_ALLOCATIONS.with(Cell::get) - before;
+    assert_eq!(parsed.questions.len(), 28);
+    assert!(
+        allocations <= 4 * parsed.questions.len() as u64,
+        "{allocations} allocations for {} questions",
+        parsed.questions.len()
+    );
 }

@@ -1,4 +1,9 @@
 //! Protocol decoders: bytes in, a borrowed or small owned view out. No I/O, no logging.
+// Decoders meet hostile bytes: a panic here would stop the sensor (RELIABILITY.md).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 pub mod bittorrent;
 pub mod dns;
 pub mod http;

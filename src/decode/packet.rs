@@ -194,13 +194,13 @@ pub fn decode_frame<'a>(linktype: u32, data: &'a [u8], out: &mut Decoded<'a>) {
     match linktype {
         linktype::ETHERNET => ethernet(data, 0, out),
         linktype::NULL | linktype::LOOP => {
-            let Some(family) = data.get(..4) else {
+            let Some(&family) = data.first_chunk::<4>() else {
                 out.drop = Some(DropReason::TruncatedLink);
                 return;
             };
             // NULL is host byte order of the capturing machine, LOOP is network order: accept both.
-            let le = u32::from_le_bytes([family[0], family[1], family[2], family[3]]);
-            let be = u32::from_be_bytes([family[0], family[1], family[2], family[3]]);
+            let le = u32::from_le_bytes(family);
+            let be = u32::from_be_bytes(family);
             let is_af = |f: &[u32]| f.contains(&le) || f.contains(&be);
             let rest = data.get(4..).unwrap_or(&[]);
             if is_af(&[2]) {

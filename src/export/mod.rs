@@ -4,6 +4,11 @@
 //! packet path produces, so every detector works on router flows.
 //!
 //! [`FlowUpdate`]: crate::flow::update::FlowUpdate
+// Decoders meet hostile bytes: a panic here would stop the sensor (RELIABILITY.md).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 pub mod netflow;
 pub mod reorder;
 pub mod sflow;

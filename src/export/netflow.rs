@@ -245,11 +245,11 @@ impl NetflowDecoder {
                     offset: at,
                 });
             };
-            let ip4 =
-                |o: usize| IpAddr::V4(Ipv4Addr::new(rec[o], rec[o + 1], rec[o + 2], rec[o + 3]));
-            let u32_at =
-                |o: usize| u32::from_be_bytes([rec[o], rec[o + 1], rec[o + 2], rec[o + 3]]);
-            let u16_at = |o: usize| u16::from_be_bytes([rec[o], rec[o + 1]]);
+            // `rec` is a whole record: these fixed offsets are inside it.
+            let u32_at = |o: usize| be32(rec, o).unwrap_or(0);
+            let ip4 = |o: usize| IpAddr::V4(Ipv4Addr::from(u32_at(o)));
+            let u16_at = |o: usize| be16(rec, o).unwrap_or(0);
+            let u8_at = |o: usize| rec.get(o).copied().unwrap_or(0);
             let time = HeaderTime {
                 export_ns,
                 uptime_ms: Some(uptime_ms),
@@ -263,14 +263,14 @@ impl NetflowDecoder {
                 dst: ip4(4),
                 src_port: u16_at(32),
                 dst_port: u16_at(34),
-                proto: rec[38],
+                proto: u8_at(38),
                 octets: u64::from(u32_at(20)).saturating_mul(u64::from(sampling)),
                 packets: u64::from(u32_at(16)).saturating_mul(u64::from(sampling)),
                 rev_octets: 0,
                 rev_packets: 0,
                 start_ns,
                 end_ns,
-                tcp_flags: Some(rec[37]),
+                tcp_flags: Some(u8_at(37)),
                 rev_tcp_flags: None,
                 sampling,
                 end_reason: None,

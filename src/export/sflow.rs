@@ -100,7 +100,7 @@ impl<'a> Cursor<'a> {
 
     fn u32(&mut self, what: &'static str) -> Result<u32, ExportError> {
         let b = self.bytes(4, what)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(b.first_chunk::<4>().map_or(0, |b| u32::from_be_bytes(*b)))
     }
 
     fn skip_words(&mut self, words: usize, what: &'static str) -> Result<(), ExportError> {
@@ -122,7 +122,10 @@ impl<'a> Cursor<'a> {
         match kind {
             1 => {
                 let b = self.bytes(4, what)?;
-                Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+                Ok(IpAddr::V4(
+                    b.first_chunk::<4>()
+                        .map_or(Ipv4Addr::UNSPECIFIED, |b| Ipv4Addr::from(*b)),
+                ))
             }
             2 => {
                 let b = self.bytes(16, what)?;

@@ -276,10 +276,10 @@ fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Option<b
         }
         any = true;
         let newline = chunk.iter().position(|&b| b == b'\n');
-        let content = &chunk[..newline.unwrap_or(chunk.len())];
+        let content = newline.and_then(|n| chunk.get(..n)).unwrap_or(chunk);
         let room = MAX_LINE_BYTES.saturating_sub(buf.len());
         cut |= content.len() > room;
-        buf.extend_from_slice(&content[..content.len().min(room)]);
+        buf.extend_from_slice(content.get(..room).unwrap_or(content));
         let used = newline.map_or(chunk.len(), |i| i + 1);
         reader.consume(used);
         if newline.is_some() {

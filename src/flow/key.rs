@@ -242,7 +242,7 @@ impl std::fmt::Display for Uid {
         z ^= z >> 31;
         let mut out = [b'0'; 12];
         for slot in out.iter_mut().rev() {
-            *slot = DIGITS[(z % 62) as usize];
+            *slot = DIGITS.get((z % 62) as usize).copied().unwrap_or(b'0');
             z /= 62;
         }
         f.write_str("C")?;

@@ -1,4 +1,9 @@
 //! Bidirectional flow tracking.
+// Decoders meet hostile bytes: a panic here would stop the sensor (RELIABILITY.md).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 pub mod app;
 pub mod defrag;
 pub mod key;

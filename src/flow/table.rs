@@ -397,7 +397,7 @@ impl FlowTable {
                 if ends && flow.marks & mark::CLOSED == 0 {
                     flow.marks |= mark::CLOSED;
                     flow.queue = QueueClass::TcpClosed;
-                    self.queues[QueueClass::TcpClosed as usize].push(QueueEntry {
+                    queue(&mut self.queues, QueueClass::TcpClosed as usize).push(QueueEntry {
                         slot,
                         generation: flow.generation,
                         ts_ns: flow.last_ns,
@@ -584,7 +584,7 @@ impl FlowTable {
         self.index.insert_unique(hash, slot, |&s| {
             used(slots, s).map_or(0, |f| f.hash(hasher))
         });
-        self.queues[class as usize].push(QueueEntry {
+        queue(&mut self.queues, class as usize).push(QueueEntry {
             slot,
             generation,
             ts_ns,
@@ -629,11 +629,11 @@ impl FlowTable {
                 2 => QueueClass::Udp,
                 _ => QueueClass::Other,
             });
-            while let Some(entry) = self.queues[class].peek().copied() {
+            while let Some(entry) = queue(&mut self.queues, class).peek().copied() {
                 if entry.ts_ns.saturating_add(timeout) > now_ns {
                     break;
                 }
-                self.queues[class].pop();
+                queue(&mut self.queues, class).pop();
                 match self.entry_state(class, &entry) {
                     None => {}
                     Some(last_ns) if last_ns.saturating_add(timeout) > now_ns => {
@@ -648,7 +648,7 @@ impl FlowTable {
     fn requeue(&mut self, class: usize, slot: u32, last_ns: u64) {
         if let Some(flow) = used(&self.slots, slot) {
             let generation = flow.generation;
-            self.queues[class].push(QueueEntry {
+            queue(&mut self.queues, class).push(QueueEntry {
                 slot,
                 generation,
                 ts_ns: last_ns,
@@ -661,11 +661,11 @@ impl FlowTable {
         loop {
             // The queue whose front was queued earliest holds the best candidate.
             let class = (0..4)
-                .filter_map(|c| self.queues[c].peek().map(|e| (e.ts_ns, c)))
+                .filter_map(|c| self.queues.get(c)?.peek().map(|e| (e.ts_ns, c)))
                 .min()
                 .map(|(_, c)| c);
             let Some(class) = class else { return };
-            let Some(entry) = self.queues[class].pop() else {
+            let Some(entry) = queue(&mut self.queues, class).pop() else {
                 return;
             };
             match self.entry_state(class, &entry) {
@@ -709,6 +709,17 @@ impl FlowTable {
         for q in &mut self.queues {
             q.clear();
         }
+    }
+}
+
+/// The expiry queue of a class (a `QueueClass` as a number).
+fn queue(queues: &mut [ExpiryQueue; 4], class: usize) -> &mut ExpiryQueue {
+    let [tcp_open, tcp_closed, udp, other] = queues;
+    match class {
+        0 => tcp_open,
+        1 => tcp_closed,
+        2 => udp,
+        _ => other,
     }
 }
 

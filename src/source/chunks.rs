@@ -8,6 +8,11 @@
 //! the largest single cost of a replay (about a third of one thread on whole frames), and the
 //! thread moves it to another core. Its chunks leave `headroom` bytes free at the front, where
 //! the record cut by the previous chunk's end is copied, so records stay contiguous.
+// Readers meet hostile bytes: a panic here would stop the sensor (RELIABILITY.md).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::sync::Arc;

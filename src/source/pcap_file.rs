@@ -7,6 +7,11 @@
 //! Several files are merged into one stream in timestamp order (each file keeps its own order).
 //! A truncated or corrupt file is reported with its name and byte offset and the run goes on
 //! with the other files.
+// Readers meet hostile bytes: a panic here would stop the sensor (RELIABILITY.md).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 use super::Packet;
 use super::chunks::{CHUNK_SIZE, ChunkPool, Chunks};
 use crate::decode::packet::link_type_supported;
