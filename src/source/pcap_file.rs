@@ -41,10 +41,11 @@ const EPB_FIXED: usize = 32;
 const SPB_DATA_AT: usize = 12;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{path}: {source}")]
+    /// The I/O error is part of the message, not a source: printed once.
+    #[error("{path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: not a pcap or pcapng file")]
     NotACapture { path: PathBuf },
@@ -275,9 +276,9 @@ impl FileReader {
     }
 
     fn open(path: &Path, pool: &mut ChunkPool) -> Result<FileReader, SourceError> {
-        let open_error = |source| SourceError::Open {
+        let open_error = |error| SourceError::Open {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(open_error)?;
         let mut chunks = Chunks::new(file, pool).map_err(open_error)?;
