@@ -94,8 +94,9 @@ fn allocations_follow_flows_and_messages_not_packets() {
 
 /// Found by the `dns` fuzz target (tests/data/fuzz/): an 894-byte message whose 28 questions
 /// run through bit-string labels and pointers took 20 ms to parse, because every hex byte of
-/// a bit-string label's text was a `format!`. Names are built in a fixed buffer: allocations
-/// come per name, not per byte.
+/// a bit-string label's text was a `format!` (321,343 allocations). Names are built in a fixed
+/// buffer: allocations come per name, not per byte. (A failure here also inflates the other
+/// test's count: the panic's backtrace allocates.)
 #[test]
 fn a_dns_message_of_bit_string_labels_allocates_per_name_not_per_byte() {
     let message = std::fs::read(concat!(
@@ -106,10 +107,11 @@ fn a_dns_message_of_bit_string_labels_allocates_per_name_not_per_byte() {
     let before = THREAD_ALLOCATIONS.with(Cell::get);
     let parsed = egresswatch::decode::dns::parse_message(&message).unwrap();
     let allocations = THREAD_ALLOCATIONS.with(Cell::get) - before;
-    assert_eq!(parsed.questions.len(), 28);
+    // The walking budget (2 steps a byte) keeps a few of the 28 questions.
+    let names = (parsed.questions.len() + parsed.answers.len()) as u64;
+    assert!(names >= 1);
     assert!(
-        allocations <= 4 * parsed.questions.len() as u64,
-        "{allocations} allocations for {} questions",
-        parsed.questions.len()
+        allocations <= 4 * names + 4,
+        "{allocations} allocations for {names} names"
     );
 }
