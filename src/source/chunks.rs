@@ -109,6 +109,19 @@ struct ReadAhead {
     empty: SyncSender<Vec<u8>>,
     /// File offset of the next filled chunk's first byte.
     next_offset: u64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ReadAhead {
+    /// Ends the thread before the file is gone: with the receiving end closed, its next send
+    /// fails and it returns (a read from a regular file does not block for long).
+    fn drop(&mut self) {
+        let (_, closed) = sync_channel(0);
+        drop(std::mem::replace(&mut self.filled, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A chunk read ahead: `len` bytes of the file at `buf[headroom..]`.
@@ -137,14 +150,19 @@ impl Chunks {
     /// read-ahead files).
     pub(super) fn new(file: File, pool: &mut ChunkPool) -> std::io::Result<Chunks> {
         // A small file gets small chunks: opening it must not cost megabytes.
-        let size = match file.metadata() {
-            Ok(meta) if meta.is_file() => usize::try_from(meta.len().saturating_add(1))
-                .map_or(pool.size, |len| {
-                    len.clamp(MIN_CHUNK_SIZE.min(pool.size), pool.size)
-                }),
-            _ => pool.size,
-        };
-        let source = if pool.headroom > 0 {
+        let regular_len = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        let size = regular_len.map_or(pool.size, |len| {
+            usize::try_from(len.saturating_add(1)).map_or(pool.size, |len| {
+                len.clamp(MIN_CHUNK_SIZE.min(pool.size), pool.size)
+            })
+        });
+        // Only regular files are read ahead: a read from a pipe can block for ever, and the
+        // read-ahead thread is joined when the file is dropped.
+        let source = if pool.headroom > 0 && regular_len.is_some() {
             Source::ReadAhead(ReadAhead::start(file, size, pool.headroom)?)
         } else {
             Source::Inline(file)
@@ -311,13 +329,14 @@ impl ReadAhead {
     fn start(file: File, size: usize, headroom: usize) -> std::io::Result<ReadAhead> {
         let (filled_tx, filled) = sync_channel(CHUNKS_AHEAD);
         let (empty, empty_rx) = sync_channel(CHUNKS_AHEAD + 1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("egresswatch-read".into())
             .spawn(move || read_ahead(file, size, headroom, &filled_tx, &empty_rx))?;
         Ok(ReadAhead {
             filled,
             empty,
             next_offset: 0,
+            thread: Some(thread),
         })
     }
 }
