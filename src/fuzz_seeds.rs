@@ -15,20 +15,6 @@ const MAX_SEED_FILE: u64 = 64 << 10;
 /// Frames per capture in a `flows` seed.
 const FLOW_FRAMES: usize = 64;
 
-/// The `packet` target's link types: its first input byte indexes this list.
-pub const PACKET_LINK_TYPES: [u32; 10] = [
-    linktype::ETHERNET,
-    linktype::RAW,
-    linktype::LINUX_SLL,
-    linktype::LINUX_SLL2,
-    linktype::NULL,
-    linktype::LOOP,
-    linktype::IPV4,
-    linktype::IPV6,
-    linktype::RAW_12,
-    linktype::RAW_14,
-];
-
 #[derive(Default)]
 struct Corpus {
     seeds: BTreeMap<&'static str, Vec<Vec<u8>>>,
@@ -94,7 +80,7 @@ fn seeds_of_capture(path: &Path, corpus: &mut Corpus) {
     let mut flow_frames = 0;
     let mut last_s = None;
     while let Some(packet) = reader.next_packet() {
-        let Some(link) = PACKET_LINK_TYPES
+        let Some(link) = linktype::SUPPORTED
             .iter()
             .position(|&lt| lt == packet.linktype)
         else {
@@ -173,5 +159,59 @@ fn seeds_of_capture(path: &Path, corpus: &mut Corpus) {
     }
     if flow_frames > 0 {
         corpus.add("flows", flows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every target gets seeds from the real captures, each in its target's layout.
+    #[test]
+    fn every_target_gets_seeds_in_its_layout() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut captures: Vec<PathBuf> = std::fs::read_dir(root.join("../shared/captures/public"))
+            .unwrap()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+            .collect();
+        captures.push(root.join("captures/office.pcap"));
+        let out = std::env::temp_dir().join(format!("egresswatch-seeds-{}", std::process::id()));
+        let configs = [root.join("config/egresswatch.toml")];
+        write(&out, &captures, &configs).unwrap();
+        let seeds = |target: &str| -> Vec<Vec<u8>> {
+            std::fs::read_dir(out.join(target))
+                .map(|dir| {
+                    dir.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for target in [
+            "packet",
+            "defrag",
+            "flows",
+            "dns",
+            "tls",
+            "http",
+            "socks_bittorrent",
+            "flow_export",
+            "capture_file",
+            "config",
+        ] {
+            assert!(!seeds(target).is_empty(), "no seeds for {target}");
+        }
+        // `packet`: a link-type index, then a frame the decoder reads.
+        for seed in seeds("packet") {
+            assert!(usize::from(seed[0]) < linktype::SUPPORTED.len());
+        }
+        // `tls`: a 2-byte cut, a segment size, then a stream starting with a handshake record.
+        assert!(seeds("tls").iter().all(|s| s.get(3) == Some(&0x16)));
+        // `flow_export`: each seed is one datagram record that `classify` knows.
+        for seed in seeds("flow_export") {
+            let len = usize::from(u16::from_be_bytes([seed[1], seed[2]]));
+            assert!(classify(&seed[3..3 + len]).is_some());
+        }
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

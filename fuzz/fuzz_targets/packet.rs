@@ -1,8 +1,7 @@
 //! Link layers, tunnels, IP and transport headers: every payload the decoder hands on lies
 //! inside the frame, and decoding is a pure function of the bytes.
 #![no_main]
-use egresswatch::decode::packet::{Decoded, Layer, decode_frame};
-use egresswatch::fuzz_seeds::PACKET_LINK_TYPES;
+use egresswatch::decode::packet::{Decoded, Layer, decode_frame, linktype};
 use libfuzzer_sys::fuzz_target;
 
 fn inside(outer: &[u8], inner: &[u8]) -> bool {
@@ -14,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, frame)) = data.split_first() else {
         return;
     };
-    let link = PACKET_LINK_TYPES[usize::from(pick) % PACKET_LINK_TYPES.len()];
+    let link = linktype::SUPPORTED[usize::from(pick) % linktype::SUPPORTED.len()];
     let mut decoded = Decoded::default();
     decode_frame(link, frame, &mut decoded);
     for layer in &decoded.layers {

@@ -623,14 +623,10 @@ impl NameBuf {
             }
             self.push_piece(&[hex(b >> 4), hex(b)]);
         }
-        let mut tail = [0u8; 6];
-        let free = {
-            let mut cursor = &mut tail[..];
-            // "/255]" fits in 6 bytes.
-            let _ = std::io::Write::write_fmt(&mut cursor, format_args!("/{bits}]"));
-            cursor.len()
-        };
-        self.push_piece(tail.get(..tail.len() - free).unwrap_or_default());
+        // "/255]" at most.
+        let mut tail = arrayvec::ArrayString::<8>::new();
+        let _ = std::fmt::Write::write_fmt(&mut tail, format_args!("/{bits}]"));
+        self.push_piece(tail.as_bytes());
     }
 
     fn starts_with_nul(&self) -> bool {

@@ -21,16 +21,14 @@ pub mod linktype {
     pub const IPV4: u32 = 228;
     pub const IPV6: u32 = 229;
     pub const LINUX_SLL2: u32 = 276;
+    /// Every link type the decoder reads.
+    pub const SUPPORTED: [u32; 10] = [
+        ETHERNET, RAW, LINUX_SLL, LINUX_SLL2, NULL, LOOP, IPV4, IPV6, RAW_12, RAW_14,
+    ];
 }
 
 pub fn link_type_supported(linktype: i32) -> bool {
-    use linktype::*;
-    u32::try_from(linktype).is_ok_and(|lt| {
-        matches!(
-            lt,
-            NULL | ETHERNET | RAW_12 | RAW_14 | RAW | LOOP | LINUX_SLL | IPV4 | IPV6 | LINUX_SLL2
-        )
-    })
+    u32::try_from(linktype).is_ok_and(|lt| linktype::SUPPORTED.contains(&lt))
 }
 
 mod ethertype {

@@ -119,6 +119,17 @@ struct Member {
     bytes_in: u64,
 }
 
+impl Member {
+    /// A flow that just joined `session`: none of its bytes counted yet.
+    fn of(session: u32) -> Member {
+        Member {
+            session,
+            bytes_out: 0,
+            bytes_in: 0,
+        }
+    }
+}
+
 /// One session, live or ended (kept for stitching). Compact: a session is kept for every
 /// flow to a distinct address, so a million flows ending at once are a million sessions.
 #[derive(Debug)]
@@ -256,14 +267,7 @@ impl LongLivedDetector {
         {
             s.flows = s.flows.saturating_add(1);
             s.live += 1;
-            self.by_uid.insert(
-                u.uid,
-                Member {
-                    session: id,
-                    bytes_out: 0,
-                    bytes_in: 0,
-                },
-            );
+            self.by_uid.insert(u.uid, Member::of(id));
             return id;
         }
         // The key's previous session can never grow again: an ended one goes now.
@@ -306,14 +310,7 @@ impl LongLivedDetector {
             }
         };
         self.sessions += 1;
-        self.by_uid.insert(
-            u.uid,
-            Member {
-                session: id,
-                bytes_out: 0,
-                bytes_in: 0,
-            },
-        );
+        self.by_uid.insert(u.uid, Member::of(id));
         // The new session replaces a live previous one as its key's candidate (evicted since?
         // then it is simply gone from the index).
         let hash = key_hash(&key);

@@ -56,22 +56,20 @@ impl ChunkPool {
 
     /// A chunk of at least `len` bytes that nobody else holds.
     fn take(&mut self, len: usize) -> Arc<Vec<u8>> {
-        if let Some(i) = self
-            .retired
-            .iter_mut()
-            .position(|c| Arc::get_mut(c).is_some())
-        {
-            let mut chunk = self.retired.swap_remove(i);
-            if let Some(buf) = Arc::get_mut(&mut chunk) {
+        let buf = match self.take_unheld() {
+            Some(mut buf) => {
                 if buf.len() < len {
                     buf.resize(len, 0);
                 }
-                return chunk;
+                buf
             }
-        }
-        self.allocated += 1;
-        // Zeroed once at allocation: safe code cannot read into uninitialised memory.
-        Arc::new(vec![0; len])
+            None => {
+                self.allocated += 1;
+                // Zeroed once at allocation: safe code cannot read into uninitialised memory.
+                vec![0; len]
+            }
+        };
+        Arc::new(buf)
     }
 
     fn retire(&mut self, chunk: Arc<Vec<u8>>) {
