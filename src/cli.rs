@@ -100,7 +100,7 @@ pub enum Command {
         scenario: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Target packet count (bench scenario).
+        /// Target packet count (bench scenario); attack frames (hostile scenarios).
         #[arg(long, default_value_t = 2_500_000)]
         packets: u64,
         /// Live flows at once (concurrent scenario).
@@ -263,6 +263,15 @@ impl RunArgs {
 }
 
 /// `--threads`: 0 means one worker per core (one thread in all on a single core).
+/// The end-of-run summary on stderr: counters, the peak memory, then the syslog targets'.
+fn print_summary(stats: &crate::stats::Stats, syslog: &str) {
+    eprint!(
+        "{}{}{syslog}",
+        stats.summary(),
+        crate::stats::peak_memory_line()
+    );
+}
+
 fn worker_threads(requested: usize) -> usize {
     match requested {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -301,7 +310,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = pipeline::replay(&config, &files, &options, &mut |b| output.batch(b))?;
             let syslog = output.finish()?;
             let stats = &report.stats;
-            eprint!("{}{syslog}", stats.summary());
+            print_summary(stats, &syslog);
             // Problems with nothing read at all: every file was unusable (the summary above
             // names each with its offset).
             if stats.frames == 0 && stats.export.vpc_lines == 0 && !stats.file_problems.is_empty() {
@@ -335,7 +344,7 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
             collector.join();
             let syslog = output.finish()?;
-            eprint!("{}{syslog}", report.stats.summary());
+            print_summary(&report.stats, &syslog);
             Ok(())
         }
         Command::Live {
@@ -395,7 +404,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             let report = result?;
             let syslog = output.finish()?;
-            eprint!("{}{syslog}", report.stats.summary());
+            print_summary(&report.stats, &syslog);
             Ok(())
         }
         Command::CheckConfig { config } => {

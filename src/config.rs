@@ -151,8 +151,10 @@ impl Default for FlowConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReassemblyConfig {
-    /// IP datagrams being reassembled at once; beyond it new fragments are dropped (counted).
+    /// IP datagrams being reassembled at once; beyond it the oldest is evicted (counted).
     pub max_fragmented_datagrams: usize,
+    /// Fragment bytes held across those datagrams; beyond it the oldest is evicted (counted).
+    pub max_fragment_bytes: usize,
     /// An incomplete fragmented datagram is discarded after this long (RFC 791 suggests 15-120 s).
     pub fragment_timeout_seconds: u64,
     /// Out-of-order TCP bytes held per direction while waiting for a gap to fill.
@@ -163,6 +165,7 @@ impl Default for ReassemblyConfig {
     fn default() -> Self {
         ReassemblyConfig {
             max_fragmented_datagrams: 4096,
+            max_fragment_bytes: 32 * 1024 * 1024,
             fragment_timeout_seconds: 30,
             max_out_of_order_bytes: 32 * 1024,
         }

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::decode::dns::{self, DnsMessage};
 use crate::decode::http::RequestHead;
 use crate::decode::packet::{
-    Decoded, DropReason, Layer, Transport, decode_frame, decode_transport, ip_proto,
+    Decoded, DropReason, Fragment, Layer, Transport, decode_frame, decode_transport, ip_proto,
 };
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::{ClientHelloInfo, ServerInfo};
@@ -116,6 +116,7 @@ impl PacketPath {
             table: FlowTable::new(flow, config.reassembly.max_out_of_order_bytes),
             defrag: Defragmenter::new(
                 (config.reassembly.max_fragmented_datagrams / shards).max(1),
+                config.reassembly.max_fragment_bytes / shards,
                 config.reassembly.fragment_timeout_seconds * NS,
             ),
             decode_exports: config.export.decode_in_captures,
@@ -149,7 +150,7 @@ impl PacketPath {
                     self.counters.drop(DropReason::RepeatedTunnelLayer);
                 }
                 Layer::Transport(t) => self.transport(packet, t, sink),
-                Layer::Fragment(frag) => match self.defrag.add(packet.ts_ns, frag) {
+                Layer::Fragment(frag) => match self.add_fragment(packet.ts_ns, frag) {
                     DefragOutcome::Pending => {}
                     DefragOutcome::Dropped(reason) => self.counters.drop(reason),
                     DefragOutcome::Complete(datagram) => {
@@ -178,6 +179,14 @@ impl PacketPath {
                 },
             }
         }
+    }
+
+    fn add_fragment(&mut self, ts_ns: u64, frag: &Fragment<'_>) -> DefragOutcome {
+        let outcome = self.defrag.add(ts_ns, frag);
+        for _ in 0..self.defrag.take_evicted() {
+            self.counters.drop(DropReason::FragmentEvicted);
+        }
+        outcome
     }
 
     fn transport(&mut self, packet: &Packet<'_>, t: &Transport<'_>, sink: &mut dyn PacketSink) {

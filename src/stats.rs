@@ -114,6 +114,10 @@ pub struct ExportStats {
     pub records_stitched: u64,
     pub flows_evicted: u64,
     pub templates: u64,
+    pub templates_withdrawn: u64,
+    /// Evicted at `max_templates` (least recently used first).
+    pub templates_evicted: u64,
+    pub templates_expired: u64,
     pub sets_pending: u64,
     pub pending_decoded: u64,
     pub pending_dropped: u64,
@@ -135,8 +139,9 @@ impl ExportStats {
     fn summary(&self) -> String {
         let mut s = format!(
             "export: {} NetFlow/IPFIX and {} sFlow datagrams, {} VPC flow log lines; {} records \
-             -> {} flows ({} records stitched, {} flows evicted); {} templates, {} data sets \
-             before their template ({} decoded later, {} dropped); {} sFlow counter samples\n",
+             -> {} flows ({} records stitched, {} flows evicted); {} templates ({} withdrawn, \
+             {} evicted at max_templates, {} expired), {} data sets before their template \
+             ({} decoded later, {} dropped); {} sFlow counter samples\n",
             self.netflow_datagrams,
             self.sflow_datagrams,
             self.vpc_lines,
@@ -145,6 +150,9 @@ impl ExportStats {
             self.records_stitched,
             self.flows_evicted,
             self.templates,
+            self.templates_withdrawn,
+            self.templates_evicted,
+            self.templates_expired,
             self.sets_pending,
             self.pending_decoded,
             self.pending_dropped,
@@ -170,6 +178,20 @@ impl ExportStats {
     }
 }
 
+/// "memory: peak resident N MiB" for the end-of-run summary, from the kernel's high-water
+/// mark of this process (empty where /proc is not there).
+pub fn peak_memory_line() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    match kib {
+        Some(kib) => format!("memory: peak resident {:.1} MiB\n", kib as f64 / 1024.0),
+        None => String::new(),
+    }
+}
+
 impl Stats {
     pub fn drop(&mut self, reason: &'static str) {
         *self.drops.entry(reason).or_insert(0) += 1;
@@ -179,7 +201,8 @@ impl Stats {
         let mut s = format!(
             "egresswatch: {}{} frames, {} bytes ({} sliced frames counted at full length)\n\
              flows: {} ({} evicted at the max_flows bound, {} interim updates, {} connections reused)\n\
-             names: {} DNS messages, {} TLS ClientHellos, {} HTTP requests, {} SOCKS requests\n\
+             names: {} DNS messages ({} answer cache entries evicted), {} TLS ClientHellos, \
+             {} HTTP requests, {} SOCKS requests\n\
              proxyware: {} observations\n\
              behaviour: {} windows, {} findings, {} allowlisted flow updates, {} below min score, \
              {} repeats folded, {} suppressed by segment, {} hosts evicted\n\
@@ -198,6 +221,7 @@ impl Stats {
             self.interim_updates,
             self.connections_reused,
             self.dns_messages,
+            self.dns_cache_evicted,
             self.tls_client_hellos,
             self.http_requests,
             self.socks_requests,
@@ -246,6 +270,17 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_memory_is_read_from_proc() {
+        let line = peak_memory_line();
+        let mib: f64 = line
+            .strip_prefix("memory: peak resident ")
+            .and_then(|l| l.strip_suffix(" MiB\n"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line:?}"));
+        assert!(mib > 0.0);
+    }
 
     #[test]
     fn live_interval_drop_rate_and_summary() {

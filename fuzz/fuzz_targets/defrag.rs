@@ -1,15 +1,17 @@
 //! IPv4/IPv6 fragment reassembly: a reassembled datagram holds no byte that was not fed to
-//! it, and the pending table never holds more datagrams than its limit.
+//! it, and the pending table never holds more datagrams or bytes than its limits (four
+//! datagram ids against a limit of three, so eviction runs).
 #![no_main]
 use egresswatch::decode::packet::Fragment;
 use egresswatch::flow::defrag::{DefragOutcome, Defragmenter};
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr};
 
-const MAX_DATAGRAMS: usize = 4;
+const MAX_DATAGRAMS: usize = 3;
+const MAX_BYTES: usize = 512;
 
 fuzz_target!(|data: &[u8]| {
-    let mut defrag = Defragmenter::new(MAX_DATAGRAMS, 30_000_000_000);
+    let mut defrag = Defragmenter::new(MAX_DATAGRAMS, MAX_BYTES, 30_000_000_000);
     let mut rest = data;
     let mut fed = 0usize;
     let mut ts_ns = 0u64;
@@ -38,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         assert!(defrag.len() <= MAX_DATAGRAMS);
+        assert!(defrag.bytes() <= MAX_BYTES);
     }
     defrag.expire(u64::MAX);
     assert_eq!(defrag.len(), 0);
+    assert_eq!(defrag.bytes(), 0);
 });

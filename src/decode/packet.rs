@@ -120,6 +120,8 @@ pub enum DropReason {
     TooManyLayers,
     UnsupportedTunnel,
     FragmentTableFull,
+    /// A pending datagram evicted (oldest first) to make room for a new one.
+    FragmentEvicted,
     FragmentTimeout,
     FragmentOverlapOrTooLong,
     /// A fragment whose bytes were not all captured can never be reassembled.
@@ -139,6 +141,7 @@ impl DropReason {
             DropReason::TooManyLayers => "too_many_tunnel_layers",
             DropReason::UnsupportedTunnel => "unsupported_tunnel",
             DropReason::FragmentTableFull => "fragment_table_full",
+            DropReason::FragmentEvicted => "fragment_evicted",
             DropReason::FragmentTimeout => "fragment_timeout",
             DropReason::FragmentOverlapOrTooLong => "fragment_invalid",
             DropReason::FragmentSliced => "fragment_sliced",

@@ -481,7 +481,13 @@ impl Detector for LongLivedDetector {
         self.tiers = fresh.tiers;
     }
     fn flow(&mut self, view: &FlowView<'_>, out: &mut Vec<Finding>) {
-        if !self.config.enabled || !view.host_inside || view.host_allowlisted {
+        // A connection attempt nobody accepted is no session; skipping it keeps a SYN flood
+        // from churning the session table (an attempt answered later attaches then).
+        if !self.config.enabled
+            || !view.host_inside
+            || view.host_allowlisted
+            || view.update.unanswered_attempt()
+        {
             return;
         }
         let u = view.update;

@@ -485,7 +485,8 @@ impl Detector for RelayDetector {
         }
         let tcp = u.proto == ip_proto::TCP;
         if u.inbound {
-            if !tcp {
+            // Connections the host never accepted relay nothing (a SYN flood's victim is no relay).
+            if !tcp || u.unanswered_attempt() {
                 return;
             }
             if acc.inbound_flows.len() < MAX_EXACT_DESTINATIONS {

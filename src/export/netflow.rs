@@ -130,6 +130,26 @@ struct PendingSet {
     body: Vec<u8>,
 }
 
+impl PendingSet {
+    fn key(&self) -> TemplateKey {
+        TemplateKey {
+            scope: self.scope,
+            id: self.set_id,
+        }
+    }
+}
+
+/// One set waiting for its template left the queue.
+fn unwait(waiting: &mut HashMap<TemplateKey, u32>, set: &PendingSet) {
+    let key = set.key();
+    if let Some(n) = waiting.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            waiting.remove(&key);
+        }
+    }
+}
+
 /// Sampler state key: a scope and the sampler / selector id (`None`: the domain's default).
 type SamplerKey = (Scope, Option<u64>);
 
@@ -145,6 +165,9 @@ pub struct NetflowDecoder {
     lru: BTreeMap<u64, TemplateKey>,
     next_tick: u64,
     pending: HashMap<Exporter, VecDeque<PendingSet>>,
+    /// How many buffered sets wait for each template, so that a template nobody waits for
+    /// (nearly all of them) skips the queue: a template storm must not walk it per template.
+    waiting: HashMap<TemplateKey, u32>,
     pending_bytes: usize,
     samplers: HashMap<SamplerKey, u32>,
     /// IPFIX systemInitTimeMilliseconds from options data, ns since the Unix epoch.
@@ -167,6 +190,7 @@ impl NetflowDecoder {
             lru: BTreeMap::new(),
             next_tick: 0,
             pending: HashMap::new(),
+            waiting: HashMap::new(),
             pending_bytes: 0,
             samplers: HashMap::new(),
             system_init: HashMap::new(),
@@ -574,9 +598,11 @@ impl NetflowDecoder {
             if let Some(dropped) = queue.pop_front() {
                 self.pending_bytes = self.pending_bytes.saturating_sub(dropped.body.len());
                 self.counters.pending_dropped += 1;
+                unwait(&mut self.waiting, &dropped);
             }
         }
         self.pending_bytes += set.body.len();
+        *self.waiting.entry(set.key()).or_insert(0) += 1;
         queue.push_back(set);
     }
 
@@ -587,6 +613,9 @@ impl NetflowDecoder {
         recv_ns: u64,
         out: &mut Vec<FlowRecord>,
     ) -> Result<(), ExportError> {
+        if self.waiting.remove(&key).is_none() {
+            return Ok(());
+        }
         let Some(queue) = self.pending.get_mut(&key.scope.exporter) else {
             return Ok(());
         };
@@ -645,12 +674,14 @@ impl NetflowDecoder {
         let timeout = self.pending_timeout_ns;
         let mut dropped = 0u64;
         let mut freed = 0usize;
+        let waiting = &mut self.waiting;
         self.pending.retain(|_, queue| {
             queue.retain(|set| {
                 let keep = recv_ns.saturating_sub(set.recv_ns) <= timeout;
                 if !keep {
                     dropped += 1;
                     freed += set.body.len();
+                    unwait(waiting, set);
                 }
                 keep
             });

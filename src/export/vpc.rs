@@ -288,8 +288,12 @@ fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Option<b
     }
 }
 
-/// True when the file starts like a VPC flow log (gzip, or the v2 header / a v2 line).
+/// True when a regular file starts like a VPC flow log (gzip, or the v2 header / a v2 line).
 pub fn is_vpc_flow_log(path: &Path) -> bool {
+    // Sniffing a pipe (`/dev/stdin`) would consume the bytes the capture reader needs.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let Ok(mut reader) = open(path) else {
         return false;
     };

@@ -1,11 +1,16 @@
 //! IPv4/IPv6 fragment reassembly with bounded memory.
 //!
 //! Datagrams are keyed by (source, destination, protocol, id). At most `max_datagrams` are
-//! held; each is at most 64 KiB and is discarded after `timeout_ns` without completing.
-//! Overlapping fragments keep the bytes that arrived first. Odd fragment sizes are accepted,
-//! as tshark accepts them: an observer must see what the receiver may have seen.
+//! held and at most `max_bytes` of fragment payload across them; to make room the oldest
+//! datagram is evicted (counted), so a flood of fragments that never complete cannot starve
+//! the datagrams that do. Each datagram holds only the bytes received (a lone fragment at
+//! offset 64 000 costs its own size, not 64 KiB), is at most 64 KiB and is discarded after
+//! `timeout_ns` without completing. Overlapping fragments keep the bytes that arrived first.
+//! Odd fragment sizes are accepted, as tshark accepts them: an observer must see what the
+//! receiver may have seen.
 use crate::decode::packet::{DropReason, Fragment};
 use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 /// IPv4 and non-jumbo IPv6 payloads cannot exceed this.
@@ -24,11 +29,15 @@ struct FragKey {
 #[derive(Debug)]
 struct Datagram {
     first_ns: u64,
-    data: Vec<u8>,
+    /// Creation order, to tell this datagram from an older one with the same key in `age`.
+    serial: u64,
+    /// Received bytes not already held, as (offset, bytes): first arrival wins.
+    pieces: Vec<(u32, Vec<u8>)>,
     /// Received byte ranges [start, end), kept sorted and merged.
     have: Vec<(u32, u32)>,
     total: Option<u32>,
     ip_len_sum: u32,
+    bytes: usize,
 }
 
 /// A reassembled datagram's payload and the sum of its fragments' IP lengths.
@@ -50,16 +59,28 @@ pub enum DefragOutcome {
 
 pub struct Defragmenter {
     datagrams: FxHashMap<FragKey, Datagram>,
+    /// Keys in creation order with their serial; entries of datagrams already gone are
+    /// skipped when met and compacted away when they outnumber the live ones.
+    age: VecDeque<(FragKey, u64)>,
+    next_serial: u64,
     max_datagrams: usize,
+    max_bytes: usize,
+    bytes: usize,
     timeout_ns: u64,
+    evicted: u64,
 }
 
 impl Defragmenter {
-    pub fn new(max_datagrams: usize, timeout_ns: u64) -> Defragmenter {
+    pub fn new(max_datagrams: usize, max_bytes: usize, timeout_ns: u64) -> Defragmenter {
         Defragmenter {
             datagrams: FxHashMap::default(),
-            max_datagrams,
+            age: VecDeque::new(),
+            next_serial: 0,
+            max_datagrams: max_datagrams.max(1),
+            max_bytes,
+            bytes: 0,
             timeout_ns,
+            evicted: 0,
         }
     }
 
@@ -71,6 +92,49 @@ impl Defragmenter {
         self.datagrams.is_empty()
     }
 
+    /// Fragment payload bytes held across all datagrams.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Datagrams evicted to make room since the last call.
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
+    }
+
+    fn remove(&mut self, key: &FragKey) -> Option<Datagram> {
+        let dg = self.datagrams.remove(key)?;
+        self.bytes = self.bytes.saturating_sub(dg.bytes);
+        Some(dg)
+    }
+
+    /// Evicts the oldest datagram other than `keep`; false when there is none.
+    fn evict_oldest(&mut self, keep: &FragKey) -> bool {
+        let mut skipped = None;
+        let mut evicted = false;
+        while let Some((key, serial)) = self.age.pop_front() {
+            let live = self
+                .datagrams
+                .get(&key)
+                .is_some_and(|dg| dg.serial == serial);
+            if !live {
+                continue;
+            }
+            if key == *keep {
+                skipped = Some((key, serial));
+                continue;
+            }
+            self.remove(&key);
+            self.evicted += 1;
+            evicted = true;
+            break;
+        }
+        if let Some(entry) = skipped {
+            self.age.push_front(entry);
+        }
+        evicted
+    }
+
     pub fn add(&mut self, ts_ns: u64, frag: &Fragment<'_>) -> DefragOutcome {
         let key = FragKey {
             src: frag.src,
@@ -79,40 +143,58 @@ impl Defragmenter {
             id: frag.id,
         };
         if frag.cut {
-            self.datagrams.remove(&key);
+            self.remove(&key);
             return DefragOutcome::Dropped(DropReason::FragmentSliced);
         }
         let start = frag.offset;
         let end = start.saturating_add(frag.payload.len() as u32);
         if end > MAX_DATAGRAM {
-            self.datagrams.remove(&key);
+            self.remove(&key);
             return DefragOutcome::Dropped(DropReason::FragmentOverlapOrTooLong);
         }
-        if !self.datagrams.contains_key(&key) && self.datagrams.len() >= self.max_datagrams {
-            return DefragOutcome::Dropped(DropReason::FragmentTableFull);
+        if !self.datagrams.contains_key(&key) {
+            while self.datagrams.len() >= self.max_datagrams {
+                if !self.evict_oldest(&key) {
+                    return DefragOutcome::Dropped(DropReason::FragmentTableFull);
+                }
+            }
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            self.datagrams.insert(
+                key,
+                Datagram {
+                    first_ns: ts_ns,
+                    serial,
+                    pieces: Vec::new(),
+                    have: Vec::new(),
+                    total: None,
+                    ip_len_sum: 0,
+                    bytes: 0,
+                },
+            );
+            self.age.push_back((key, serial));
+            if self.age.len() > 2 * self.datagrams.len() + 64 {
+                let datagrams = &self.datagrams;
+                self.age
+                    .retain(|(k, serial)| datagrams.get(k).is_some_and(|dg| dg.serial == *serial));
+            }
         }
-        let dg = self.datagrams.entry(key).or_insert_with(|| Datagram {
-            first_ns: ts_ns,
-            data: Vec::new(),
-            have: Vec::new(),
-            total: None,
-            ip_len_sum: 0,
-        });
+        let Some(dg) = self.datagrams.get_mut(&key) else {
+            return DefragOutcome::Pending;
+        };
         if !frag.more {
             if dg.total.is_some_and(|t| t != end) {
-                self.datagrams.remove(&key);
+                self.remove(&key);
                 return DefragOutcome::Dropped(DropReason::FragmentOverlapOrTooLong);
             }
             dg.total = Some(end);
         }
         if dg.have.len() >= MAX_PIECES {
-            self.datagrams.remove(&key);
+            self.remove(&key);
             return DefragOutcome::Dropped(DropReason::FragmentOverlapOrTooLong);
         }
-        if dg.data.len() < end as usize {
-            dg.data.resize(end as usize, 0);
-        }
-        // Copy only the parts not already received (first arrival wins).
+        // The parts not already received (first arrival wins).
+        let mut new_parts: Vec<(u32, u32)> = Vec::new();
         let mut cursor = start;
         for &(s, e) in dg.have.iter().chain(std::iter::once(&(end, end))) {
             if e <= cursor {
@@ -120,19 +202,32 @@ impl Defragmenter {
             }
             let stop = s.min(end);
             if stop > cursor {
-                let src = frag
-                    .payload
-                    .get((cursor - start) as usize..(stop - start) as usize)
-                    .unwrap_or(&[]);
-                if let Some(dst) = dg.data.get_mut(cursor as usize..stop as usize) {
-                    dst.copy_from_slice(src);
-                }
+                new_parts.push((cursor, stop));
             }
             cursor = cursor.max(e);
             if cursor >= end {
                 break;
             }
         }
+        let new_bytes: usize = new_parts.iter().map(|&(s, e)| (e - s) as usize).sum();
+        while self.bytes + new_bytes > self.max_bytes {
+            if !self.evict_oldest(&key) {
+                self.remove(&key);
+                return DefragOutcome::Dropped(DropReason::FragmentTableFull);
+            }
+        }
+        let Some(dg) = self.datagrams.get_mut(&key) else {
+            return DefragOutcome::Pending;
+        };
+        for (s, e) in new_parts {
+            let bytes = frag
+                .payload
+                .get((s - start) as usize..(e - start) as usize)
+                .unwrap_or(&[]);
+            dg.pieces.push((s, bytes.to_vec()));
+        }
+        dg.bytes += new_bytes;
+        self.bytes += new_bytes;
         dg.have.push((start, end));
         dg.have.sort_unstable();
         let mut merged: Vec<(u32, u32)> = Vec::with_capacity(dg.have.len());
@@ -152,14 +247,24 @@ impl Defragmenter {
         if !complete {
             return DefragOutcome::Pending;
         }
-        match self.datagrams.remove(&key) {
-            Some(mut dg) => {
-                dg.data.truncate(dg.total.unwrap_or(0) as usize);
+        match self.remove(&key) {
+            Some(dg) => {
+                let total = dg.total.unwrap_or(0) as usize;
+                let mut payload = vec![0; total];
+                for (offset, bytes) in &dg.pieces {
+                    let at = *offset as usize;
+                    let len = bytes.len().min(total.saturating_sub(at));
+                    if let (Some(dst), Some(src)) =
+                        (payload.get_mut(at..at + len), bytes.get(..len))
+                    {
+                        dst.copy_from_slice(src);
+                    }
+                }
                 DefragOutcome::Complete(Reassembled {
                     src: key.src,
                     dst: key.dst,
                     proto: key.proto,
-                    payload: dg.data,
+                    payload,
                     ip_len_sum: dg.ip_len_sum,
                 })
             }
@@ -169,11 +274,21 @@ impl Defragmenter {
 
     /// Discards datagrams older than the timeout; returns how many.
     pub fn expire(&mut self, now_ns: u64) -> u64 {
-        let before = self.datagrams.len();
         let timeout = self.timeout_ns;
-        self.datagrams
-            .retain(|_, dg| now_ns.saturating_sub(dg.first_ns) < timeout);
-        (before - self.datagrams.len()) as u64
+        let mut expired = 0;
+        // Oldest first: stop at the first live datagram still inside its time.
+        while let Some(&(key, serial)) = self.age.front() {
+            let live = self.datagrams.get(&key).filter(|dg| dg.serial == serial);
+            if let Some(dg) = live {
+                if now_ns.saturating_sub(dg.first_ns) < timeout {
+                    break;
+                }
+                self.remove(&key);
+                expired += 1;
+            }
+            self.age.pop_front();
+        }
+        expired
     }
 }
 
@@ -197,7 +312,7 @@ mod tests {
 
     #[test]
     fn reassembles_out_of_order_with_overlap() {
-        let mut d = Defragmenter::new(4, 30_000_000_000);
+        let mut d = Defragmenter::new(4, 1 << 20, 30_000_000_000);
         let a = [1u8; 16];
         let b = [2u8; 16];
         let c = [3u8; 5];
@@ -225,22 +340,80 @@ mod tests {
     }
 
     #[test]
-    fn table_is_bounded_and_expires() {
-        let mut d = Defragmenter::new(1, 10);
+    fn a_full_table_evicts_its_oldest_datagram_and_expires() {
+        let mut d = Defragmenter::new(1, 1 << 20, 10);
         assert_eq!(d.add(0, &frag(0, true, &[0; 8])), DefragOutcome::Pending);
         let mut other = frag(0, true, &[0; 8]);
         other.id = 8;
+        assert_eq!(d.add(0, &other), DefragOutcome::Pending);
+        assert_eq!(d.take_evicted(), 1);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.expire(100), 1);
+        assert!(d.is_empty());
+        assert_eq!(d.bytes(), 0);
+    }
+
+    #[test]
+    fn a_lone_far_fragment_holds_only_its_own_bytes() {
+        let mut d = Defragmenter::new(4, 1 << 20, 10);
         assert_eq!(
-            d.add(0, &other),
+            d.add(0, &frag(63_000, false, &[9; 100])),
+            DefragOutcome::Pending
+        );
+        assert_eq!(d.bytes(), 100);
+    }
+
+    #[test]
+    fn the_byte_budget_evicts_the_oldest_datagram() {
+        let mut d = Defragmenter::new(16, 1000, 10);
+        let mut first = frag(0, true, &[1; 600]);
+        first.id = 1;
+        assert_eq!(d.add(0, &first), DefragOutcome::Pending);
+        let second = frag(0, true, &[2; 600]);
+        assert_eq!(d.add(1, &second), DefragOutcome::Pending);
+        assert_eq!(d.take_evicted(), 1);
+        assert_eq!(d.bytes(), 600);
+        match d.add(2, &frag(600, false, &[3; 8])) {
+            DefragOutcome::Complete(r) => assert_eq!(r.payload.len(), 608),
+            other => panic!("{other:?}"),
+        }
+        // A datagram larger than the whole budget cannot be held.
+        assert_eq!(
+            d.add(3, &frag(0, true, &[4; 1008])),
             DefragOutcome::Dropped(DropReason::FragmentTableFull)
         );
-        assert_eq!(d.expire(100), 1);
         assert!(d.is_empty());
     }
 
     #[test]
+    fn datagrams_that_complete_survive_a_flood_of_datagrams_that_never_do() {
+        let mut d = Defragmenter::new(8, 1 << 20, 30_000_000_000);
+        let mut completed = 0;
+        for i in 0..1000u32 {
+            let mut holed = frag(0, true, &[0; 64]);
+            holed.id = 10_000 + i;
+            assert_eq!(d.add(u64::from(i), &holed), DefragOutcome::Pending);
+            if i % 10 == 0 {
+                let mut head = frag(0, true, &[1; 16]);
+                head.id = i;
+                let mut tail = frag(16, false, &[2; 4]);
+                tail.id = i;
+                assert_eq!(d.add(u64::from(i), &head), DefragOutcome::Pending);
+                if let DefragOutcome::Complete(r) = d.add(u64::from(i), &tail) {
+                    assert_eq!(r.payload.len(), 20);
+                    completed += 1;
+                }
+            }
+        }
+        assert_eq!(completed, 100);
+        assert_eq!(d.len(), 8);
+        assert!(d.take_evicted() > 900);
+        assert_eq!(d.bytes(), 8 * 64);
+    }
+
+    #[test]
     fn oversized_datagram_is_dropped() {
-        let mut d = Defragmenter::new(4, 10);
+        let mut d = Defragmenter::new(4, 1 << 20, 10);
         let payload = [0u8; 8];
         assert_eq!(
             d.add(0, &frag(65_528, true, &payload)),

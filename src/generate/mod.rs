@@ -14,6 +14,8 @@
 //!   commit, so tests generate it.
 //! * `concurrent`: `flows` distinct live connections at once, streamed to disk, for flow
 //!   table memory (bytes per flow, peak RSS). Never committed.
+//! * `syn-flood`, `dns-flood`, `tiny-hello`, `fragment-flood`, `template-storm`: the office
+//!   capture with an attack of `packets` frames laid over it (see `hostile`). Never committed.
 
 mod behaviour;
 mod bench;
@@ -21,6 +23,7 @@ mod blocks;
 mod concurrent;
 mod conv;
 mod frames;
+mod hostile;
 mod office;
 mod proto;
 mod rng;
@@ -36,6 +39,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use blocks::{FlowTruth, HostTruth};
+pub use hostile::Attack;
 use wire::PcapWriter;
 
 /// Default `packets` target for the bench scenario.
@@ -50,6 +54,7 @@ pub enum Scenario {
     Behaviour,
     Flood,
     Concurrent,
+    Hostile(Attack),
 }
 
 impl Scenario {
@@ -60,6 +65,11 @@ impl Scenario {
             Scenario::Behaviour => "behaviour",
             Scenario::Flood => "flood",
             Scenario::Concurrent => "concurrent",
+            Scenario::Hostile(Attack::SynFlood) => "syn-flood",
+            Scenario::Hostile(Attack::DnsFlood) => "dns-flood",
+            Scenario::Hostile(Attack::TinyHello) => "tiny-hello",
+            Scenario::Hostile(Attack::FragmentFlood) => "fragment-flood",
+            Scenario::Hostile(Attack::TemplateStorm) => "template-storm",
         }
     }
 }
@@ -72,7 +82,8 @@ impl fmt::Display for Scenario {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown scenario {0:?} (expected \"office\", \"bench\", \"behaviour\", \"flood\" or \"concurrent\")"
+    "unknown scenario {0:?} (expected office, bench, behaviour, flood, concurrent, syn-flood, \
+     dns-flood, tiny-hello, fragment-flood or template-storm)"
 )]
 pub struct UnknownScenario(pub String);
 
@@ -86,6 +97,11 @@ impl FromStr for Scenario {
             "behaviour" | "behavior" => Ok(Scenario::Behaviour),
             "flood" => Ok(Scenario::Flood),
             "concurrent" => Ok(Scenario::Concurrent),
+            "syn-flood" => Ok(Scenario::Hostile(Attack::SynFlood)),
+            "dns-flood" => Ok(Scenario::Hostile(Attack::DnsFlood)),
+            "tiny-hello" => Ok(Scenario::Hostile(Attack::TinyHello)),
+            "fragment-flood" => Ok(Scenario::Hostile(Attack::FragmentFlood)),
+            "template-storm" => Ok(Scenario::Hostile(Attack::TemplateStorm)),
             _ => Err(UnknownScenario(s.to_string())),
         }
     }
@@ -95,7 +111,8 @@ impl FromStr for Scenario {
 pub struct GenerateOptions {
     pub scenario: Scenario,
     pub seed: u64,
-    /// Packet target for Bench (written exactly); ignored by the other scenarios.
+    /// Packet target for Bench (written exactly) and the hostile scenarios' attack frames
+    /// (about); ignored by the other scenarios.
     pub packets: u64,
     /// Flows for Concurrent (all live at once); ignored by the other scenarios.
     pub flows: u64,
@@ -192,12 +209,26 @@ struct RoleTruthDoc {
     hosts: HostMap<behaviour::RoleTruth>,
 }
 
+/// Ground truth of the hostile scenarios: the office hosts' expected alerts and what the
+/// attack put in the capture.
+#[derive(Serialize)]
+struct HostileTruthDoc {
+    scenario: &'static str,
+    seed: u64,
+    generator_command: String,
+    packets: u64,
+    home_nets: [&'static str; 2],
+    attack: hostile::AttackTruth,
+    hosts: HostMap<HostTruth>,
+}
+
 /// The committed config for the behaviour scenarios, relative to the crate root.
 pub const BEHAVIOUR_CONFIG: &str = "captures/behaviour.toml";
 
 enum Output {
     Flows(ScenarioTruth),
     Roles(behaviour::RoleScenario),
+    Hostile(ScenarioTruth, hostile::AttackTruth),
 }
 
 /// The CLI invocation that reproduces these files (recorded in the truth file).
@@ -206,7 +237,7 @@ fn generator_command(opts: &GenerateOptions, pcap_out: &Path, truth_out: Option<
         "egresswatch generate --scenario {} --seed {}",
         opts.scenario, opts.seed
     );
-    if opts.scenario == Scenario::Bench {
+    if matches!(opts.scenario, Scenario::Bench | Scenario::Hostile(_)) {
         cmd.push_str(&format!(" --packets {}", opts.packets));
     }
     if opts.scenario == Scenario::Concurrent {
@@ -234,10 +265,11 @@ pub fn generate(
             "snaplen must be at least 1".into(),
         ));
     }
-    if opts.scenario == Scenario::Bench && opts.packets == 0 {
-        return Err(GenerateError::InvalidOptions(
-            "bench needs packets > 0".into(),
-        ));
+    if matches!(opts.scenario, Scenario::Bench | Scenario::Hostile(_)) && opts.packets == 0 {
+        return Err(GenerateError::InvalidOptions(format!(
+            "{} needs packets > 0",
+            opts.scenario
+        )));
     }
     if opts.scenario == Scenario::Concurrent && opts.flows == 0 {
         return Err(GenerateError::InvalidOptions(
@@ -258,6 +290,10 @@ pub fn generate(
         Scenario::Flood => Output::Roles(behaviour::run_flood(opts.seed, &mut w)?),
         Scenario::Concurrent => {
             Output::Flows(concurrent::run(opts.seed, opts.flows, want_truth, &mut w)?)
+        }
+        Scenario::Hostile(attack) => {
+            let (office, attack) = hostile::run(attack, opts.seed, opts.packets, &mut w)?;
+            Output::Hostile(office, attack)
         }
     };
     let summary = GenerateSummary {
@@ -296,6 +332,18 @@ pub fn generate(
                     window_seconds: 900,
                     business_hours: "08:00-18:00 UTC, Monday to Friday",
                     hosts: HostMap(truth.hosts),
+                };
+                serde_json::to_writer_pretty(&mut out, &doc)?;
+            }
+            Output::Hostile(office, attack) => {
+                let doc = HostileTruthDoc {
+                    scenario: opts.scenario.as_str(),
+                    seed: opts.seed,
+                    generator_command: command,
+                    packets: summary.packets,
+                    home_nets: HOME_NETS,
+                    attack,
+                    hosts: HostMap(office.hosts),
                 };
                 serde_json::to_writer_pretty(&mut out, &doc)?;
             }

@@ -263,7 +263,18 @@ pub(crate) fn client_hello(
     sni: Option<&str>,
     alpn: &[&str],
 ) -> Result<Vec<u8>, GenerateError> {
-    let mut b = Vec::with_capacity(512);
+    client_hello_padded(rng, session_id, sni, alpn, 0)
+}
+
+/// `client_hello` with a padding extension (RFC 7685) of `padding` zero bytes when non-zero.
+pub(crate) fn client_hello_padded(
+    rng: &mut Rng,
+    session_id: &[u8; 32],
+    sni: Option<&str>,
+    alpn: &[&str],
+    padding: usize,
+) -> Result<Vec<u8>, GenerateError> {
+    let mut b = Vec::with_capacity(512 + padding);
     // Record header says TLS 1.0 for middlebox compatibility, as browsers do.
     let (rec, hs) = hello_head(&mut b, 0x01, 0x01, rng, session_id);
     let suites: [u16; 9] = [
@@ -321,6 +332,9 @@ pub(crate) fn client_hello(
     ext(&mut b, 0x0033, &ks)?; // key_share x25519
     ext(&mut b, 0x002d, &[0x01, 0x01])?; // psk_key_exchange_modes
     ext(&mut b, 0x002b, &[0x04, 0x03, 0x04, 0x03, 0x03])?; // supported_versions 1.3, 1.2
+    if padding > 0 {
+        ext(&mut b, 0x0015, &vec![0; padding])?;
+    }
     close_len(&mut b, exts, 2, "extensions")?;
     close_len(&mut b, hs, 3, "handshake")?;
     close_len(&mut b, rec, 2, "record")?;

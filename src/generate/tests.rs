@@ -218,6 +218,73 @@ fn scenario_names_parse() {
     assert_eq!("behavior".parse::<Scenario>(), Ok(Scenario::Behaviour));
     assert_eq!("flood".parse::<Scenario>(), Ok(Scenario::Flood));
     assert_eq!("concurrent".parse::<Scenario>(), Ok(Scenario::Concurrent));
+    for name in [
+        "syn-flood",
+        "dns-flood",
+        "tiny-hello",
+        "fragment-flood",
+        "template-storm",
+    ] {
+        let scenario: Scenario = name.parse().unwrap();
+        assert!(matches!(scenario, Scenario::Hostile(_)));
+        assert_eq!(scenario.to_string(), name);
+    }
+}
+
+/// Each hostile scenario: the same seed gives the same bytes, every frame is one a decoder
+/// accepts, and the office's frames all come through, interleaved in time order.
+#[test]
+fn hostile_scenarios_are_deterministic_and_hold_the_office_capture() {
+    let dir = TempDir::new("hostile");
+    let office =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/office.pcap")).unwrap();
+    let (_, office_cap) = parse_pcap(&office).unwrap();
+    for attack in [
+        Attack::SynFlood,
+        Attack::DnsFlood,
+        Attack::TinyHello,
+        Attack::FragmentFlood,
+        Attack::TemplateStorm,
+    ] {
+        let scenario = Scenario::Hostile(attack);
+        let (a, b, truth) = (
+            dir.0.join("a.pcap"),
+            dir.0.join("b.pcap"),
+            dir.0.join("t.json"),
+        );
+        let s = generate(&opts(scenario, 6000, None), &a, Some(&truth)).unwrap();
+        generate(&opts(scenario, 6000, None), &b, None).unwrap();
+        let data = std::fs::read(&a).unwrap();
+        assert_eq!(data, std::fs::read(&b).unwrap(), "{scenario}");
+        let t = read_json(&truth);
+        let attack_packets = t["attack"]["packets"].as_u64().unwrap();
+        assert!(
+            (3000..=6016).contains(&attack_packets),
+            "{scenario}: {attack_packets}"
+        );
+        assert_eq!(s.packets, attack_packets + office_cap.blocks.len() as u64);
+        let (_, cap) = parse_pcap(&data).unwrap();
+        let mut last = 0;
+        for block in &cap.blocks {
+            let ts = u64::from(block.ts_sec) * 1_000_000 + u64::from(block.ts_usec);
+            assert!(ts > last, "{scenario}: timestamps must increase");
+            last = ts;
+            assert!(
+                SlicedPacket::from_ethernet(block.data).is_ok(),
+                "{scenario}"
+            );
+        }
+        // The office frames, in order, with their bytes.
+        let office_frames: Vec<&[u8]> = office_cap.blocks.iter().map(|b| b.data).collect();
+        let mut next = office_frames.iter().peekable();
+        for block in &cap.blocks {
+            if next.peek().is_some_and(|f| **f == block.data) {
+                next.next();
+            }
+        }
+        assert!(next.peek().is_none(), "{scenario}: office frames missing");
+        assert_eq!(t["hosts"]["10.20.1.66"]["role"], "proxyware");
+    }
 }
 
 /// Sliced behaviour frames: the record's wire length is the IP total length plus Ethernet,
