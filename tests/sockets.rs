@@ -505,3 +505,69 @@ fn collector_counts_garbage_by_reason_and_still_decodes_real_export_after_it() {
         "{last} not in conn.log"
     );
 }
+
+/// One IPFIX flow record for `FLOW_FIELDS`: 10.1.x.y -> 192.0.2.1:443.
+fn flow_record(n: u32) -> Vec<u8> {
+    let mut r = Vec::with_capacity(FLOW_RECORD_LEN);
+    r.extend_from_slice(&be32(0x0a01_0000 | n));
+    r.extend_from_slice(&[192, 0, 2, 1]);
+    r.extend_from_slice(&be16(40_000));
+    r.extend_from_slice(&be16(443));
+    r.push(6);
+    r.extend_from_slice(&1500u64.to_be_bytes());
+    r.extend_from_slice(&3u64.to_be_bytes());
+    r.extend_from_slice(&be32(1_700_000_000 - 60));
+    r.extend_from_slice(&be32(1_700_000_000 - 1));
+    r
+}
+
+/// Exporters that come and go by the hundred (each source address and port is one, as a
+/// spoofed flood makes them): every one first sends a data set before its template, then its
+/// template with a record. Pending sets across all of them stay within `max_pending_bytes`
+/// (the rest are dropped, counted), templates within `max_templates`, and every record that
+/// came with its template is decoded.
+#[test]
+fn a_flood_of_exporters_keeps_pending_state_bounded_and_counted() {
+    use egresswatch::export::netflow::PENDING_SET_OVERHEAD;
+    const HELD: usize = 64;
+    let dir = TempDir::new("sockets", "exporters");
+    let collect = Collect::start(
+        &dir,
+        &format!(
+            "[export]\nmax_pending_bytes = {}\nmax_templates = 100\n",
+            HELD * PENDING_SET_OVERHEAD
+        ),
+    );
+    // 8 loopback addresses x 60 ports.
+    let exporters: Vec<UdpSocket> = (1..=8u8)
+        .flat_map(|a| {
+            (0..60).map(move |_| {
+                UdpSocket::bind(("127.0.1.".to_string() + &a.to_string(), 0)).unwrap()
+            })
+        })
+        .collect();
+    let early = ipfix(1, &[set(256, &[])]);
+    for e in &exporters {
+        collect.send(e, std::slice::from_ref(&early));
+    }
+    for (n, e) in exporters.iter().enumerate() {
+        let m = ipfix(
+            1,
+            &[
+                set(2, &template(256, &FLOW_FIELDS)),
+                set(256, &flow_record(n as u32)),
+            ],
+        );
+        collect.send(e, &[m]);
+    }
+    let summary = collect.stop();
+    let n = export_numbers(&summary);
+    let e = exporters.len() as u64;
+    assert_eq!(n["NetFlow/IPFIX"], 2 * e, "{summary}");
+    assert_eq!(n["records"], e, "{summary}");
+    assert_eq!(n["data"], e, "data sets before their template: {summary}");
+    let (decoded, dropped) = (n["decoded"], n["dropped"]);
+    assert!(decoded <= HELD as u64, "{summary}");
+    assert_eq!(decoded + dropped, e, "{summary}");
+    assert!(export_errors(&summary).is_empty(), "{summary}");
+}
