@@ -7,6 +7,8 @@
 //! listeners and hand-made datagrams here; the good traffic is real bytes (the public
 //! NetFlow/IPFIX/sFlow captures, checked against their tshark oracles) and a real rsyslogd.
 mod common;
+#[path = "common/syslog.rs"]
+mod syslog_helpers;
 
 use common::TempDir;
 use egresswatch::decode::packet::{Decoded, Layer, decode_frame};
@@ -17,20 +19,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::time::{Duration, Instant};
+use syslog_helpers::{Input, Rsyslog, free_udp_port, replay_alerts, wait_for};
 
-/// Bound on waiting for a condition (not a performance threshold).
-const PATIENCE: Duration = Duration::from_secs(60);
 /// Largest UDP payload over IPv4.
 const MAX_UDP_PAYLOAD: usize = 65_507;
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn public(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -154,6 +146,14 @@ impl Collect {
         self.stderr.read_to_string(&mut summary).unwrap();
         assert!(exit.success(), "collector failed: {summary}");
         summary
+    }
+}
+
+impl Drop for Collect {
+    /// After a failed assertion: no collector left running (after `stop` it has exited).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -570,4 +570,96 @@ fn a_flood_of_exporters_keeps_pending_state_bounded_and_counted() {
     assert!(decoded <= HELD as u64, "{summary}");
     assert_eq!(decoded + dropped, e, "{summary}");
     assert!(export_errors(&summary).is_empty(), "{summary}");
+}
+
+// --- Syslog ---------------------------------------------------------------------------------
+
+use egresswatch::alert::Alert;
+use egresswatch::alert::syslog::{SinkCounters, SyslogFormat, SyslogSinks, SyslogTarget};
+use std::io::Write;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Real alerts (the office capture's), each with a reason that names it.
+fn named_alerts(tag: &str) -> Vec<Alert> {
+    let mut alerts = replay_alerts("captures/office.pcap", None);
+    assert!(!alerts.is_empty());
+    for (i, a) in alerts.iter_mut().enumerate() {
+        a.reason = format!("{tag} {i}");
+    }
+    alerts
+}
+
+fn tcp_target(port: u16, f: impl FnOnce(&mut SyslogTarget)) -> SyslogTarget {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut t = SyslogTarget::from_url(&url, SyslogFormat::Rfc5424).unwrap();
+    t.reconnect_max_seconds = 1;
+    f(&mut t);
+    t
+}
+
+fn counters(sinks: &SyslogSinks) -> SinkCounters {
+    sinks.counters().remove(0).1
+}
+
+/// Octet-counted frames (RFC 6587) read from `conn` until `n` have come.
+fn read_frames(conn: &mut TcpStream, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    while got.len() < n {
+        let mut chunk = [0u8; 65536];
+        let len = conn.read(&mut chunk).unwrap();
+        assert!(len > 0, "closed after {} messages", got.len());
+        buf.extend_from_slice(&chunk[..len]);
+        while let Some(sp) = buf.iter().position(|&b| b == b' ') {
+            let size: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+            if buf.len() < sp + 1 + size {
+                break;
+            }
+            got.push(String::from_utf8(buf[sp + 1..sp + 1 + size].to_vec()).unwrap());
+            buf.drain(..sp + 1 + size);
+        }
+    }
+    got
+}
+
+/// A collector that answers with an endless stream of bytes (a chargen-like service on the
+/// configured port, or a confused peer) while it reads what it is sent: the sender discards
+/// what it gets and keeps delivering.
+#[test]
+fn syslog_peer_that_talks_back_endlessly_does_not_stall_delivery() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sinks = SyslogSinks::start(&[tcp_target(port, |_| {})]).unwrap();
+    let alerts = named_alerts("talkative");
+    // The sender connects when it has something to send.
+    sinks.send(&alerts[..1]);
+    let (mut conn, _) = listener.accept().unwrap();
+    // Without a bound on what the sender drains, nothing more would come: fail, not hang.
+    conn.set_read_timeout(Some(syslog_helpers::PATIENCE))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut talker = conn.try_clone().unwrap();
+    let talking = stop.clone();
+    let noise = std::thread::spawn(move || {
+        let junk = noise(64 << 10, 3);
+        while !talking.load(Ordering::Relaxed) && talker.write_all(&junk).is_ok() {}
+    });
+    let mut got = read_frames(&mut conn, 1);
+    sinks.send(&alerts[1..]);
+    got.extend(read_frames(&mut conn, alerts.len() - 1));
+    for (line, a) in got.iter().zip(&alerts) {
+        assert!(line.contains(&format!("reason=\"{}\"", a.reason)), "{line}");
+    }
+    wait_for("the sender to count them", || {
+        counters(&sinks).sent == alerts.len() as u64
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = conn.shutdown(Shutdown::Both);
+    noise.join().unwrap();
+    let c = sinks.finish(Duration::ZERO).remove(0).1;
+    assert_eq!(c.sent, alerts.len() as u64, "{c:?}");
+    assert_eq!(c.dropped_total(), 0, "{c:?}");
 }
