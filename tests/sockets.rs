@@ -637,7 +637,7 @@ fn syslog_peer_that_talks_back_endlessly_does_not_stall_delivery() {
     // The sender connects when it has something to send.
     sinks.send(&alerts[..1]);
     let (mut conn, _) = listener.accept().unwrap();
-    // Without a bound on what the sender drains, nothing more would come: fail, not hang.
+    // Should the sender get stuck reading what the peer says: fail, not hang.
     conn.set_read_timeout(Some(syslog_helpers::PATIENCE))
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
