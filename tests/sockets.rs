@@ -581,6 +581,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+use syslog_helpers::PATIENCE;
 
 /// Real alerts (the office capture's), each with a reason that names it.
 fn named_alerts(tag: &str) -> Vec<Alert> {
@@ -638,8 +639,7 @@ fn syslog_peer_that_talks_back_endlessly_does_not_stall_delivery() {
     sinks.send(&alerts[..1]);
     let (mut conn, _) = listener.accept().unwrap();
     // Should the sender get stuck reading what the peer says: fail, not hang.
-    conn.set_read_timeout(Some(syslog_helpers::PATIENCE))
-        .unwrap();
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let mut talker = conn.try_clone().unwrap();
     let talking = stop.clone();
@@ -662,4 +662,251 @@ fn syslog_peer_that_talks_back_endlessly_does_not_stall_delivery() {
     let c = sinks.finish(Duration::ZERO).remove(0).1;
     assert_eq!(c.sent, alerts.len() as u64, "{c:?}");
     assert_eq!(c.dropped_total(), 0, "{c:?}");
+}
+
+/// Messages rsyslog wrote whose reason starts with `tag`.
+fn tagged(rsyslog: &Rsyslog, input: &str, tag: &str) -> Vec<String> {
+    let needle = format!("reason=\"{tag} ");
+    rsyslog
+        .messages(input)
+        .into_iter()
+        .filter(|l| l.contains(&needle))
+        .collect()
+}
+
+/// Waits until rsyslog has every alert of `alerts` (by reason), and checks their order.
+fn wait_delivered(rsyslog: &Rsyslog, input: &str, tag: &str, alerts: &[Alert]) {
+    wait_for(&format!("rsyslog to get the {tag} alerts"), || {
+        tagged(rsyslog, input, tag).len() >= alerts.len()
+    });
+    let lines = tagged(rsyslog, input, tag);
+    assert_eq!(lines.len(), alerts.len(), "{lines:#?}");
+    for (line, a) in lines.iter().zip(alerts) {
+        assert!(line.contains(&format!("reason=\"{}\"", a.reason)), "{line}");
+    }
+}
+
+/// A collector that accepts and never reads: the sender's socket buffer fills and its write
+/// blocks, but `send` (the pipeline) never waits: the memory queue holds `queue_alerts` and
+/// the rest is dropped, counted.
+#[test]
+fn syslog_peer_that_never_reads_cannot_hold_up_the_pipeline() {
+    // The kernel completes connections in the backlog and buffers their data without an
+    // accept: never accepting is never reading.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    const QUEUE: usize = 20;
+    let sinks = SyslogSinks::start(&[tcp_target(port, |t| t.queue_alerts = QUEUE)]).unwrap();
+    let alerts = named_alerts("stuck");
+    let mut made = 0u64;
+    let mut last_sent = u64::MAX;
+    wait_for(
+        "the socket buffers to fill: the queue full and nothing more written",
+        || {
+            for _ in 0..20 {
+                sinks.send(&alerts);
+                made += alerts.len() as u64;
+            }
+            let c = counters(&sinks);
+            let stuck = c.pending == QUEUE as u64 && c.sent == last_sent;
+            last_sent = c.sent;
+            stuck
+        },
+    );
+    let c = counters(&sinks);
+    assert!(c.sent > 0, "the socket buffers took some: {c:?}");
+    assert_eq!(c.pending, QUEUE as u64, "{c:?}");
+    assert_eq!(c.queued + c.dropped["queue_full"], made, "{c:?}");
+    assert_eq!(c.dropped.len(), 1, "{c:?}");
+    assert_eq!(c.truncated, 0, "{c:?}");
+
+    // The peer goes (its unaccepted connection is reset, which ends the blocked write); at
+    // shutdown what is left in memory is counted (no spool): every alert is accounted for.
+    // Not asserted here: which messages a good peer taking the port then gets. In this setup
+    // it got 21 of the last 26 messages counted as sent (open finding in the notes).
+    drop(listener);
+    let c = sinks.finish(Duration::ZERO).remove(0).1;
+    assert_eq!(c.sent + c.dropped_total(), made, "{c:?}");
+    assert_eq!(c.dropped["queue_full"] + c.queued, made, "{c:?}");
+    assert_eq!(c.pending, 0, "{c:?}");
+    eprintln!("never-reading peer: {made} alerts made; {c:?}");
+}
+
+/// A collector that accepts and at once closes (FIN) or resets (RST) every connection: the
+/// sender notices before its next write, counts it, backs off and reconnects; nothing
+/// blocks. When a real rsyslog takes the port, what was still queued and what comes after
+/// arrives.
+#[test]
+fn syslog_peer_that_accepts_and_closes_or_resets_is_counted_and_recovered_from() {
+    let dir = TempDir::new("sockets", "hang-up");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let peer = {
+        let (stop, accepted) = (stop.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                if accepted.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
+                    // Linger 0: close sends RST.
+                    socket2::SockRef::from(&conn)
+                        .set_linger(Some(Duration::ZERO))
+                        .unwrap();
+                }
+                drop(conn);
+            }
+        })
+    };
+    let sinks = SyslogSinks::start(&[tcp_target(port, |_| {})]).unwrap();
+    // One alert at a time, so the hang-ups have time to reach the sender between them.
+    let before = named_alerts("hung-up-on");
+    let mut made = 0;
+    wait_for("the sender to see the peer hang up", || {
+        sinks.send(&before[made % before.len()..][..1]);
+        made += 1;
+        let c = counters(&sinks);
+        c.closed_by_peer + c.send_errors >= 2
+    });
+    let c = counters(&sinks);
+    assert_eq!(c.dropped_total(), 0, "{c:?}");
+    assert_eq!(c.queued, made as u64, "{c:?}");
+    // Stop the bad peer: its accept loop sees the flag on the next connection.
+    stop.store(true, Ordering::Relaxed);
+    let _ = TcpStream::connect(("127.0.0.1", port));
+    peer.join().unwrap();
+    let rsyslog = Rsyslog::start_on(&dir.0, None, &[("tcp", Input::Tcp, port)]);
+    let after = named_alerts("after");
+    sinks.send(&after);
+    wait_delivered(&rsyslog, "tcp", "after", &after);
+    let c = sinks.finish(PATIENCE).remove(0).1;
+    assert_eq!(c.dropped_total(), 0, "{c:?}");
+    assert_eq!(c.pending, 0, "{c:?}");
+    assert!(c.reconnects >= 2, "{c:?}");
+    // TCP syslog (RFC 6587) has no acknowledgement: a message written before the hang-up
+    // reached the sender is counted as sent and lost with the connection.
+    let delivered = tagged(&rsyslog, "tcp", "hung-up-on").len() as u64;
+    assert_eq!(c.sent, made as u64 + after.len() as u64, "{c:?}");
+    eprintln!(
+        "hang-up peer: {made} alerts, {} connections accepted, {delivered} delivered later, {} \
+         written into connections the peer closed; {c:?}",
+        accepted.load(Ordering::Relaxed),
+        made as u64 - delivered
+    );
+}
+
+/// UDP syslog to a port where nothing listens: the kernel reports ICMP port unreachable on
+/// the next send, which is counted (that message is dropped, `udp_send_error`); the run
+/// goes on and exits normally, its alerts all on stdout.
+#[test]
+fn udp_syslog_to_a_closed_port_does_not_fail_the_run() {
+    let port = free_udp_port();
+    let url = format!("udp://127.0.0.1:{port}");
+    let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
+        .args(["replay", "--format", "json", "--syslog", &url])
+        .arg(syslog_helpers::repo("captures/office.pcap"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let alerts = String::from_utf8_lossy(&out.stdout).lines().count() as u64;
+    assert!(alerts > 0);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("syslog {url}: ")))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // "syslog udp://127.0.0.1:PORT: S sent, 0 spooled, D dropped (udp_send_error=D), ..."
+    let (sent, spooled, dropped) = (numbers[4 + 1], numbers[4 + 2], numbers[4 + 3]);
+    assert_eq!(sent + dropped, alerts, "{line}");
+    assert_eq!(spooled, 0, "{line}");
+    if dropped > 0 {
+        assert!(
+            line.contains(&format!("udp_send_error={dropped}")),
+            "{line}"
+        );
+        assert!(line.contains("refused"), "{line}");
+    }
+    eprintln!("{line}");
+}
+
+/// UDP to a closed port, then rsyslog comes up there: delivery resumes (one message may be
+/// dropped for the refusal of the one before it, counted).
+#[test]
+fn udp_syslog_resumes_when_rsyslog_comes_up_on_a_refusing_port() {
+    let dir = TempDir::new("sockets", "udp-refused");
+    let port = free_udp_port();
+    let url = format!("udp://127.0.0.1:{port}");
+    let sinks = SyslogSinks::start(&[SyslogTarget::from_url(&url, SyslogFormat::Rfc5424).unwrap()])
+        .unwrap();
+    let before = named_alerts("refused");
+    sinks.send(&before);
+    wait_for("the sends to the closed port", || {
+        let c = counters(&sinks);
+        c.sent + c.dropped_total() == before.len() as u64
+    });
+    let c = counters(&sinks);
+    assert!(c.send_errors >= 1, "{c:?}");
+    assert_eq!(
+        c.dropped.get("udp_send_error").copied(),
+        Some(c.send_errors),
+        "{c:?}"
+    );
+    let rsyslog = Rsyslog::start_on(&dir.0, None, &[("udp", Input::Udp, port)]);
+    let after = named_alerts("back");
+    sinks.send(&after);
+    let c = sinks.finish(PATIENCE).remove(0).1;
+    let n = (before.len() + after.len()) as u64;
+    assert_eq!(c.sent + c.dropped_total(), n, "{c:?}");
+    wait_for("rsyslog to get the later alerts", || {
+        tagged(&rsyslog, "udp", "back").len() + 1 >= after.len()
+    });
+    eprintln!("udp refused then rsyslog: {c:?}");
+}
+
+/// An alert far larger than `max_message_bytes` (a 100 KB reason): cut to the limit,
+/// counted as truncated, and a real rsyslog takes it as one valid message.
+#[test]
+fn oversize_alerts_are_cut_to_max_message_bytes_and_counted() {
+    let dir = TempDir::new("sockets", "oversize");
+    let rsyslog = Rsyslog::start(&dir.0, None, &[("tcp", Input::Tcp), ("udp", Input::Udp)]);
+    let mut alerts = named_alerts("huge");
+    for a in &mut alerts {
+        a.reason.push_str(&" é".repeat(50_000));
+    }
+    let max = 2048;
+    let targets: Vec<SyslogTarget> = ["tcp", "udp"]
+        .iter()
+        .map(|input| {
+            let mut t = SyslogTarget::from_url(&rsyslog.url(input), SyslogFormat::Rfc5424).unwrap();
+            t.max_message_bytes = max;
+            t
+        })
+        .collect();
+    let sinks = SyslogSinks::start(&targets).unwrap();
+    sinks.send(&alerts);
+    for input in ["tcp", "udp"] {
+        wait_for("the cut messages", || {
+            tagged(&rsyslog, input, "huge").len() >= alerts.len()
+        });
+        for (line, a) in tagged(&rsyslog, input, "huge").iter().zip(&alerts) {
+            // rsyslog's raw message: whole, valid UTF-8, no longer than the limit.
+            assert!(line.len() <= max, "{}", line.len());
+            assert!(line.contains(&format!(
+                "reason=\"{}",
+                &a.reason[..a.reason.find(' ').unwrap() + 2]
+            )));
+        }
+    }
+    for (_, c) in sinks.finish(PATIENCE) {
+        assert_eq!(c.truncated, alerts.len() as u64, "{c:?}");
+        assert_eq!(c.sent, alerts.len() as u64, "{c:?}");
+        assert_eq!(c.dropped_total(), 0, "{c:?}");
+    }
 }
