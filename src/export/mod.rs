@@ -122,6 +122,9 @@ pub struct ExportConfig {
     pub template_timeout_seconds: u64,
     /// Data sets waiting for their template, per exporter; the oldest are dropped (counted).
     pub max_pending_sets: usize,
+    /// Bytes of data sets waiting for their template, across all exporters (each counts its
+    /// body plus `netflow::PENDING_SET_OVERHEAD`); beyond it new ones are dropped (counted).
+    pub max_pending_bytes: usize,
     /// Pending data sets older than this are dropped (counted).
     pub pending_timeout_seconds: u64,
     /// Templates kept at once across all exporters; beyond it the least recently used go.
@@ -160,6 +163,7 @@ impl Default for ExportConfig {
             decode_in_captures: true,
             template_timeout_seconds: 1800,
             max_pending_sets: 256,
+            max_pending_bytes: 32 << 20,
             pending_timeout_seconds: 300,
             max_templates: 65_536,
             sampling: Vec::new(),

@@ -63,9 +63,10 @@ const VARIABLE_LENGTH: u16 = 65535;
 const REVERSE_PEN: u32 = 29305;
 /// Seconds between the NTP epoch (1900) and the Unix epoch.
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
-/// Pending data sets buffered across all exporters, in bytes: a spoofed flood of unknown
-/// template ids cannot grow memory past this.
-const MAX_PENDING_BYTES: usize = 32 << 20;
+/// What a pending data set costs besides its body (the set, its queue slot, a share of its
+/// exporter's map entry), charged against `max_pending_bytes`: an empty data set still takes
+/// memory, so a spoofed flood of them from many exporters cannot grow it without bound.
+pub const PENDING_SET_OVERHEAD: usize = 192;
 /// Sampling and system-init entries learnt from options data, across all exporters.
 const MAX_OPTIONS_STATE: usize = 65_536;
 
@@ -137,6 +138,11 @@ impl PendingSet {
             id: self.set_id,
         }
     }
+
+    /// Bytes charged against `max_pending_bytes`.
+    fn cost(&self) -> usize {
+        self.body.len() + PENDING_SET_OVERHEAD
+    }
 }
 
 /// One set waiting for its template left the queue.
@@ -158,6 +164,7 @@ pub struct NetflowDecoder {
     template_timeout_ns: u64,
     pending_timeout_ns: u64,
     max_pending_sets: usize,
+    max_pending_bytes: usize,
     max_templates: usize,
     sampling_overrides: Vec<ExporterSampling>,
     templates: HashMap<TemplateKey, TemplateEntry>,
@@ -184,6 +191,7 @@ impl NetflowDecoder {
                 .saturating_mul(1_000_000_000),
             pending_timeout_ns: config.pending_timeout_seconds.saturating_mul(1_000_000_000),
             max_pending_sets: config.max_pending_sets,
+            max_pending_bytes: config.max_pending_bytes,
             max_templates: config.max_templates.max(1),
             sampling_overrides: config.sampling.clone(),
             templates: HashMap::new(),
@@ -588,7 +596,7 @@ impl NetflowDecoder {
     fn buffer_pending(&mut self, set: PendingSet) {
         self.counters.sets_pending += 1;
         if self.max_pending_sets == 0
-            || self.pending_bytes.saturating_add(set.body.len()) > MAX_PENDING_BYTES
+            || self.pending_bytes.saturating_add(set.cost()) > self.max_pending_bytes
         {
             self.counters.pending_dropped += 1;
             return;
@@ -596,12 +604,12 @@ impl NetflowDecoder {
         let queue = self.pending.entry(set.scope.exporter).or_default();
         while queue.len() >= self.max_pending_sets {
             if let Some(dropped) = queue.pop_front() {
-                self.pending_bytes = self.pending_bytes.saturating_sub(dropped.body.len());
+                self.pending_bytes = self.pending_bytes.saturating_sub(dropped.cost());
                 self.counters.pending_dropped += 1;
                 unwait(&mut self.waiting, &dropped);
             }
         }
-        self.pending_bytes += set.body.len();
+        self.pending_bytes += set.cost();
         *self.waiting.entry(set.key()).or_insert(0) += 1;
         queue.push_back(set);
     }
@@ -635,7 +643,7 @@ impl NetflowDecoder {
         }
         let mut first_error = None;
         for set in ready {
-            self.pending_bytes = self.pending_bytes.saturating_sub(set.body.len());
+            self.pending_bytes = self.pending_bytes.saturating_sub(set.cost());
             if recv_ns.saturating_sub(set.recv_ns) > self.pending_timeout_ns {
                 self.counters.pending_dropped += 1;
                 continue;
@@ -680,7 +688,7 @@ impl NetflowDecoder {
                 let keep = recv_ns.saturating_sub(set.recv_ns) <= timeout;
                 if !keep {
                     dropped += 1;
-                    freed += set.body.len();
+                    freed += set.cost();
                     unwait(waiting, set);
                 }
                 keep
@@ -1552,6 +1560,26 @@ mod tests {
         );
         assert_eq!(d.counters.pending_decoded, 2);
         assert_eq!(d.pending_count(), 0);
+    }
+
+    /// Empty data sets for unknown templates from many exporters (spoofed source ports) cost
+    /// memory without body bytes: the byte bound still holds them, and drops are counted.
+    #[test]
+    fn empty_pending_sets_from_many_exporters_are_bounded_in_bytes() {
+        let mut d = decoder_with(|c| c.max_pending_bytes = 100 * PENDING_SET_OVERHEAD);
+        let empty = ipfix(1, 1, &[set(256, &[])]);
+        let mut out = Vec::new();
+        for port in 1..=1000u16 {
+            let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port);
+            d.decode(from, T0, &empty, &mut out).expect("decodes");
+        }
+        assert_eq!(d.counters.sets_pending, 1000);
+        assert_eq!(d.pending_count(), 100);
+        assert_eq!(d.counters.pending_dropped, 900);
+        // The charge covers what a pending set really holds.
+        let held = std::mem::size_of::<PendingSet>()
+            + std::mem::size_of::<(Exporter, VecDeque<PendingSet>)>();
+        assert!(held <= PENDING_SET_OVERHEAD, "{held}");
     }
 
     #[test]

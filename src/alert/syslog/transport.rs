@@ -221,11 +221,14 @@ impl Connection {
             Connection::Udp(_) => false,
             Connection::Tcp(s) => {
                 let mut buf = [0u8; 512];
+                let mut drained = 0;
                 with_nonblocking(s, |s| {
                     loop {
                         match s.read(&mut buf) {
                             Ok(0) => return true,
-                            Ok(_) => continue,
+                            // A peer that never stops talking is still open.
+                            Ok(n) if drained + n >= DRAIN_MAX => return false,
+                            Ok(n) => drained += n,
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                             Err(_) => return true,
@@ -235,19 +238,26 @@ impl Connection {
             }
             Connection::Tls(stream) => {
                 let StreamOwned { conn, sock } = stream.as_mut();
+                let mut drained = 0;
                 with_nonblocking(sock, |sock| {
                     loop {
                         match conn.read_tls(sock) {
                             Ok(0) => return true,
-                            Ok(_) => match conn.process_new_packets() {
-                                Ok(state) if state.peer_has_closed() => return true,
-                                Ok(_) => {
-                                    // Discard application data; there should be none.
-                                    let mut sink = [0u8; 512];
-                                    while matches!(conn.reader().read(&mut sink), Ok(n) if n > 0) {}
+                            Ok(n) if drained + n >= DRAIN_MAX => return false,
+                            Ok(n) => {
+                                drained += n;
+                                match conn.process_new_packets() {
+                                    Ok(state) if state.peer_has_closed() => return true,
+                                    Ok(_) => {
+                                        // Discard application data; there should be none.
+                                        let mut sink = [0u8; 512];
+                                        while matches!(conn.reader().read(&mut sink), Ok(n) if n > 0)
+                                        {
+                                        }
+                                    }
+                                    Err(_) => return true,
                                 }
-                                Err(_) => return true,
-                            },
+                            }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                             Err(_) => return true,
@@ -268,6 +278,10 @@ impl Connection {
 }
 
 /// How long a new TLS connection is watched before the first write.
+/// What `peer_closed` reads and discards at most per call: a collector that keeps talking
+/// (it never should) must not keep the sender reading forever.
+const DRAIN_MAX: usize = 64 << 10;
+
 const TLS_SETTLE: Duration = Duration::from_secs(1);
 
 /// Collectors check client certificates and peer names after the TLS handshake (rsyslog's
