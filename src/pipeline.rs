@@ -1050,17 +1050,20 @@ impl Run {
         })
     }
 
-    /// Collector: datagrams the socket threads dropped because the queue was full.
+    /// Collector: datagrams the socket threads dropped because the queue was full, per
+    /// exporter; past `MAX_QUEUE_DROP_EXPORTERS` addresses (spoofed sources) under "other".
     pub fn count_queue_drops(&mut self, exporter: IpAddr, n: u64) {
-        *self
-            .sensor
-            .stats
-            .export
-            .queue_drops
-            .entry(exporter.to_string())
-            .or_insert(0) += n;
+        let drops = &mut self.sensor.stats.export.queue_drops;
+        let mut key = exporter.to_string();
+        if drops.len() >= MAX_QUEUE_DROP_EXPORTERS && !drops.contains_key(&key) {
+            key = "other".to_string();
+        }
+        *drops.entry(key).or_insert(0) += n;
     }
 }
+
+/// Exporters whose collector queue drops are counted one by one.
+const MAX_QUEUE_DROP_EXPORTERS: usize = 256;
 
 /// Replays capture files (and AWS VPC flow log files). `on_alerts` receives each batch of
 /// alerts as its window closes.
@@ -1425,6 +1428,18 @@ mod tests {
                 .summary()
                 .contains(&format!("collector queue drops: 127.0.0.1={drops}"))
         );
+    }
+
+    #[test]
+    fn queue_drops_from_many_spoofed_exporters_fold_into_other() {
+        let mut run = Run::new(&Config::default(), &ReplayOptions::default()).unwrap();
+        for i in 0..300u32 {
+            run.count_queue_drops(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)), 2);
+        }
+        let drops = &run.sensor.stats.export.queue_drops;
+        assert_eq!(drops.len(), MAX_QUEUE_DROP_EXPORTERS + 1);
+        assert_eq!(drops.get("other"), Some(&(2 * 44)));
+        assert_eq!(drops.values().sum::<u64>(), 600);
     }
 
     /// Replays office.pcap, reloading `reloaded` after `at` packets; the report and what
