@@ -112,14 +112,42 @@ struct Out<'w, W: Write> {
     w: &'w mut PcapWriter<W>,
     background: Background,
     packets: u64,
+    /// Headers of the packet being written, reused.
+    hdr: Vec<u8>,
 }
 
 impl<W: Write> Out<'_, W> {
-    fn frame(&mut self, ts: u64, data: &[u8]) -> Result<(), GenerateError> {
+    fn frame(&mut self, ts: u64, head: &[u8], tail: &[u8]) -> Result<(), GenerateError> {
         self.background.write_until(ts, self.w)?;
-        self.w.write(ts, data, &[])?;
+        self.w.write(ts, head, tail)?;
         self.packets += 1;
         Ok(())
+    }
+
+    /// One packet from `src` to `dst` carrying `payload`, with a random IP id.
+    fn packet(
+        &mut self,
+        ts: u64,
+        src: &Endpoint,
+        dst: &Endpoint,
+        l4: &L4<'_>,
+        payload: &[u8],
+        rng: &mut Rng,
+    ) -> Result<(), GenerateError> {
+        let mut hdr = std::mem::take(&mut self.hdr);
+        let ip_id = rng.next_u16();
+        build_headers(
+            &mut hdr,
+            src,
+            dst,
+            ip_id,
+            l4,
+            payload.len(),
+            ones_sum(payload),
+        )?;
+        let result = self.frame(ts, &hdr, payload);
+        self.hdr = hdr;
+        result
     }
 }
 
@@ -135,6 +163,7 @@ pub(super) fn run<W: Write>(
         w,
         background,
         packets: 0,
+        hdr: Vec::with_capacity(128),
     };
     let (description, counts) = match attack {
         Attack::SynFlood => syn_flood(&mut rng, packets, &mut out)?,
@@ -212,12 +241,10 @@ fn syn_flood<W: Write>(
     out: &mut Out<'_, W>,
 ) -> Result<Generated, GenerateError> {
     let server = inside(IpAddr::V4(Ipv4Addr::new(10, 20, 1, 200)), 443);
-    let mut hdr = Vec::with_capacity(80);
     for k in 0..packets {
         let src = outside(IpAddr::V4(spoofed_v4(k)), rng.range(1024, 65_535) as u16);
         let l4 = tcp(rng.next_u32(), 0, SYN);
-        build_headers(&mut hdr, &src, &server, rng.next_u16(), &l4, 0, 0)?;
-        out.frame(slot(k, packets), &hdr)?;
+        out.packet(slot(k, packets), &src, &server, &l4, &[], rng)?;
     }
     let counts = BTreeMap::from([("flows", packets), ("syns", packets)]);
     Ok((
@@ -246,8 +273,6 @@ fn dns_flood<W: Write>(
     let resolver = inside(IpAddr::V4(RESOLVER_V4), 53);
     let queries = packets / 2;
     let mut answered = 0;
-    let mut hdr = Vec::with_capacity(80);
-    let mut frame = Vec::with_capacity(600);
     for k in 0..queries {
         let client = inside(
             IpAddr::V4(Ipv4Addr::new(10, 20, 4, 1 + (k % 64) as u8)),
@@ -274,19 +299,7 @@ fn dns_flood<W: Write>(
             (&client, &resolver, &query, ts),
             (&resolver, &client, &response, ts + 1000),
         ] {
-            build_headers(
-                &mut hdr,
-                src,
-                dst,
-                rng.next_u16(),
-                &L4::Udp,
-                payload.len(),
-                ones_sum(payload),
-            )?;
-            frame.clear();
-            frame.extend_from_slice(&hdr);
-            frame.extend_from_slice(payload);
-            out.frame(at, &frame)?;
+            out.packet(at, src, dst, &L4::Udp, payload, rng)?;
         }
     }
     let counts = BTreeMap::from([
@@ -328,8 +341,6 @@ fn tiny_hello<W: Write>(
         ("hellos_with_hole", 0),
         ("segments", 0),
     ]);
-    let mut hdr = Vec::with_capacity(80);
-    let mut frame = Vec::with_capacity(128);
     for k in 0..connections {
         let delivery = match k % 3 {
             0 => Delivery::InOrder,
@@ -372,61 +383,29 @@ fn tiny_hello<W: Write>(
         let data_seq = isn_c.wrapping_add(1);
         let end_seq = data_seq.wrapping_add(hello.len() as u32);
         let mut ts = slot(k, connections);
-        let mut send = |ts: u64,
-                        from_client: bool,
-                        l4: L4<'_>,
-                        payload: &[u8],
-                        rng: &mut Rng,
-                        out: &mut Out<'_, W>|
-         -> Result<(), GenerateError> {
+        let mut send = |ts: u64, from_client: bool, l4: L4<'_>, payload: &[u8]| {
             let (src, dst) = if from_client { (&c, &s) } else { (&s, &c) };
-            build_headers(
-                &mut hdr,
-                src,
-                dst,
-                rng.next_u16(),
-                &l4,
-                payload.len(),
-                ones_sum(payload),
-            )?;
-            frame.clear();
-            frame.extend_from_slice(&hdr);
-            frame.extend_from_slice(payload);
-            out.frame(ts, &frame)
+            out.packet(ts, src, dst, &l4, payload, rng)
         };
-        send(ts, true, tcp(isn_c, 0, SYN), &[], rng, out)?;
+        send(ts, true, tcp(isn_c, 0, SYN), &[])?;
         ts += 20_000;
         let server_next = isn_s.wrapping_add(1);
-        send(ts, false, tcp(isn_s, data_seq, SYN | ACK), &[], rng, out)?;
+        send(ts, false, tcp(isn_s, data_seq, SYN | ACK), &[])?;
         ts += 20_000;
-        send(ts, true, tcp(data_seq, server_next, ACK), &[], rng, out)?;
+        send(ts, true, tcp(data_seq, server_next, ACK), &[])?;
         for &(offset, len) in &cuts {
             ts += 10;
             let seq = data_seq.wrapping_add(offset as u32);
             let bytes = hello.get(offset..offset + len).unwrap_or(&[]);
-            send(ts, true, tcp(seq, server_next, PSH | ACK), bytes, rng, out)?;
+            send(ts, true, tcp(seq, server_next, PSH | ACK), bytes)?;
         }
         ts += 20_000;
-        send(
-            ts,
-            true,
-            tcp(end_seq, server_next, FIN | ACK),
-            &[],
-            rng,
-            out,
-        )?;
+        send(ts, true, tcp(end_seq, server_next, FIN | ACK), &[])?;
         ts += 20_000;
         let acked = end_seq.wrapping_add(1);
-        send(ts, false, tcp(server_next, acked, FIN | ACK), &[], rng, out)?;
+        send(ts, false, tcp(server_next, acked, FIN | ACK), &[])?;
         ts += 20_000;
-        send(
-            ts,
-            true,
-            tcp(acked, server_next.wrapping_add(1), ACK),
-            &[],
-            rng,
-            out,
-        )?;
+        send(ts, true, tcp(acked, server_next.wrapping_add(1), ACK), &[])?;
     }
     Ok((
         "TLS ClientHellos (~6 KB) in 1-3 byte segments from 10.20.4.90: in order, neighbours swapped, or one segment missing",
@@ -545,7 +524,7 @@ fn fragment_flood<W: Write>(
         let ident = rng.next_u32();
         let mut ts = slot(k, units);
         for f in fragments(&hdr, &payload, ident, &pieces) {
-            out.frame(ts, &f)?;
+            out.frame(ts, &f, &[])?;
             ts += 5;
         }
         *counts.entry(kind).or_default() += 1;
@@ -642,10 +621,8 @@ fn template_storm<W: Write>(
     let mut known: Vec<Vec<(u16, bool)>> = vec![Vec::new(); (EXPORTERS * DOMAINS) as usize];
     let mut sequence = vec![0u32; known.len()];
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut hdr = Vec::with_capacity(80);
     let mut msg = Vec::with_capacity(1500);
     let mut body = Vec::with_capacity(1200);
-    let mut frame = Vec::with_capacity(1600);
     for k in 0..packets {
         let e = k % EXPORTERS;
         let d = k / EXPORTERS % DOMAINS;
@@ -750,19 +727,7 @@ fn template_storm<W: Write>(
         msg[8..12].copy_from_slice(&seq.to_be_bytes());
         msg[12..16].copy_from_slice(&(d as u32 + 1).to_be_bytes());
         let exporter = inside(IpAddr::V4(Ipv4Addr::new(10, 20, 0, 100 + e as u8)), 4739);
-        build_headers(
-            &mut hdr,
-            &exporter,
-            &collector,
-            rng.next_u16(),
-            &L4::Udp,
-            msg.len(),
-            ones_sum(&msg),
-        )?;
-        frame.clear();
-        frame.extend_from_slice(&hdr);
-        frame.extend_from_slice(&msg);
-        out.frame(ts, &frame)?;
+        out.packet(ts, &exporter, &collector, &L4::Udp, &msg, rng)?;
     }
     counts.insert("messages", packets);
     Ok((
