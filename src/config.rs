@@ -181,7 +181,69 @@ pub struct DnsConfig {
     pub cache_min_ttl_seconds: u64,
     /// Answers with a longer TTL are kept only this long.
     pub cache_max_ttl_seconds: u64,
+    /// Resolvers that answer DNS over HTTPS: flows to them on port 443 are marked
+    /// `encrypted_dns`, as every flow to port 853 (DNS over TLS / QUIC) is.
+    pub encrypted_resolvers: Vec<IpAddr>,
+    /// Names of DNS-over-HTTPS services (suffix match on labels), for resolvers at other
+    /// addresses.
+    pub encrypted_resolver_names: Vec<String>,
+    /// A host is reported as name-blind when at least this share of its answered outbound
+    /// connections carried no name (no SNI, Host, CONNECT/SOCKS target or DNS-cache name)...
+    pub name_blind_share: f64,
+    /// ...and it had at least this many.
+    pub name_blind_min_connections: u32,
+    /// Inside hosts whose naming is counted; more are counted as untracked.
+    pub max_naming_hosts: usize,
 }
+
+/// Public DNS-over-HTTPS resolvers of the big providers (their published anycast addresses).
+const ENCRYPTED_RESOLVERS: [&str; 22] = [
+    // Cloudflare
+    "1.1.1.1",
+    "1.0.0.1",
+    "2606:4700:4700::1111",
+    "2606:4700:4700::1001",
+    // Google
+    "8.8.8.8",
+    "8.8.4.4",
+    "2001:4860:4860::8888",
+    "2001:4860:4860::8844",
+    // Quad9
+    "9.9.9.9",
+    "149.112.112.112",
+    "2620:fe::fe",
+    "2620:fe::9",
+    // AdGuard
+    "94.140.14.14",
+    "94.140.15.15",
+    // OpenDNS
+    "208.67.222.222",
+    "208.67.220.220",
+    // CleanBrowsing
+    "185.228.168.168",
+    "185.228.169.168",
+    // NextDNS
+    "45.90.28.0",
+    "45.90.30.0",
+    // Mullvad
+    "194.242.2.2",
+    // Control D
+    "76.76.2.0",
+];
+
+const ENCRYPTED_RESOLVER_NAMES: [&str; 11] = [
+    "cloudflare-dns.com",
+    "one.one.one.one",
+    "dns.google",
+    "dns.google.com",
+    "dns.quad9.net",
+    "dns.adguard-dns.com",
+    "doh.opendns.com",
+    "doh.cleanbrowsing.org",
+    "dns.nextdns.io",
+    "dns.mullvad.net",
+    "dns.controld.com",
+];
 
 impl Default for DnsConfig {
     fn default() -> Self {
@@ -189,6 +251,14 @@ impl Default for DnsConfig {
             cache_max_entries: 200_000,
             cache_min_ttl_seconds: 300,
             cache_max_ttl_seconds: 86_400,
+            encrypted_resolvers: ENCRYPTED_RESOLVERS
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            encrypted_resolver_names: ENCRYPTED_RESOLVER_NAMES.map(String::from).to_vec(),
+            name_blind_share: 0.5,
+            name_blind_min_connections: 10,
+            max_naming_hosts: 100_000,
         }
     }
 }
@@ -295,6 +365,11 @@ impl Config {
         if self.dns.cache_min_ttl_seconds > self.dns.cache_max_ttl_seconds {
             return Err(ConfigError::Invalid(
                 "dns.cache_min_ttl_seconds must not exceed dns.cache_max_ttl_seconds".into(),
+            ));
+        }
+        if !(self.dns.name_blind_share > 0.0 && self.dns.name_blind_share <= 1.0) {
+            return Err(ConfigError::Invalid(
+                "dns.name_blind_share must be above 0 and at most 1".into(),
             ));
         }
         if !(self.live.drop_warn_percent >= 0.0 && self.live.drop_warn_percent <= 100.0) {

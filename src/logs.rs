@@ -5,6 +5,7 @@ use crate::decode::dns::{self, DnsMessage, DnsRdata};
 use crate::decode::http::RequestHead;
 use crate::decode::packet::ip_proto;
 use crate::decode::tls::{self, ClientHelloInfo, ServerInfo};
+use crate::enrich::naming::EncryptedDns;
 use crate::export::table::ExportFlow;
 use crate::flow::key::Uid;
 use crate::flow::table::Flow;
@@ -27,6 +28,8 @@ struct PendingSsl {
     ts_ns: u64,
     id: Map<String, Value>,
     server_name: Option<String>,
+    /// The hello offered (or greased) encrypted_client_hello.
+    ech: bool,
     server: ServerInfo,
 }
 
@@ -49,6 +52,33 @@ struct PendingQuery {
 fn ts(ts_ns: u64) -> Value {
     // Zeek writes epoch seconds with microsecond precision.
     json!(((ts_ns / 1_000) as f64) / 1e6)
+}
+
+/// SVCB/HTTPS data in the zone-file presentation format of RFC 9460 (the parameters read):
+/// `1 . alpn=h3,h2 ipv4hint=104.16.132.229 ipv6hint=2606:4700::6810:84e5`.
+fn service_text(binding: &dns::ServiceBinding) -> String {
+    let target = if binding.target == dns::ROOT_NAME {
+        "."
+    } else {
+        &binding.target
+    };
+    let mut text = format!("{} {target}", binding.priority);
+    let join = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>().join(",");
+    if !binding.alpn.is_empty() {
+        text += &format!(" alpn={}", join(&mut binding.alpn.iter().cloned()));
+    }
+    for (key, v4) in [("ipv4hint", true), ("ipv6hint", false)] {
+        let mut hints = binding
+            .hints
+            .iter()
+            .filter(|a| a.is_ipv4() == v4)
+            .map(|a| a.to_string())
+            .peekable();
+        if hints.peek().is_some() {
+            text += &format!(" {key}={}", join(&mut hints));
+        }
+    }
+    text
 }
 
 fn proto_name(proto: u8) -> &'static str {
@@ -130,7 +160,8 @@ impl ZeekLogs {
         out.write_all(b"\n")
     }
 
-    pub fn conn(&mut self, flow: &Flow) -> io::Result<()> {
+    /// `encrypted_dns`: the flow carried DNS over HTTPS, TLS or QUIC (an added field).
+    pub fn conn(&mut self, flow: &Flow, encrypted_dns: Option<EncryptedDns>) -> io::Result<()> {
         // Unanswered DNS queries of this flow are logged as Zeek does at connection end.
         if let Some(unanswered) = self.pending_dns.remove(&flow.uid) {
             for (_, p) in unanswered {
@@ -186,6 +217,9 @@ impl ZeekLogs {
         m.insert("orig_ip_bytes".into(), json!(flow.orig_ip_bytes));
         m.insert("resp_pkts".into(), json!(flow.resp_pkts));
         m.insert("resp_ip_bytes".into(), json!(flow.resp_ip_bytes));
+        if let Some(kind) = encrypted_dns {
+            m.insert("encrypted_dns".into(), json!(kind.as_str()));
+        }
         Self::write(&mut self.conn, &m)
     }
 
@@ -238,6 +272,7 @@ impl ZeekLogs {
                 DnsRdata::A(ip) => ip.to_string(),
                 DnsRdata::Aaaa(ip) => ip.to_string(),
                 DnsRdata::Cname(name) => name.clone(),
+                DnsRdata::Service(binding) => service_text(binding),
                 DnsRdata::Other(_) => continue,
             };
             answers.push(text);
@@ -266,6 +301,7 @@ impl ZeekLogs {
             ts_ns,
             id: Self::id_fields(flow),
             server_name: hello.sni.clone(),
+            ech: hello.ech,
             server: ServerInfo::default(),
         };
         match self.pending_ssl.insert(flow.uid, line) {
@@ -305,6 +341,11 @@ impl ZeekLogs {
             m.insert("server_name".into(), json!(sni));
         }
         m.insert("established".into(), json!(p.server.established));
+        // Added field: the hello offered ECH (or greased it), so server_name may be the
+        // outer, public name and the real one hidden.
+        if p.ech {
+            m.insert("ech".into(), json!(true));
+        }
         Self::write(out, &m)
     }
 

@@ -1,7 +1,7 @@
 //! Offline replay: files -> decode -> reassembly -> flow table -> names, logs, detection.
 use crate::alert::Alert;
 use crate::config::Config;
-use crate::decode::dns::{DnsMessage, DnsRdata};
+use crate::decode::dns::DnsMessage;
 use crate::decode::http::RequestHead;
 use crate::decode::packet::ip_proto;
 use crate::decode::socks::SocksRequest;
@@ -11,6 +11,7 @@ use crate::detect::engine::{Engine, EngineError};
 use crate::detect::proxyware::{NameObservation, ProxywareDetector};
 use crate::enrich::dns_cache::DnsCache;
 use crate::enrich::domains::DomainMatcher;
+use crate::enrich::naming::{EncryptedDns, EncryptedResolvers, NameCoverage};
 use crate::export::netflow::NetflowDecoder;
 use crate::export::reorder::ReorderBuffer;
 use crate::export::sflow::SflowDecoder;
@@ -19,7 +20,7 @@ use crate::export::vpc::{self, VpcCounters};
 use crate::export::{self, DatagramKind, FlowRecord};
 use crate::flow::key::Uid;
 use crate::flow::table::Flow;
-use crate::flow::update::{FlowSink, FlowUpdate, NameSource, UpdateKind};
+use crate::flow::update::{FlowSink, FlowUpdate, NameSource, UpdateKind, service};
 use crate::logs::ZeekLogs;
 use crate::shard::{
     Event, PacketPath, PacketSink, Round, Shards, TickEvents, checkpoint_due, next_tick,
@@ -147,6 +148,10 @@ struct Sensor {
     shard_names: rustc_hash::FxHashMap<Uid, Arc<str>>,
     /// Export datagrams seen in the capture, decoded by the run after the frame.
     exports: Vec<(u64, SocketAddr, Vec<u8>)>,
+    encrypted_resolvers: EncryptedResolvers,
+    naming: NameCoverage,
+    /// Live flows whose ClientHello offered ECH (bounded by max_flows).
+    ech_flows: rustc_hash::FxHashSet<Uid>,
 }
 
 impl Sensor {
@@ -199,12 +204,13 @@ impl Sensor {
             return;
         };
         let name: Arc<str> = Arc::from(question.name.as_str());
-        for answer in &msg.answers {
-            let addr = match answer.data {
-                DnsRdata::A(a) => IpAddr::V4(a),
-                DnsRdata::Aaaa(a) => IpAddr::V6(a),
-                _ => continue,
-            };
+        // SVCB/HTTPS hints count as answers: a client may connect to them without asking
+        // for A/AAAA.
+        for (answer, addr) in msg
+            .answers
+            .iter()
+            .flat_map(|a| a.data.addresses().map(move |addr| (a, addr)))
+        {
             self.dns_cache
                 .insert(client, addr, name.clone(), answer.ttl, ts_ns);
             self.name(NameObservation {
@@ -261,6 +267,30 @@ impl Sensor {
             flow: Some(flow.uid),
             is_answer: false,
         });
+    }
+
+    /// At a flow's end: whether it carried encrypted DNS, and the naming count of its inside
+    /// host's outbound connections.
+    fn count_naming(&mut self, flow: &Flow) -> Option<EncryptedDns> {
+        let ech = self.ech_flows.remove(&flow.uid);
+        let (client, server) = (flow.orig(), flow.resp());
+        if !self.config.is_inside(client.0) || self.config.is_inside(server.0) {
+            return None;
+        }
+        let names = flow.names();
+        let sni = names.and_then(|n| n.sni.as_deref());
+        let encrypted = self.encrypted_resolvers.classify(flow.proto, server, sni);
+        if let Some(kind) = encrypted {
+            self.stats.encrypted_dns_flows += 1;
+            self.naming.encrypted_dns(client.0, kind, server.0);
+        } else if flow.resp_pkts > 0
+            && matches!(flow.proto, ip_proto::TCP | ip_proto::UDP)
+            && flow.services & service::DNS == 0
+        {
+            let named = names.is_some_and(|n| n.best().is_some());
+            self.naming.connection(client.0, named, ech);
+        }
+        encrypted
     }
 
     fn update_for<'f>(&self, flow: &'f Flow, kind: UpdateKind) -> FlowUpdate<'f> {
@@ -338,8 +368,9 @@ impl FlowSink for Sensor {
         if kind == UpdateKind::Interim {
             return;
         }
+        let encrypted_dns = self.count_naming(flow);
         if let Some(logs) = self.logs.as_mut() {
-            let result = logs.conn(flow);
+            let result = logs.conn(flow, encrypted_dns);
             self.log(result);
         }
         if self.collect && matches!(flow.proto, ip_proto::TCP | ip_proto::UDP) {
@@ -381,6 +412,10 @@ impl FlowSink for Sensor {
 
     fn tls(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo) {
         self.stats.tls_client_hellos += 1;
+        if hello.ech {
+            self.stats.ech_hellos += 1;
+            self.ech_flows.insert(flow.uid);
+        }
         if let Some(sni) = &hello.sni {
             if self.collect {
                 self.observed.snis.insert(sni.clone());
@@ -629,6 +664,14 @@ impl Run {
             cache_reported: Default::default(),
             shard_names: Default::default(),
             exports: Vec::new(),
+            encrypted_resolvers: EncryptedResolvers::new(&config.dns).map_err(|e| {
+                PipelineError::DomainList {
+                    path: "dns.encrypted_resolver_names".into(),
+                    reason: e.to_string(),
+                }
+            })?,
+            naming: NameCoverage::new(config.dns.max_naming_hosts),
+            ech_flows: Default::default(),
         };
         Ok(Run {
             config: shared,
@@ -1009,6 +1052,12 @@ impl Run {
             path.add_to(&mut stats);
         }
         stats.dns_cache_evicted = sensor.dns_cache.evicted;
+        let dns = &self.config.dns;
+        stats.name_blind = sensor
+            .naming
+            .name_blind(dns.name_blind_share, dns.name_blind_min_connections);
+        stats.naming_hosts = sensor.naming.hosts() as u64;
+        stats.naming_untracked_hosts = sensor.naming.untracked_hosts;
         stats.proxyware_observations = sensor.detector.observations;
         let scored = &sensor.engine.scorer().counters;
         stats.findings = scored.findings;

@@ -18,6 +18,15 @@ pub struct Stats {
     pub dns_messages: u64,
     pub dns_cache_evicted: u64,
     pub tls_client_hellos: u64,
+    /// ClientHellos with the encrypted_client_hello extension.
+    pub ech_hellos: u64,
+    /// Flows to encrypted-DNS resolvers (`[dns] encrypted_resolvers`, port 853).
+    pub encrypted_dns_flows: u64,
+    /// Inside hosts whose outbound connections mostly carried no name.
+    pub name_blind: Vec<crate::enrich::naming::NameBlindHost>,
+    /// Inside hosts whose naming was counted, and those past `max_naming_hosts`.
+    pub naming_hosts: u64,
+    pub naming_untracked_hosts: u64,
     pub http_requests: u64,
     pub socks_requests: u64,
     pub proxyware_observations: u64,
@@ -235,6 +244,24 @@ impl Stats {
             self.hosts_evicted,
             self.alerts,
         );
+        if self.ech_hellos + self.encrypted_dns_flows + self.naming_hosts > 0 {
+            s.push_str(&format!(
+                "hidden names: {} ClientHellos offered ECH, {} encrypted DNS flows, {} of {} \
+                 inside hosts name-blind{}\n",
+                self.ech_hellos,
+                self.encrypted_dns_flows,
+                self.name_blind.len(),
+                self.naming_hosts,
+                if self.naming_untracked_hosts > 0 {
+                    format!(" ({} more hosts not counted)", self.naming_untracked_hosts)
+                } else {
+                    String::new()
+                }
+            ));
+            for host in &self.name_blind {
+                s.push_str(&format!("  name-blind {host}\n"));
+            }
+        }
         if !self.geo.is_empty() {
             s.push_str(&self.geo);
             s.push('\n');

@@ -50,7 +50,7 @@
 //!   unreadable: tshark marks the frame malformed and shows no name.
 use std::cmp::Ordering;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Text of the root name, as tshark shows it.
 pub const ROOT_NAME: &str = "<Root>";
@@ -101,6 +101,15 @@ pub const MAX_ANSWERS: usize = 1024;
 const TYPE_A: u16 = 1;
 const TYPE_CNAME: u16 = 5;
 const TYPE_AAAA: u16 = 28;
+const TYPE_SVCB: u16 = 64;
+const TYPE_HTTPS: u16 = 65;
+/// SvcParamKeys read from SVCB/HTTPS data (RFC 9460 section 14.3.2); the others are skipped.
+const SVC_PARAM_ALPN: u16 = 1;
+const SVC_PARAM_IPV4HINT: u16 = 4;
+const SVC_PARAM_IPV6HINT: u16 = 6;
+/// ALPN ids and address hints kept per SVCB/HTTPS record. Real records carry two or three of
+/// each; the bound keeps a hostile 64 KiB record from claiming memory per hint.
+pub const MAX_SERVICE_VALUES: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsQuestion {
@@ -116,9 +125,40 @@ pub enum DnsRdata {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Cname(String),
+    /// SVCB (64) or HTTPS (65) service binding: where and how to reach the owner's service.
+    Service(Box<ServiceBinding>),
     /// Any other record type, kept as its number. Also an A, AAAA or CNAME whose data could
     /// not be read (the message is then `malformed`).
     Other(u16),
+}
+
+/// The parts of SVCB/HTTPS data (RFC 9460) a sensor uses: the addresses a client may connect
+/// to without asking for A/AAAA, and the protocols it may speak (h3: QUIC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceBinding {
+    /// 64 (SVCB) or 65 (HTTPS).
+    pub rtype: u16,
+    /// 0: alias mode (the target names another service; no parameters).
+    pub priority: u16,
+    /// Rendered like other names; [`ROOT_NAME`] means the owner itself.
+    pub target: String,
+    /// `alpn` protocol ids in wire order, at most [`MAX_SERVICE_VALUES`].
+    pub alpn: Vec<String>,
+    /// `ipv4hint` then `ipv6hint` addresses, at most [`MAX_SERVICE_VALUES`] of each.
+    pub hints: Vec<IpAddr>,
+}
+
+impl DnsRdata {
+    /// The addresses the record gives for its owner: A/AAAA data and SVCB/HTTPS hints.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let (single, hints) = match self {
+            DnsRdata::A(a) => (Some(IpAddr::V4(*a)), &[][..]),
+            DnsRdata::Aaaa(a) => (Some(IpAddr::V6(*a)), &[][..]),
+            DnsRdata::Service(binding) => (None, binding.hints.as_slice()),
+            DnsRdata::Cname(_) | DnsRdata::Other(_) => (None, &[][..]),
+        };
+        single.into_iter().chain(hints.iter().copied())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,6 +462,18 @@ impl Walker<'_> {
                 Ok(_) | Err(Stop::Corrupt) => None,
                 Err(Stop::Budget) => return Err(Stop::Budget),
             },
+            // SvcPriority, TargetName, then the SvcParams.
+            TYPE_SVCB | TYPE_HTTPS if raw.len() < 2 => None,
+            TYPE_SVCB | TYPE_HTTPS => match self.name(start + 2) {
+                Ok(target) if target.end <= end => {
+                    msg.malformed |= target.odd;
+                    let params = self.buf.get(target.end..end).unwrap_or_default();
+                    service_binding(head.rtype, be16(raw, 0), target.text, params)
+                        .map(|b| DnsRdata::Service(Box::new(b)))
+                }
+                Ok(_) | Err(Stop::Corrupt) => None,
+                Err(Stop::Budget) => return Err(Stop::Budget),
+            },
             other => Some(DnsRdata::Other(other)),
         };
         Ok(data.unwrap_or_else(|| {
@@ -639,6 +691,69 @@ impl NameBuf {
 }
 
 /// Big-endian u16 at `at`; callers pass slices checked to be long enough (0 otherwise).
+/// Reads the SvcParams of SVCB/HTTPS data; `None` when they are cut or a value has the wrong
+/// length (the record is then unreadable, as a cut A record is).
+fn service_binding(
+    rtype: u16,
+    priority: u16,
+    target: String,
+    mut params: &[u8],
+) -> Option<ServiceBinding> {
+    let mut binding = ServiceBinding {
+        rtype,
+        priority,
+        target,
+        alpn: Vec::new(),
+        hints: Vec::new(),
+    };
+    while let Some((&[k0, k1, l0, l1], rest)) = params.split_first_chunk::<4>() {
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        let value = rest.get(..len)?;
+        params = rest.get(len..)?;
+        match u16::from_be_bytes([k0, k1]) {
+            SVC_PARAM_ALPN => {
+                let mut ids = value;
+                while let Some((&n, tail)) = ids.split_first() {
+                    let id = tail.get(..usize::from(n)).filter(|id| !id.is_empty())?;
+                    ids = tail.get(usize::from(n)..)?;
+                    if binding.alpn.len() < MAX_SERVICE_VALUES {
+                        binding.alpn.push(String::from_utf8_lossy(id).into_owned());
+                    }
+                }
+            }
+            SVC_PARAM_IPV4HINT => {
+                if value.is_empty() || value.len() % 4 != 0 {
+                    return None;
+                }
+                let addrs = value
+                    .chunks_exact(4)
+                    .filter_map(|c| <[u8; 4]>::try_from(c).ok());
+                binding.hints.extend(
+                    addrs
+                        .take(MAX_SERVICE_VALUES)
+                        .map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+                );
+            }
+            SVC_PARAM_IPV6HINT => {
+                if value.is_empty() || value.len() % 16 != 0 {
+                    return None;
+                }
+                let addrs = value
+                    .chunks_exact(16)
+                    .filter_map(|c| <[u8; 16]>::try_from(c).ok());
+                binding.hints.extend(
+                    addrs
+                        .take(MAX_SERVICE_VALUES)
+                        .map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+                );
+            }
+            _ => {}
+        }
+    }
+    // Fewer than 4 bytes left: a cut parameter.
+    params.is_empty().then_some(binding)
+}
+
 fn be16(bytes: &[u8], at: usize) -> u16 {
     match bytes.get(at..at + 2) {
         Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
@@ -1100,15 +1215,81 @@ mod tests {
         );
     }
 
+    /// The values `tshark -V` shows for zeek__dns-https.pcap frame 2.
+    fn cloudflare_binding() -> ServiceBinding {
+        ServiceBinding {
+            rtype: 65,
+            priority: 1,
+            target: ROOT_NAME.into(),
+            alpn: ["h3", "h3-29", "h3-28", "h3-27", "h2"]
+                .map(String::from)
+                .into(),
+            hints: [
+                "104.16.132.229",
+                "104.16.133.229",
+                "2606:4700::6810:84e5",
+                "2606:4700::6810:85e5",
+            ]
+            .map(|a| a.parse().unwrap())
+            .into(),
+        }
+    }
+
     #[test]
-    fn https_record_is_kept_as_its_type() {
+    fn https_record_gives_alpn_and_address_hints() {
         let msg = parse(&hex(HTTPS_RESPONSE));
         assert!(!msg.malformed);
         assert_eq!(msg.questions[0].qtype, 65);
+        let binding = cloudflare_binding();
+        let hints = binding.hints.clone();
         assert_eq!(
             msg.answers,
-            [answer("cloudflare.com", 129, DnsRdata::Other(65))]
+            [answer(
+                "cloudflare.com",
+                129,
+                DnsRdata::Service(Box::new(binding))
+            )]
         );
+        assert_eq!(msg.answers[0].data.addresses().collect::<Vec<_>>(), hints);
+    }
+
+    #[test]
+    fn cut_or_odd_service_parameters_make_the_record_unreadable() {
+        let bytes = hex(HTTPS_RESPONSE);
+        // RDLENGTH is at offset 42 (after the question and the answer's name, type, class,
+        // TTL); shrinking it cuts the last parameter, and the rest of the message with it.
+        let rdlength_at = 42;
+        assert_eq!(be16(&bytes, rdlength_at), 0x4f);
+        for cut in [1u16, 3, 16, 77, 79] {
+            let mut short = bytes.clone();
+            short[rdlength_at..rdlength_at + 2].copy_from_slice(&(0x4f - cut).to_be_bytes());
+            let msg = parse(&short);
+            assert!(msg.malformed, "RDLENGTH cut by {cut}");
+            assert!(
+                msg.answers
+                    .iter()
+                    .all(|a| a.data.addresses().next().is_none()),
+                "RDLENGTH cut by {cut}: {:?}",
+                msg.answers
+            );
+        }
+        // An ipv4hint of 7 bytes: its length field follows priority, root target and alpn.
+        let mut odd = bytes.clone();
+        let v4_len_at = 44 + 2 + 1 + 2 + 2 + 24 + 2;
+        assert_eq!(be16(&odd, v4_len_at), 8);
+        odd[v4_len_at + 1] = 7;
+        assert!(parse(&odd).malformed);
+    }
+
+    #[test]
+    fn service_values_are_bounded() {
+        let many = (0..40u8).flat_map(|i| [10, 0, 0, i]).collect::<Vec<_>>();
+        let mut params = vec![0, 4];
+        params.extend_from_slice(&(many.len() as u16).to_be_bytes());
+        params.extend_from_slice(&many);
+        let binding = service_binding(64, 1, ROOT_NAME.into(), &params).unwrap();
+        assert_eq!(binding.hints.len(), MAX_SERVICE_VALUES);
+        assert_eq!(service_binding(64, 1, ROOT_NAME.into(), &params[..5]), None);
     }
 
     #[test]

@@ -2,3 +2,4 @@
 pub mod dns_cache;
 pub mod domains;
 pub mod geo;
+pub mod naming;

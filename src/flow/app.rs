@@ -394,6 +394,43 @@ mod tests {
             .collect()
     }
 
+    /// DNS over TCP: two length-prefixed queries in one segment, then one cut across three
+    /// segments (inside its length prefix and inside its name).
+    #[test]
+    fn dns_over_tcp_messages_are_read_within_and_across_segments() {
+        let framed = |name: &str| {
+            let msg = crate::generate::proto::dns_query(0x4242, name, 1).unwrap();
+            let mut out = (msg.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&msg);
+            out
+        };
+        let mut both = framed("one.example.com");
+        both.extend_from_slice(&framed("two.example.com"));
+        let split = framed("three.example.org");
+        let mut app = AppState::new(true);
+        let mut events = Vec::new();
+        let mut seq = 1_000u32;
+        for chunk in [&both[..], &split[..1], &split[1..9], &split[9..]] {
+            let len = chunk.len() as u32;
+            app.tcp_segment(true, seq, false, chunk, len, PENDING, &mut events);
+            seq += len;
+        }
+        let names: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                AppEvent::Dns {
+                    from_orig: true,
+                    msg,
+                } => Some(msg.questions[0].name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["one.example.com", "two.example.com", "three.example.org"]
+        );
+    }
+
     #[test]
     fn tls_session_followed_until_established() {
         let (app, events) = replay(&conversation(KYBER));

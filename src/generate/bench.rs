@@ -280,6 +280,7 @@ impl Bench {
                 .collect();
             let plan = TlsPlan {
                 sni: Some(name),
+                ech: false,
                 split: rng.chance(5).then_some(40),
                 rounds,
                 server_us: 0,
@@ -339,6 +340,7 @@ impl Bench {
                 .collect();
             let plan = TlsPlan {
                 sni: Some(&name),
+                ech: false,
                 split: None,
                 rounds,
                 server_us: 0,

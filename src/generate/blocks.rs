@@ -200,6 +200,8 @@ pub(crate) struct Round {
 
 pub(crate) struct TlsPlan<'a> {
     pub sni: Option<&'a str>,
+    /// The hello offers ECH: `sni` is then the outer, public name.
+    pub ech: bool,
     /// Size of the first ClientHello segment when it is split across two segments.
     pub split: Option<usize>,
     pub rounds: Vec<Round>,
@@ -224,7 +226,10 @@ fn data_msg(rng: &mut Rng, from_client: bool, size: Size, think_us: u64) -> Msg 
 pub(crate) fn tls_msgs(rng: &mut Rng, plan: &TlsPlan<'_>) -> Result<Vec<Msg>, GenerateError> {
     let mut sid = [0u8; 32];
     rng.fill(&mut sid);
-    let hello = proto::client_hello(rng, &sid, plan.sni, &ALPN)?;
+    let hello = match (plan.ech, plan.sni) {
+        (true, Some(outer)) => proto::client_hello_ech(rng, &sid, outer, &ALPN)?,
+        _ => proto::client_hello(rng, &sid, plan.sni, &ALPN)?,
+    };
     let cert_len = 1400 + rng.below(1000) as usize;
     let mut msgs = vec![
         Msg {
@@ -348,6 +353,22 @@ pub(crate) struct ExpectAlert {
 pub(crate) struct HostTruth {
     pub role: &'static str,
     pub expect_alerts: Vec<ExpectAlert>,
+    /// What the sensor can name of this host's traffic (`hidden-names` scenario only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<HiddenTruth>,
+}
+
+/// A host's readable and hidden names, as the generator made them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct HiddenTruth {
+    /// Answered outbound TCP/UDP connections, DNS and encrypted DNS excepted...
+    pub connections: u32,
+    /// ...and those with no SNI, Host or address resolved in plain DNS.
+    pub unnamed: u32,
+    /// Flows to encrypted-DNS resolvers, by kind ("doh", "dot", "doq").
+    pub encrypted_dns: BTreeMap<&'static str, u32>,
+    /// ClientHellos with an encrypted_client_hello extension.
+    pub ech_hellos: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -391,6 +412,7 @@ impl FlowTruth {
 #[derive(Default)]
 struct HostNotes {
     role: &'static str,
+    hidden: Option<HiddenTruth>,
     /// (service, names in first-seen order, vias)
     seen: Vec<(&'static str, Vec<String>, Vec<Via>)>,
 }
@@ -405,6 +427,10 @@ pub(crate) struct HostBook {
 impl HostBook {
     pub(crate) fn add_host(&mut self, ip: IpAddr, role: &'static str) {
         self.hosts.entry(ip).or_default().role = role;
+    }
+
+    pub(crate) fn hidden(&mut self, ip: IpAddr, truth: HiddenTruth) {
+        self.hosts.entry(ip).or_default().hidden = Some(truth);
     }
 
     pub(crate) fn note(&mut self, ip: IpAddr, name: &str, via: Via) {
@@ -451,6 +477,7 @@ impl HostBook {
                     HostTruth {
                         role: n.role,
                         expect_alerts: alerts,
+                        hidden: n.hidden.clone(),
                     },
                 )
             })

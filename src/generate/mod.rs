@@ -14,6 +14,8 @@
 //!   commit, so tests generate it.
 //! * `concurrent`: `flows` distinct live connections at once, streamed to disk, for flow
 //!   table memory (bytes per flow, peak RSS). Never committed.
+//! * `hidden-names`: ten minutes of hosts using DNS over HTTPS/TLS/QUIC, ECH, HTTPS-record
+//!   hints and bare addresses, each with what the sensor can and cannot name; committed.
 //! * `syn-flood`, `dns-flood`, `tiny-hello`, `fragment-flood`, `template-storm`: the office
 //!   capture with an attack of `packets` frames laid over it (see `hostile`). Never committed.
 
@@ -25,7 +27,7 @@ mod conv;
 mod frames;
 mod hostile;
 mod office;
-mod proto;
+pub(crate) mod proto;
 mod rng;
 mod wire;
 
@@ -54,6 +56,7 @@ pub enum Scenario {
     Behaviour,
     Flood,
     Concurrent,
+    HiddenNames,
     Hostile(Attack),
 }
 
@@ -65,6 +68,7 @@ impl Scenario {
             Scenario::Behaviour => "behaviour",
             Scenario::Flood => "flood",
             Scenario::Concurrent => "concurrent",
+            Scenario::HiddenNames => "hidden-names",
             Scenario::Hostile(Attack::SynFlood) => "syn-flood",
             Scenario::Hostile(Attack::DnsFlood) => "dns-flood",
             Scenario::Hostile(Attack::TinyHello) => "tiny-hello",
@@ -82,8 +86,8 @@ impl fmt::Display for Scenario {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown scenario {0:?} (expected office, bench, behaviour, flood, concurrent, syn-flood, \
-     dns-flood, tiny-hello, fragment-flood or template-storm)"
+    "unknown scenario {0:?} (expected office, bench, behaviour, flood, concurrent, \
+     hidden-names, syn-flood, dns-flood, tiny-hello, fragment-flood or template-storm)"
 )]
 pub struct UnknownScenario(pub String);
 
@@ -97,6 +101,7 @@ impl FromStr for Scenario {
             "behaviour" | "behavior" => Ok(Scenario::Behaviour),
             "flood" => Ok(Scenario::Flood),
             "concurrent" => Ok(Scenario::Concurrent),
+            "hidden-names" => Ok(Scenario::HiddenNames),
             "syn-flood" => Ok(Scenario::Hostile(Attack::SynFlood)),
             "dns-flood" => Ok(Scenario::Hostile(Attack::DnsFlood)),
             "tiny-hello" => Ok(Scenario::Hostile(Attack::TinyHello)),
@@ -285,6 +290,7 @@ pub fn generate(
     let want_truth = truth_out.is_some();
     let truth = match opts.scenario {
         Scenario::Office => Output::Flows(office::run(opts.seed, &mut w)?),
+        Scenario::HiddenNames => Output::Flows(office::run_hidden_names(opts.seed, &mut w)?),
         Scenario::Bench => Output::Flows(bench::run(opts.seed, opts.packets, want_truth, &mut w)?),
         Scenario::Behaviour => Output::Roles(behaviour::run(opts.seed, &mut w)?),
         Scenario::Flood => Output::Roles(behaviour::run_flood(opts.seed, &mut w)?),

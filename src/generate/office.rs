@@ -6,8 +6,8 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::blocks::{
-    FlowTruth, Host, HostBook, Round, Size, TlsPlan, Via, Zone, connect_msgs, dns_exchange,
-    http_msgs, opaque_msgs, proxyware_service, remote, tls_msgs,
+    FlowTruth, HiddenTruth, Host, HostBook, Round, Size, TlsPlan, Via, Zone, connect_msgs,
+    dns_exchange, http_msgs, opaque_msgs, proxyware_service, remote, tls_msgs,
 };
 use super::conv::{BulkPatterns, Conv};
 use super::proto::{QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS};
@@ -165,6 +165,67 @@ pub(super) fn run<W: Write>(
     seed: u64,
     w: &mut PcapWriter<W>,
 ) -> Result<ScenarioTruth, GenerateError> {
+    build(seed, w, |o| {
+        // Each host gets its own stream so tuning one host's plan leaves the others unchanged.
+        for i in 0..6u8 {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 20, 1, 10 + i));
+            let mut r = o.rng.fork(u64::from(i));
+            let mut h = Host::new(&mut r, ip, 128);
+            o.book.add_host(ip, "office");
+            o.with_rng(r, |o| o.office_host(usize::from(i), &mut h))?;
+        }
+        let r = o.rng.fork(66);
+        o.with_rng(r, Office::proxyware_host)?;
+        let r = o.rng.fork(77);
+        o.with_rng(r, Office::lookalike_host)?;
+        let r = o.rng.fork(6);
+        o.with_rng(r, Office::ipv6_host)
+    })
+}
+
+/// The `hidden-names` scenario: ten minutes of hosts whose names the sensor can or cannot
+/// read. One resolves over DNS over HTTPS and then connects without names, one uses DNS over
+/// TLS and QUIC but names its connections by SNI, one offers ECH, one connects to addresses
+/// it learned only from HTTPS-record hints, one connects to bare addresses with no DNS at
+/// all, and two ordinary office hosts.
+pub(super) fn run_hidden_names<W: Write>(
+    seed: u64,
+    w: &mut PcapWriter<W>,
+) -> Result<ScenarioTruth, GenerateError> {
+    build(seed, w, |o| {
+        for i in 0..2u8 {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 20, 1, 10 + i));
+            let mut r = o.rng.fork(u64::from(i));
+            let mut h = Host::new(&mut r, ip, 128);
+            o.book.add_host(ip, "office");
+            o.with_rng(r, |o| o.office_host(usize::from(i), &mut h))?;
+        }
+        type HostPlan = fn(&mut Office, &mut Host) -> Result<HiddenTruth, GenerateError>;
+        let plans: [(u8, &'static str, HostPlan); 5] = [
+            (10, "doh", Office::doh_host),
+            (11, "dot", Office::dot_host),
+            (12, "ech", Office::ech_host),
+            (13, "https-hints", Office::hints_host),
+            (14, "bare-addresses", Office::bare_address_host),
+        ];
+        for (last, role, plan) in plans {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 20, 3, last));
+            let mut r = o.rng.fork(300 + u64::from(last));
+            let mut h = Host::new(&mut r, ip, 128);
+            o.book.add_host(ip, role);
+            let truth = o.with_rng(r, |o| plan(o, &mut h))?;
+            o.book.hidden(ip, truth);
+        }
+        Ok(())
+    })
+}
+
+/// Runs `plan` on a fresh office and writes its frames in time order.
+fn build<W: Write>(
+    seed: u64,
+    w: &mut PcapWriter<W>,
+    plan: impl FnOnce(&mut Office) -> Result<(), GenerateError>,
+) -> Result<ScenarioTruth, GenerateError> {
     let mut rng = Rng::new(seed);
     let pats = BulkPatterns::new(&mut rng);
     let mut o = Office {
@@ -177,20 +238,7 @@ pub(super) fn run<W: Write>(
         order: 0,
         hdr: Vec::with_capacity(128),
     };
-    // Each host gets its own stream so tuning one host's plan leaves the others unchanged.
-    for i in 0..6u8 {
-        let ip = IpAddr::V4(Ipv4Addr::new(10, 20, 1, 10 + i));
-        let mut r = o.rng.fork(u64::from(i));
-        let mut h = Host::new(&mut r, ip, 128);
-        o.book.add_host(ip, "office");
-        o.with_rng(r, |o| o.office_host(usize::from(i), &mut h))?;
-    }
-    let r = o.rng.fork(66);
-    o.with_rng(r, Office::proxyware_host)?;
-    let r = o.rng.fork(77);
-    o.with_rng(r, Office::lookalike_host)?;
-    let r = o.rng.fork(6);
-    o.with_rng(r, Office::ipv6_host)?;
+    plan(&mut o)?;
 
     o.frames.sort_by_key(|f| (f.ts, f.order));
     for f in &o.frames {
@@ -204,11 +252,11 @@ pub(super) fn run<W: Write>(
 }
 
 impl Office {
-    fn with_rng(
+    fn with_rng<T>(
         &mut self,
         rng: Rng,
-        f: impl FnOnce(&mut Office) -> Result<(), GenerateError>,
-    ) -> Result<(), GenerateError> {
+        f: impl FnOnce(&mut Office) -> Result<T, GenerateError>,
+    ) -> Result<T, GenerateError> {
         let saved = std::mem::replace(&mut self.rng, rng);
         let res = f(self);
         self.rng = saved;
@@ -293,9 +341,25 @@ impl Office {
         rounds: Vec<Round>,
     ) -> Result<u64, GenerateError> {
         let ip = self.names.addr(name, h.ip.is_ipv6())?;
+        self.tls_at(h, t, (ip, 443), name, false, split, rounds)
+    }
+
+    /// A TLS session to `server` with `name` as SNI (the outer name when `ech`).
+    #[allow(clippy::too_many_arguments)]
+    fn tls_at(
+        &mut self,
+        h: &mut Host,
+        t: u64,
+        server: (IpAddr, u16),
+        name: &str,
+        ech: bool,
+        split: Option<usize>,
+        rounds: Vec<Round>,
+    ) -> Result<u64, GenerateError> {
         let rtt = self.rng.range(12 * MS, 70 * MS);
         let plan = TlsPlan {
             sni: Some(name),
+            ech,
             split,
             rounds,
             server_us: self.rng.range(2 * MS, 25 * MS),
@@ -303,7 +367,7 @@ impl Office {
         let msgs = tls_msgs(&mut self.rng, &plan)?;
         let c = h.client(&mut self.rng);
         let ttl = 50 + self.rng.below(8) as u8;
-        let mut conv = Conv::tcp(&mut self.rng, c, remote(ip, 443, ttl), msgs);
+        let mut conv = Conv::tcp(&mut self.rng, c, remote(server.0, server.1, ttl), msgs);
         conv.fin_think_us = self.rng.range(300 * MS, 5 * SEC);
         self.book.note(h.ip, name, Via::Sni);
         self.run(conv, t, rtt, Some(name))
@@ -426,6 +490,7 @@ impl Office {
         let rtt = self.rng.range(5 * MS, 20 * MS);
         let plan = TlsPlan {
             sni: Some(target),
+            ech: false,
             split: None,
             rounds: self.rounds(1, 1500, 4000),
             server_us: self.rng.range(20 * MS, 60 * MS),
@@ -452,14 +517,33 @@ impl Office {
         rounds: &[(usize, usize)],
     ) -> Result<u64, GenerateError> {
         let ip = self.names.addr(cached_name, h.ip.is_ipv6())?;
+        self.book.note(h.ip, cached_name, Via::DnsCache);
+        self.opaque_at(h, t, (ip, 443), true, rounds, Some(cached_name))
+    }
+
+    /// Opaque TCP (or UDP datagrams) to `server`; `name` is what the truth calls the flow.
+    fn opaque_at(
+        &mut self,
+        h: &mut Host,
+        t: u64,
+        server: (IpAddr, u16),
+        tcp: bool,
+        rounds: &[(usize, usize)],
+        name: Option<&str>,
+    ) -> Result<u64, GenerateError> {
         let rtt = self.rng.range(20 * MS, 90 * MS);
         let server_us = self.rng.range(MS, 10 * MS);
         let msgs = opaque_msgs(&mut self.rng, rounds, server_us);
         let c = h.client(&mut self.rng);
-        let mut conv = Conv::tcp(&mut self.rng, c, remote(ip, 443, 47), msgs);
-        conv.fin_think_us = self.rng.range(SEC, 4 * SEC);
-        self.book.note(h.ip, cached_name, Via::DnsCache);
-        self.run(conv, t, rtt, Some(cached_name))
+        let s = remote(server.0, server.1, 47);
+        let conv = if tcp {
+            let mut conv = Conv::tcp(&mut self.rng, c, s, msgs);
+            conv.fin_think_us = self.rng.range(SEC, 4 * SEC);
+            conv
+        } else {
+            Conv::udp(&mut self.rng, c, s, msgs)
+        };
+        self.run(conv, t, rtt, name)
     }
 
     fn proxyware_host(&mut self) -> Result<(), GenerateError> {
@@ -547,6 +631,106 @@ impl Office {
             self.lookup(h, START + (400 + 30 * i as u64) * SEC, name, QTYPE_A)?;
         }
         Ok(())
+    }
+
+    /// Resolves over DNS over HTTPS (a TLS session to cloudflare-dns.com, HTTP/3-like
+    /// datagrams to 8.8.8.8: the one real address in the committed captures, because the
+    /// shipped resolver list must recognise it), then connects to addresses nothing in the
+    /// capture names.
+    fn doh_host(&mut self, h: &mut Host) -> Result<HiddenTruth, GenerateError> {
+        let mut truth = HiddenTruth::default();
+        let doh = self.names.addr("cloudflare-dns.com", false)?;
+        let rounds = self.rounds(6, 200, 600);
+        self.tls_at(
+            h,
+            START + 5 * SEC,
+            (doh, 443),
+            "cloudflare-dns.com",
+            false,
+            None,
+            rounds,
+        )?;
+        let google = IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8));
+        let exchange = [(120, 400), (110, 380)];
+        self.opaque_at(h, START + 7 * SEC, (google, 443), false, &exchange, None)?;
+        truth.encrypted_dns.insert("doh", 2);
+        for i in 0..14 {
+            let ip = self.names.addr(&format!("hidden-{i}.example.net"), false)?;
+            let t = START + (20 + 35 * i) * SEC;
+            self.opaque_at(h, t, (ip, 443), true, &[(300, 2000)], None)?;
+            truth.connections += 1;
+            truth.unnamed += 1;
+        }
+        Ok(truth)
+    }
+
+    /// Resolves over DNS over TLS and DNS over QUIC (port 853 decides, so documentation
+    /// addresses serve), but names every connection by SNI: encrypted DNS, readable names.
+    fn dot_host(&mut self, h: &mut Host) -> Result<HiddenTruth, GenerateError> {
+        let mut truth = HiddenTruth::default();
+        let dot = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53));
+        let rounds = self.rounds(5, 200, 600);
+        self.tls_at(
+            h,
+            START + 4 * SEC,
+            (dot, 853),
+            "dns.quad9.net",
+            false,
+            None,
+            rounds,
+        )?;
+        let doq = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 54));
+        self.opaque_at(h, START + 6 * SEC, (doq, 853), false, &[(150, 450)], None)?;
+        truth.encrypted_dns.insert("dot", 1);
+        truth.encrypted_dns.insert("doq", 1);
+        for i in 0..12 {
+            let name = OFFICE_TLS[i % OFFICE_TLS.len()];
+            let rounds = self.rounds(1, 300, 2500);
+            self.tls(h, START + (15 + 40 * i as u64) * SEC, name, None, rounds)?;
+            truth.connections += 1;
+        }
+        Ok(truth)
+    }
+
+    /// Resolves in plain DNS and offers ECH: the outer, public name is all there is to read.
+    fn ech_host(&mut self, h: &mut Host) -> Result<HiddenTruth, GenerateError> {
+        let mut truth = HiddenTruth::default();
+        let front = "cloudflare-ech.com";
+        for i in 0..12 {
+            let d = self.lookup(h, START + (12 + 45 * i) * SEC, front, QTYPE_A)?;
+            let ip = self.names.addr(front, false)?;
+            let rounds = self.rounds(1, 300, 2500);
+            self.tls_at(h, d + 2 * MS, (ip, 443), front, true, None, rounds)?;
+            truth.connections += 1;
+            truth.ech_hellos += 1;
+        }
+        Ok(truth)
+    }
+
+    /// Asks only for HTTPS records and connects to their ipv4hint without a name of its own:
+    /// the DNS cache names each connection from the hint.
+    fn hints_host(&mut self, h: &mut Host) -> Result<HiddenTruth, GenerateError> {
+        let mut truth = HiddenTruth::default();
+        for i in 0..12 {
+            let name = format!("svc-{i}.example.com");
+            let d = self.lookup(h, START + (10 + 45 * i) * SEC, &name, QTYPE_HTTPS)?;
+            self.opaque(h, d + 2 * MS, &name, &[(400, 1500)])?;
+            truth.connections += 1;
+        }
+        Ok(truth)
+    }
+
+    /// Connects to hard-coded addresses with no DNS at all: name-blind without encrypted DNS.
+    fn bare_address_host(&mut self, h: &mut Host) -> Result<HiddenTruth, GenerateError> {
+        let mut truth = HiddenTruth::default();
+        for i in 0..12 {
+            let ip = self.names.addr(&format!("peer-{i}.example.org"), false)?;
+            let t = START + (30 + 40 * i) * SEC;
+            self.opaque_at(h, t, (ip, 8443), true, &[(500, 700), (300, 900)], None)?;
+            truth.connections += 1;
+            truth.unnamed += 1;
+        }
+        Ok(truth)
     }
 
     fn ipv6_host(&mut self) -> Result<(), GenerateError> {

@@ -274,6 +274,29 @@ pub(crate) fn client_hello_padded(
     alpn: &[&str],
     padding: usize,
 ) -> Result<Vec<u8>, GenerateError> {
+    hello_with(rng, session_id, sni, alpn, padding, false)
+}
+
+/// `client_hello` as an ECH client sends it: `outer_sni` is the public name and an outer
+/// encrypted_client_hello extension (draft-ietf-tls-esni-22 section 5) carries the real
+/// hello, here random bytes of a typical size.
+pub(crate) fn client_hello_ech(
+    rng: &mut Rng,
+    session_id: &[u8; 32],
+    outer_sni: &str,
+    alpn: &[&str],
+) -> Result<Vec<u8>, GenerateError> {
+    hello_with(rng, session_id, Some(outer_sni), alpn, 0, true)
+}
+
+fn hello_with(
+    rng: &mut Rng,
+    session_id: &[u8; 32],
+    sni: Option<&str>,
+    alpn: &[&str],
+    padding: usize,
+    ech: bool,
+) -> Result<Vec<u8>, GenerateError> {
     let mut b = Vec::with_capacity(512 + padding);
     // Record header says TLS 1.0 for middlebox compatibility, as browsers do.
     let (rec, hs) = hello_head(&mut b, 0x01, 0x01, rng, session_id);
@@ -334,6 +357,27 @@ pub(crate) fn client_hello_padded(
     ext(&mut b, 0x002b, &[0x04, 0x03, 0x04, 0x03, 0x03])?; // supported_versions 1.3, 1.2
     if padding > 0 {
         ext(&mut b, 0x0015, &vec![0; padding])?;
+    }
+    if ech {
+        // Outer ECHClientHello: type 0, HPKE suite (HKDF-SHA256, AES-128-GCM), config_id,
+        // a 32-byte encapsulated key, then the encrypted inner hello.
+        let mut e = vec![
+            0x00,
+            0x00,
+            0x01,
+            0x00,
+            0x01,
+            rng.next_u64() as u8,
+            0x00,
+            0x20,
+        ];
+        let mut enc = [0u8; 32];
+        rng.fill(&mut enc);
+        e.extend_from_slice(&enc);
+        let payload = 200 + rng.below(100) as usize;
+        e.extend_from_slice(&(payload as u16).to_be_bytes());
+        e.extend_from_slice(&rng.bytes(payload));
+        ext(&mut b, 0xfe0d, &e)?;
     }
     close_len(&mut b, exts, 2, "extensions")?;
     close_len(&mut b, hs, 3, "handshake")?;

@@ -218,6 +218,10 @@ fn scenario_names_parse() {
     assert_eq!("behavior".parse::<Scenario>(), Ok(Scenario::Behaviour));
     assert_eq!("flood".parse::<Scenario>(), Ok(Scenario::Flood));
     assert_eq!("concurrent".parse::<Scenario>(), Ok(Scenario::Concurrent));
+    assert_eq!(
+        "hidden-names".parse::<Scenario>(),
+        Ok(Scenario::HiddenNames)
+    );
     for name in [
         "syn-flood",
         "dns-flood",
@@ -442,6 +446,32 @@ fn office_is_deterministic_with_sane_truth() {
         .filter(|f| f["proto"] == "udp" && f["name"] == "api.honeygain.com")
         .count();
     assert!(honeygain_dns >= 10);
+}
+
+/// The committed hidden-names capture is what the generator writes, every frame is valid,
+/// and the truth's volumes match the packets.
+#[test]
+fn hidden_names_matches_the_committed_capture() {
+    let dir = TempDir::new("hidden");
+    let pcap = dir.0.join("hidden-names.pcap");
+    let truth = dir.0.join("hidden-names.truth.json");
+    let s = generate(&opts(Scenario::HiddenNames, 0, None), &pcap, Some(&truth)).unwrap();
+    let data = std::fs::read(&pcap).unwrap();
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/hidden-names.pcap");
+    assert!(
+        data == std::fs::read(committed).unwrap(),
+        "regenerate captures/hidden-names.pcap"
+    );
+    check_packets(&data, s.packets);
+    let t = read_json(&truth);
+    check_volumes(&data, &t);
+    let hidden: Vec<&Value> = t["hosts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|h| h.get("hidden"))
+        .collect();
+    assert_eq!(hidden.len(), 5);
 }
 
 #[test]
@@ -687,6 +717,7 @@ fn write_committed_captures() {
         (Scenario::Office, None, "office"),
         (Scenario::Office, Some(96), "office-sliced"),
         (Scenario::Behaviour, None, "behaviour"),
+        (Scenario::HiddenNames, None, "hidden-names"),
     ] {
         let pcap = dir.join(format!("{stem}.pcap"));
         let truth = dir.join(format!("{stem}.truth.json"));
