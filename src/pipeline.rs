@@ -1056,6 +1056,7 @@ impl Run {
         stats.name_blind = sensor
             .naming
             .name_blind(dns.name_blind_share, dns.name_blind_min_connections);
+        stats.encrypted_dns_hosts = sensor.naming.encrypted_dns_hosts();
         stats.naming_hosts = sensor.naming.hosts() as u64;
         stats.naming_untracked_hosts = sensor.naming.untracked_hosts;
         stats.proxyware_observations = sensor.detector.observations;

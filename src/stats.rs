@@ -1,6 +1,9 @@
 //! Run counters and the end-of-run summary.
 use std::collections::BTreeMap;
 
+/// Hosts listed per kind in the summary; the rest are counted.
+const MAX_LISTED_HOSTS: usize = 20;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub files: u64,
@@ -24,6 +27,8 @@ pub struct Stats {
     pub encrypted_dns_flows: u64,
     /// Inside hosts whose outbound connections mostly carried no name.
     pub name_blind: Vec<crate::enrich::naming::NameBlindHost>,
+    /// Inside hosts that resolved through encrypted DNS.
+    pub encrypted_dns_hosts: Vec<crate::enrich::naming::EncryptedDnsHost>,
     /// Inside hosts whose naming was counted, and those past `max_naming_hosts`.
     pub naming_hosts: u64,
     pub naming_untracked_hosts: u64,
@@ -258,8 +263,19 @@ impl Stats {
                     String::new()
                 }
             ));
-            for host in &self.name_blind {
+            for host in self.encrypted_dns_hosts.iter().take(MAX_LISTED_HOSTS) {
+                s.push_str(&format!("  encrypted DNS {host}\n"));
+            }
+            for host in self.name_blind.iter().take(MAX_LISTED_HOSTS) {
                 s.push_str(&format!("  name-blind {host}\n"));
+            }
+            let more = self
+                .encrypted_dns_hosts
+                .len()
+                .saturating_sub(MAX_LISTED_HOSTS)
+                + self.name_blind.len().saturating_sub(MAX_LISTED_HOSTS);
+            if more > 0 {
+                s.push_str(&format!("  ({more} more hosts not listed)\n"));
             }
         }
         if !self.geo.is_empty() {

@@ -152,6 +152,22 @@ fn encrypted_dns_and_ech_are_marked_in_the_logs() {
     assert_eq!(encrypted, expected);
     let flows: u64 = expected.values().flat_map(|m| m.values()).sum();
     assert_eq!(report.stats.encrypted_dns_flows, flows);
+    // The summary lists the same hosts with the same kinds.
+    let listed: BTreeMap<IpAddr, (Vec<String>, u64)> = report
+        .stats
+        .encrypted_dns_hosts
+        .iter()
+        .map(|h| {
+            let mut kinds: Vec<String> = h.kinds.iter().map(|k| k.as_str().to_string()).collect();
+            kinds.sort();
+            (h.host, (kinds, u64::from(h.flows)))
+        })
+        .collect();
+    let expected_listed: BTreeMap<IpAddr, (Vec<String>, u64)> = expected
+        .iter()
+        .map(|(ip, kinds)| (*ip, (kinds.keys().cloned().collect(), kinds.values().sum())))
+        .collect();
+    assert_eq!(listed, expected_listed);
 
     let mut ech: BTreeMap<IpAddr, u64> = BTreeMap::new();
     for line in json_lines(&dir.path("ssl.log")) {

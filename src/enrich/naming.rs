@@ -24,6 +24,12 @@ pub enum EncryptedDns {
 }
 
 impl EncryptedDns {
+    const ALL: [EncryptedDns; 3] = [EncryptedDns::Https, EncryptedDns::Tls, EncryptedDns::Quic];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EncryptedDns::Https => "doh",
@@ -78,8 +84,9 @@ pub struct HostNaming {
     pub unnamed: u32,
     /// ClientHellos with the encrypted_client_hello extension (ECH, or Chrome's GREASE).
     pub ech: u32,
-    /// Flows to encrypted-DNS resolvers.
+    /// Flows to encrypted-DNS resolvers, and their kinds (bits of `EncryptedDns`).
     pub encrypted_dns: u32,
+    pub encrypted_kinds: u8,
     /// The first encrypted resolver seen, to name in the report.
     pub resolver: Option<(EncryptedDns, IpAddr)>,
 }
@@ -89,6 +96,27 @@ pub struct HostNaming {
 pub struct NameBlindHost {
     pub host: IpAddr,
     pub naming: HostNaming,
+}
+
+/// A host that resolved through encrypted DNS: its DNS names are hidden from the sensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedDnsHost {
+    pub host: IpAddr,
+    pub flows: u32,
+    pub kinds: Vec<EncryptedDns>,
+}
+
+impl std::fmt::Display for EncryptedDnsHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<&str> = self.kinds.iter().map(|k| k.as_str()).collect();
+        write!(
+            f,
+            "{}: {} ({} flows)",
+            self.host,
+            kinds.join(", "),
+            self.flows
+        )
+    }
 }
 
 /// Per-host naming counts, bounded by `[dns] max_naming_hosts`.
@@ -133,12 +161,32 @@ impl NameCoverage {
     pub fn encrypted_dns(&mut self, host: IpAddr, kind: EncryptedDns, resolver: IpAddr) {
         if let Some(h) = self.host(host) {
             h.encrypted_dns += 1;
+            h.encrypted_kinds |= kind.bit();
             h.resolver.get_or_insert((kind, resolver));
         }
     }
 
     pub fn hosts(&self) -> usize {
         self.hosts.len()
+    }
+
+    /// Hosts that used encrypted DNS, in address order.
+    pub fn encrypted_dns_hosts(&self) -> Vec<EncryptedDnsHost> {
+        let mut hosts: Vec<EncryptedDnsHost> = self
+            .hosts
+            .iter()
+            .filter(|(_, n)| n.encrypted_dns > 0)
+            .map(|(&host, n)| EncryptedDnsHost {
+                host,
+                flows: n.encrypted_dns,
+                kinds: EncryptedDns::ALL
+                    .into_iter()
+                    .filter(|k| n.encrypted_kinds & k.bit() != 0)
+                    .collect(),
+            })
+            .collect();
+        hosts.sort_by_key(|h| h.host);
+        hosts
     }
 
     /// Hosts with at least `min_connections` connections of which at least `share` had no
@@ -244,13 +292,17 @@ mod tests {
             c.connection(b, i < 8, true);
         }
         c.encrypted_dns(a, EncryptedDns::Https, "1.1.1.1".parse().unwrap());
+        c.encrypted_dns(a, EncryptedDns::Quic, "192.0.2.1".parse().unwrap());
+        let users = c.encrypted_dns_hosts();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].to_string(), "10.0.0.1: doh, doq (2 flows)");
         let blind = c.name_blind(0.5, 10);
         assert_eq!(blind.len(), 1);
         assert_eq!(blind[0].host, a);
         assert_eq!(blind[0].naming.unnamed, 8);
         assert_eq!(
             blind[0].to_string(),
-            "10.0.0.1: 8 of 10 connections without a name; encrypted DNS: doh via 1.1.1.1 (1 flows)"
+            "10.0.0.1: 8 of 10 connections without a name; encrypted DNS: doh via 1.1.1.1 (2 flows)"
         );
         assert!(c.name_blind(0.5, 11).is_empty());
         // A third host is over the bound: counted, not held.
