@@ -18,6 +18,7 @@ use crate::config::FlowConfig;
 use crate::decode::bittorrent;
 use crate::decode::dns;
 use crate::decode::packet::{Transport, ip_proto};
+use crate::decode::quic::{Hello, QuicConn};
 use hashbrown::HashTable;
 use rustc_hash::FxHashSet;
 use std::net::IpAddr;
@@ -27,6 +28,9 @@ const NS: u64 = 1_000_000_000;
 /// UDP datagrams per flow checked for BitTorrent DHT/uTP; peers reveal themselves at once.
 const BITTORRENT_PROBE_PACKETS: u64 = 4;
 const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
+/// Client datagrams per UDP flow checked for a QUIC Initial (the first, unless the capture
+/// began mid-handshake or the first ones were lost).
+const QUIC_PROBE_PACKETS: u64 = 4;
 
 /// `Flow::marks` bits.
 mod mark {
@@ -70,7 +74,7 @@ pub struct Flow {
     endpoints: Endpoints,
     /// Shared with every flow carrying the same names (see `NameSets`).
     names: Option<Arc<FlowNames>>,
-    /// Application inspection, while it runs (TCP only).
+    /// Application inspection, while it runs (TCP, and UDP flows read as QUIC).
     app: Option<Box<AppState>>,
     l4: L4,
     generation: u32,
@@ -433,6 +437,21 @@ impl FlowTable {
                         if let Ok(msg) = dns::parse_message(t.payload) {
                             self.events.push(AppEvent::Dns { from_orig, msg });
                         }
+                    } else if let Some(app) = flow.app.as_mut() {
+                        app.udp_datagram(from_orig, t.payload, &mut self.events);
+                        if app.done() {
+                            flow.app = None;
+                        }
+                    } else if from_orig
+                        && flow.orig_pkts <= QUIC_PROBE_PACKETS
+                        && flow.services & service::QUIC == 0
+                        && let Some((conn, info)) =
+                            QuicConn::start(t.payload, self.config.quic_limits())
+                    {
+                        match info {
+                            Some(info) => self.events.push(AppEvent::Quic(info)),
+                            None => flow.app = Some(Box::new(AppState::quic(conn))),
+                        }
                     } else if flow.orig_pkts + flow.resp_pkts <= BITTORRENT_PROBE_PACKETS
                         && flow.services & service::BITTORRENT == 0
                         && (bittorrent::is_dht_message(t.payload)
@@ -467,8 +486,22 @@ impl FlowTable {
         let Some(flow) = used_mut(&mut self.slots, slot) else {
             return;
         };
-        let names = &mut self.names;
-        for event in self.events.drain(..) {
+        Self::apply(&mut self.events, &mut self.names, flow, ts_ns, sink);
+    }
+
+    /// Events of a flow already out of the table (it is ending).
+    fn apply_to(&mut self, flow: &mut Flow, ts_ns: u64, sink: &mut dyn FlowSink) {
+        Self::apply(&mut self.events, &mut self.names, flow, ts_ns, sink);
+    }
+
+    fn apply(
+        events: &mut Vec<AppEvent>,
+        names: &mut NameSets,
+        flow: &mut Flow,
+        ts_ns: u64,
+        sink: &mut dyn FlowSink,
+    ) {
+        for event in events.drain(..) {
             match event {
                 AppEvent::Dns { from_orig, msg } => {
                     flow.services |= service::DNS;
@@ -497,6 +530,16 @@ impl FlowTable {
                     sink.socks(flow, ts_ns, &request);
                 }
                 AppEvent::BitTorrent => flow.services |= service::BITTORRENT,
+                AppEvent::Quic(info) => {
+                    flow.services |= service::QUIC;
+                    if matches!(info.hello, Some(Hello::Tls(_))) {
+                        flow.services |= service::SSL;
+                    }
+                    if let Some(sni) = info.sni() {
+                        names.set(&mut flow.names, NameField::Sni, sni);
+                    }
+                    sink.quic(flow, ts_ns, &info);
+                }
             }
         }
     }
@@ -600,9 +643,15 @@ impl FlowTable {
             Slot::Used(flow) => flow.generation.wrapping_add(1),
             Slot::Free { .. } => return,
         };
-        let Slot::Used(flow) = std::mem::replace(entry, Slot::Free { generation }) else {
+        let Slot::Used(mut flow) = std::mem::replace(entry, Slot::Free { generation }) else {
             return;
         };
+        // A QUIC reader still waiting for its hello reports the connection before it ends.
+        if let Some(mut app) = flow.app.take() {
+            app.flow_ended(&mut self.events);
+            let ts_ns = flow.last_ns;
+            self.apply_to(&mut flow, ts_ns, sink);
+        }
         if let Ok(found) = self
             .index
             .find_entry(flow.hash(&self.hasher), |&s| s == slot)
@@ -757,6 +806,7 @@ mod tests {
         fn tls_server(&mut self, _: &Flow, _: u64, _: &crate::decode::tls::ServerInfo) {}
         fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
         fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
+        fn quic(&mut self, _: &Flow, _: u64, _: &crate::decode::quic::QuicInfo) {}
     }
 
     fn segment(from_client: bool, tcp_flags: u8, seq: u32, ack: u32) -> Transport<'static> {
@@ -869,6 +919,7 @@ mod tests {
         fn tls_server(&mut self, _: &Flow, _: u64, _: &crate::decode::tls::ServerInfo) {}
         fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
         fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
+        fn quic(&mut self, _: &Flow, _: u64, _: &crate::decode::quic::QuicInfo) {}
     }
 
     /// An HTTP request from client port `port`, with no handshake (midstream flows are
