@@ -7,14 +7,11 @@
 //! (nothing buffered) until the ServerHello is read and the session is established. Inspection
 //! ends when the names are read, the protocol is unknown, a gap appears, or the buffer budget
 //! is spent; then the state is freed.
-//!
-//! UDP flows whose client opens with a QUIC Initial (any port) hold a QUIC reader here
-//! instead, fed whole datagrams until the ClientHello is read or a bound is hit.
 use super::stream::StreamDir;
 use crate::decode::bittorrent;
 use crate::decode::dns::{self, DnsMessage};
 use crate::decode::http::{self, ChunkedBody, ChunkedStep, HttpParse, RequestHead};
-use crate::decode::quic::{QuicConn, QuicInfo};
+use crate::decode::quic::QuicInfo;
 use crate::decode::socks::{self, SocksParse, SocksRequest};
 use crate::decode::tls::{self, ClientHelloInfo, ServerInfo, SessionTracker, TlsParse};
 
@@ -39,7 +36,8 @@ pub enum AppEvent {
         msg: DnsMessage,
     },
     BitTorrent,
-    /// A QUIC connection's client hello, or why it could not be read.
+    /// A QUIC connection's client hello, or why it could not be read (UDP flows, from the
+    /// flow table's QUIC reader).
     Quic(QuicInfo),
 }
 
@@ -50,7 +48,6 @@ enum Mode {
     Http,
     Socks,
     DnsTcp,
-    Quic,
     Done,
 }
 
@@ -68,8 +65,6 @@ pub struct AppState {
     http_chunked: Option<Box<ChunkedBody>>,
     http_requests: u32,
     tunnels: u8,
-    /// The QUIC reader of a UDP flow (Mode::Quic).
-    quic: Option<Box<QuicConn>>,
 }
 
 impl AppState {
@@ -85,36 +80,7 @@ impl AppState {
             http_chunked: None,
             http_requests: 0,
             tunnels: 0,
-            quic: None,
         }
-    }
-
-    /// A UDP flow's QUIC reader (see [`QuicConn::start`]).
-    pub fn quic(conn: QuicConn) -> AppState {
-        AppState {
-            mode: Mode::Quic,
-            quic: Some(Box::new(conn)),
-            ..AppState::new(false)
-        }
-    }
-
-    /// A UDP datagram of a QUIC flow.
-    pub fn udp_datagram(&mut self, from_orig: bool, payload: &[u8], events: &mut Vec<AppEvent>) {
-        let Some(conn) = self.quic.as_deref_mut() else {
-            return;
-        };
-        if let Some(info) = conn.datagram(from_orig, payload) {
-            events.push(AppEvent::Quic(info));
-            self.finish();
-        }
-    }
-
-    /// The flow ends: a reader still waiting for its hello says so.
-    pub fn flow_ended(&mut self, events: &mut Vec<AppEvent>) {
-        if let Some(conn) = self.quic.as_deref_mut() {
-            events.push(AppEvent::Quic(conn.flow_ended()));
-        }
-        self.finish();
     }
 
     pub fn done(&self) -> bool {
@@ -220,7 +186,6 @@ impl AppState {
     fn finish(&mut self) {
         self.mode = Mode::Done;
         self.tls = None;
-        self.quic = None;
         self.client_buf = Vec::new();
         self.server_buf = Vec::new();
     }
@@ -256,7 +221,7 @@ impl AppState {
                 return;
             }
             match self.mode {
-                Mode::Done | Mode::Quic => return,
+                Mode::Done => return,
                 Mode::DnsTcp => {
                     dns_tcp_messages(&mut self.client_buf, true, events);
                     return;

@@ -43,14 +43,34 @@ mod mark {
 }
 
 /// What only some protocols need.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum L4 {
     Tcp(TcpState),
     /// Transport payload bytes per the headers (UDP, ICMP, others).
     Other {
         orig_payload: u64,
         resp_payload: u64,
+        /// A UDP flow's QUIC reader while the client's hello is incomplete.
+        quic: Option<Box<QuicConn>>,
     },
+}
+
+/// A copy without the QUIC reader (see [`Flow::snapshot`]).
+impl Clone for L4 {
+    fn clone(&self) -> Self {
+        match self {
+            L4::Tcp(tcp) => L4::Tcp(tcp.clone()),
+            L4::Other {
+                orig_payload,
+                resp_payload,
+                ..
+            } => L4::Other {
+                orig_payload: *orig_payload,
+                resp_payload: *resp_payload,
+                quic: None,
+            },
+        }
+    }
 }
 
 static NO_TCP: TcpState = TcpState::NEW;
@@ -74,7 +94,7 @@ pub struct Flow {
     endpoints: Endpoints,
     /// Shared with every flow carrying the same names (see `NameSets`).
     names: Option<Arc<FlowNames>>,
-    /// Application inspection, while it runs (TCP, and UDP flows read as QUIC).
+    /// Application inspection, while it runs (TCP only).
     app: Option<Box<AppState>>,
     l4: L4,
     generation: u32,
@@ -110,6 +130,7 @@ impl Flow {
             L4::Other {
                 orig_payload,
                 resp_payload,
+                ..
             } => (*orig_payload, *resp_payload),
         }
     }
@@ -426,6 +447,7 @@ impl FlowTable {
             L4::Other {
                 orig_payload,
                 resp_payload,
+                quic,
             } => {
                 if from_orig {
                     *orig_payload += payload_len;
@@ -437,10 +459,10 @@ impl FlowTable {
                         if let Ok(msg) = dns::parse_message(t.payload) {
                             self.events.push(AppEvent::Dns { from_orig, msg });
                         }
-                    } else if let Some(app) = flow.app.as_mut() {
-                        app.udp_datagram(from_orig, t.payload, &mut self.events);
-                        if app.done() {
-                            flow.app = None;
+                    } else if let Some(conn) = quic.as_deref_mut() {
+                        if let Some(info) = conn.datagram(from_orig, t.payload) {
+                            self.events.push(AppEvent::Quic(info));
+                            *quic = None;
                         }
                     } else if from_orig
                         && flow.orig_pkts <= QUIC_PROBE_PACKETS
@@ -450,7 +472,7 @@ impl FlowTable {
                     {
                         match info {
                             Some(info) => self.events.push(AppEvent::Quic(info)),
-                            None => flow.app = Some(Box::new(AppState::quic(conn))),
+                            None => *quic = Some(Box::new(conn)),
                         }
                     } else if flow.orig_pkts + flow.resp_pkts <= BITTORRENT_PROBE_PACKETS
                         && flow.services & service::BITTORRENT == 0
@@ -589,6 +611,7 @@ impl FlowTable {
             let payload = L4::Other {
                 orig_payload: 0,
                 resp_payload: 0,
+                quic: None,
             };
             (payload, None)
         };
@@ -647,8 +670,10 @@ impl FlowTable {
             return;
         };
         // A QUIC reader still waiting for its hello reports the connection before it ends.
-        if let Some(mut app) = flow.app.take() {
-            app.flow_ended(&mut self.events);
+        if let L4::Other { quic, .. } = &mut flow.l4
+            && let Some(mut conn) = quic.take()
+        {
+            self.events.push(AppEvent::Quic(conn.flow_ended()));
             let ts_ns = flow.last_ns;
             self.apply_to(&mut flow, ts_ns, sink);
         }
