@@ -7,7 +7,14 @@ use egresswatch::decode::tls::parse_client_hello_message;
 use libfuzzer_sys::fuzz_target;
 
 /// Versions sealed records are protected with (v1, v2, drafts 27 and 29, Q050, T051).
-const VERSIONS: [u32; 6] = [1, 0x6b33_43cf, 0xff00_001b, 0xff00_001d, 0x5130_3530, 0x5430_3531];
+const VERSIONS: [u32; 6] = [
+    1,
+    0x6b33_43cf,
+    0xff00_001b,
+    0xff00_001d,
+    0x5130_3530,
+    0x5430_3531,
+];
 
 /// Records: a head byte (bit 0: from the client; bit 1: the bytes are frames to seal into an
 /// Initial, bits 2-4 pick the version), a 2-byte big-endian length, the bytes.
