@@ -201,7 +201,7 @@ pub fn version_name(version: u32) -> String {
         V1 => "1".into(),
         V2 => "quicv2".into(),
         _ if version >> 8 == 0xff_0000 => format!("draft-{}", version & 0xff),
-        _ if version >> 8 == 0xface_b0 => format!("mvfst ({version:08x})"),
+        _ if version >> 8 == 0x00fa_ceb0 => format!("mvfst ({version:08x})"),
         _ if is_google(version) => String::from_utf8_lossy(&version.to_be_bytes()).into_owned(),
         _ => format!("unknown-{version:x}"),
     }
@@ -644,7 +644,12 @@ fn google_public_header(data: &[u8], known: Option<u32>) -> Option<(u32, &[u8], 
         known?
     };
     google_number(version)?;
-    let pn_len = [1, 2, 4, 6][usize::from(flags >> 4 & 3)];
+    let pn_len = match flags >> 4 & 3 {
+        0 => 1,
+        1 => 2,
+        2 => 4,
+        _ => 6,
+    };
     r.bytes(pn_len)?;
     r.bytes(GQUIC_HASH_LEN)?;
     if google_number(version).is_some_and(|n| n < 34) {
@@ -1432,7 +1437,7 @@ mod tests {
                 }
                 let cut = (rng(&mut state) as usize) % (m.len() + 1);
                 let _ = QuicConn::start(&m[..cut], limits());
-                let _ = conn.datagram(rng(&mut state) % 2 == 0, &m[..cut]);
+                let _ = conn.datagram(rng(&mut state).is_multiple_of(2), &m[..cut]);
             }
         }
         for _ in 0..20_000 {
@@ -1442,7 +1447,7 @@ mod tests {
             let versions = [V1, V2, 0xff00_001d, Q050, 0x5130_3436, 0x5130_3235];
             let v = versions[(rng(&mut state) as usize) % versions.len()];
             g[1..5].copy_from_slice(&v.to_be_bytes());
-            if rng(&mut state) % 3 == 0 {
+            if rng(&mut state).is_multiple_of(3) {
                 g[0] = 0x0d;
                 g[9..13].copy_from_slice(b"Q043");
             }
