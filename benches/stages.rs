@@ -146,6 +146,7 @@ impl FlowSink for Sink {
     fn tls_server(&mut self, _: &Flow, _: u64, _: &ServerInfo) {}
     fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
     fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
+    fn quic(&mut self, _: &Flow, _: u64, _: &egresswatch::decode::quic::QuicInfo) {}
 }
 
 fn table(config: &Config) -> FlowTable {

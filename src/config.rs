@@ -133,6 +133,21 @@ pub struct FlowConfig {
     /// A flow that lasts longer than this emits an interim update each time this much event time
     /// passes, so sessions lasting days are seen while they last.
     pub active_timeout_seconds: u64,
+    /// QUIC handshake bytes reassembled per connection while its ClientHello is read; CRYPTO
+    /// data beyond it ends reading (counted as `crypto_overflow`).
+    pub quic_max_crypto_bytes: usize,
+    /// Client datagrams of a QUIC connection read while its ClientHello is incomplete; then
+    /// reading ends (counted as `datagram_limit`).
+    pub quic_max_datagrams: u32,
+}
+
+impl FlowConfig {
+    pub fn quic_limits(&self) -> crate::decode::quic::QuicLimits {
+        crate::decode::quic::QuicLimits {
+            max_crypto_bytes: self.quic_max_crypto_bytes,
+            max_datagrams: self.quic_max_datagrams,
+        }
+    }
 }
 
 impl Default for FlowConfig {
@@ -144,6 +159,8 @@ impl Default for FlowConfig {
             udp_idle_timeout_seconds: 60,
             other_idle_timeout_seconds: 60,
             active_timeout_seconds: 300,
+            quic_max_crypto_bytes: crate::decode::quic::QuicLimits::default().max_crypto_bytes,
+            quic_max_datagrams: crate::decode::quic::QuicLimits::default().max_datagrams,
         }
     }
 }
@@ -337,6 +354,10 @@ impl Config {
             (
                 "flow.active_timeout_seconds",
                 self.flow.active_timeout_seconds,
+            ),
+            (
+                "flow.quic_max_datagrams",
+                u64::from(self.flow.quic_max_datagrams),
             ),
             (
                 "reassembly.fragment_timeout_seconds",

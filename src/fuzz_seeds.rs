@@ -3,6 +3,7 @@
 //! files, each in the input layout its target reads (see the targets' comments).
 //! `fuzz/run.sh` runs `egresswatch fuzz-seeds` before fuzzing.
 use crate::decode::packet::{Decoded, Layer, decode_frame, ip_proto, linktype};
+use crate::decode::quic::{QuicConn, QuicLimits};
 use crate::export::classify;
 use crate::source::pcap_file::CaptureReader;
 use std::collections::{BTreeMap, HashSet};
@@ -14,6 +15,8 @@ const PER_CAPTURE: usize = 40;
 const MAX_SEED_FILE: u64 = 64 << 10;
 /// Frames per capture in a `flows` seed.
 const FLOW_FRAMES: usize = 64;
+/// Datagrams of a capture's first QUIC flow in a `quic` seed.
+const QUIC_DATAGRAMS: usize = 16;
 
 #[derive(Default)]
 struct Corpus {
@@ -53,6 +56,21 @@ pub fn write(out: &Path, captures: &[PathBuf], configs: &[PathBuf]) -> anyhow::R
     for path in configs {
         corpus.add("config", std::fs::read(path)?);
     }
+    // `quic`: RFC 9001 A.2's CRYPTO frame as frames to seal into a v1 and a v2 Initial.
+    let crypto: String = include_str!("../tests/data/quic/rfc9001_a2_crypto_frame.hex")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let crypto: Vec<u8> = crypto
+        .split_whitespace()
+        .flat_map(|w| w.as_bytes().chunks(2))
+        .filter_map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect();
+    for head in [0b011, 0b111] {
+        let mut seed = Vec::new();
+        record(&mut seed, head, &crypto);
+        corpus.add("quic", seed);
+    }
     let mut report = String::new();
     for (target, seeds) in &corpus.seeds {
         let dir = out.join(target);
@@ -77,6 +95,10 @@ fn seeds_of_capture(path: &Path, corpus: &mut Corpus) {
         corpus.count(target) < start.get(target).copied().unwrap_or(0) + PER_CAPTURE
     };
     let mut flows = vec![0u8];
+    // `quic`: the first flow whose client datagram starts a QUIC reader, both directions.
+    let mut quic = Vec::new();
+    let mut quic_flow = None;
+    let mut quic_datagrams = 0;
     let mut flow_frames = 0;
     let mut last_s = None;
     while let Some(packet) = reader.next_packet() {
@@ -107,6 +129,22 @@ fn seeds_of_capture(path: &Path, corpus: &mut Corpus) {
         let mut decoded = Decoded::default();
         decode_frame(packet.linktype, packet.data, &mut decoded);
         for layer in &decoded.layers {
+            if let Layer::Transport(t) = layer
+                && t.proto == ip_proto::UDP
+                && quic_datagrams < QUIC_DATAGRAMS
+            {
+                let key = ((t.src, t.sport), (t.dst, t.dport));
+                if quic_flow.is_none()
+                    && QuicConn::start(t.payload, QuicLimits::default()).is_some()
+                {
+                    quic_flow = Some(key);
+                }
+                let from_client = quic_flow == Some(key);
+                if from_client || quic_flow == Some((key.1, key.0)) {
+                    record(&mut quic, u8::from(from_client), t.payload);
+                    quic_datagrams += 1;
+                }
+            }
             match layer {
                 Layer::Fragment(frag) => {
                     let mut seed = Vec::new();
@@ -160,6 +198,9 @@ fn seeds_of_capture(path: &Path, corpus: &mut Corpus) {
     if flow_frames > 0 {
         corpus.add("flows", flows);
     }
+    if !quic.is_empty() {
+        corpus.add("quic", quic);
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +239,7 @@ mod tests {
             "flow_export",
             "capture_file",
             "config",
+            "quic",
         ] {
             assert!(!seeds(target).is_empty(), "no seeds for {target}");
         }

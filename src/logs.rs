@@ -1,9 +1,10 @@
-//! Analyst logs as JSON lines with Zeek's file and field names (conn, dns, ssl, http), so tools
+//! Analyst logs as JSON lines with Zeek's file and field names (conn, dns, ssl, http, quic), so tools
 //! that read Zeek JSON logs read ours. Fields we cannot fill are left out, never invented.
 use crate::config::Config;
 use crate::decode::dns::{self, DnsMessage, DnsRdata};
 use crate::decode::http::RequestHead;
 use crate::decode::packet::ip_proto;
+use crate::decode::quic::{self, QuicInfo};
 use crate::decode::tls::{self, ClientHelloInfo, ServerInfo};
 use crate::enrich::naming::EncryptedDns;
 use crate::export::table::ExportFlow;
@@ -38,6 +39,7 @@ pub struct ZeekLogs {
     dns: BufWriter<File>,
     ssl: BufWriter<File>,
     http: BufWriter<File>,
+    quic: BufWriter<File>,
     pending_dns: FxHashMap<Uid, Vec<(u16, PendingQuery)>>,
     pending_ssl: FxHashMap<Uid, PendingSsl>,
     http_depth: FxHashMap<Uid, u32>,
@@ -104,6 +106,7 @@ impl ZeekLogs {
             dns: open("dns.log")?,
             ssl: open("ssl.log")?,
             http: open("http.log")?,
+            quic: open("quic.log")?,
             pending_dns: FxHashMap::default(),
             pending_ssl: FxHashMap::default(),
             http_depth: FxHashMap::default(),
@@ -364,6 +367,33 @@ impl ZeekLogs {
         Self::write(&mut self.http, &m)
     }
 
+    /// One line per QUIC connection, when its client hello was read or reading ended.
+    /// `ts` is the flow's first packet (its first Initial); `history` holds what the client's
+    /// first packets showed (see [`QuicInfo::history`]). gQUIC connections are logged too,
+    /// with their version tag ("Q046") and the CHLO's SNI as `server_name`.
+    pub fn quic(&mut self, flow: &Flow, info: &QuicInfo) -> io::Result<()> {
+        let mut m = Map::new();
+        m.insert("ts".into(), ts(flow.first_ns));
+        m.append(&mut Self::id_fields(flow));
+        m.insert("version".into(), json!(quic::version_name(info.version)));
+        if !info.client_initial_dcid.is_empty() {
+            let dcid: String = info
+                .client_initial_dcid
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            m.insert("client_initial_dcid".into(), json!(dcid));
+        }
+        if let Some(sni) = info.sni() {
+            m.insert("server_name".into(), json!(sni));
+        }
+        if let Some(alpn) = info.client_protocol() {
+            m.insert("client_protocol".into(), json!(alpn));
+        }
+        m.insert("history".into(), json!(info.history));
+        Self::write(&mut self.quic, &m)
+    }
+
     pub fn finish(&mut self) -> io::Result<()> {
         let mut rest: Vec<PendingQuery> = self
             .pending_dns
@@ -383,6 +413,7 @@ impl ZeekLogs {
         self.conn.flush()?;
         self.dns.flush()?;
         self.ssl.flush()?;
+        self.quic.flush()?;
         self.http.flush()
     }
 }

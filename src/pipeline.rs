@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::decode::dns::DnsMessage;
 use crate::decode::http::RequestHead;
 use crate::decode::packet::ip_proto;
+use crate::decode::quic::QuicInfo;
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::{ClientHelloInfo, ServerInfo};
 use crate::detect::allowlist::apply_segment_policy;
@@ -461,6 +462,18 @@ impl FlowSink for Sensor {
         self.stats.socks_requests += 1;
         self.connection_name(flow, ts_ns, &request.target, NameSource::Socks);
     }
+
+    fn quic(&mut self, flow: &Flow, ts_ns: u64, info: &QuicInfo) {
+        self.stats.count_quic(info);
+        // The QUIC SNI names the connection exactly as a TLS one does.
+        if let Some(sni) = info.sni() {
+            self.connection_name(flow, ts_ns, sni, NameSource::TlsSni);
+        }
+        if let Some(logs) = self.logs.as_mut() {
+            let result = logs.quic(flow, info);
+            self.log(result);
+        }
+    }
 }
 
 impl PacketSink for Sensor {
@@ -534,6 +547,14 @@ impl Sensor {
             } => {
                 self.name_from_cache(&mut flow);
                 self.socks(&flow, ts_ns, &request);
+            }
+            Event::Quic {
+                mut flow,
+                ts_ns,
+                info,
+            } => {
+                self.name_from_cache(&mut flow);
+                self.quic(&flow, ts_ns, &info);
             }
             Event::QuotedDns { ts_ns, client, msg } => self.quoted_dns(ts_ns, client, msg),
             Event::Export {

@@ -17,6 +17,7 @@ use crate::decode::http::RequestHead;
 use crate::decode::packet::{
     Decoded, DropReason, Fragment, Layer, Transport, decode_frame, decode_transport, ip_proto,
 };
+use crate::decode::quic::QuicInfo;
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::{ClientHelloInfo, ServerInfo};
 use crate::export;
@@ -290,6 +291,11 @@ pub enum Event {
         ts_ns: u64,
         request: SocksRequest,
     },
+    Quic {
+        flow: Box<Flow>,
+        ts_ns: u64,
+        info: QuicInfo,
+    },
     QuotedDns {
         ts_ns: u64,
         client: IpAddr,
@@ -312,7 +318,8 @@ impl Event {
             | Event::Tls { flow, .. }
             | Event::TlsServer { flow, .. }
             | Event::Http { flow, .. }
-            | Event::Socks { flow, .. } => flow.uid,
+            | Event::Socks { flow, .. }
+            | Event::Quic { flow, .. } => flow.uid,
             Event::QuotedDns { .. } | Event::Export { .. } => Uid(0),
         }
     }
@@ -400,6 +407,14 @@ impl FlowSink for EventSink {
             flow: Box::new(flow.snapshot()),
             ts_ns,
             request: request.clone(),
+        });
+    }
+
+    fn quic(&mut self, flow: &Flow, ts_ns: u64, info: &QuicInfo) {
+        self.push(Event::Quic {
+            flow: Box::new(flow.snapshot()),
+            ts_ns,
+            info: info.clone(),
         });
     }
 }

@@ -34,6 +34,12 @@ pub struct Stats {
     pub naming_untracked_hosts: u64,
     pub http_requests: u64,
     pub socks_requests: u64,
+    /// QUIC connections read (one per connection, whether its hello was read or not).
+    pub quic_connections: u64,
+    pub quic_initials_decrypted: u64,
+    /// How QUIC reading ended (`QuicEnd` names) and the packets it skipped (decrypt_failed,
+    /// truncated, unknown_frames).
+    pub quic: BTreeMap<&'static str, u64>,
     pub proxyware_observations: u64,
     pub windows_closed: u64,
     /// SIGHUP reloads applied.
@@ -211,6 +217,23 @@ impl Stats {
         *self.drops.entry(reason).or_insert(0) += 1;
     }
 
+    pub fn count_quic(&mut self, info: &crate::decode::quic::QuicInfo) {
+        self.quic_connections += 1;
+        let p = info.packets;
+        self.quic_initials_decrypted += u64::from(p.initials_decrypted);
+        let counts = [
+            (info.end.as_str(), 1),
+            ("decrypt_failed", p.decrypt_failed),
+            ("truncated", p.truncated),
+            ("unknown_frames", p.unknown_frames),
+        ];
+        for (key, n) in counts {
+            if n > 0 {
+                *self.quic.entry(key).or_insert(0) += u64::from(n);
+            }
+        }
+    }
+
     pub fn summary(&self) -> String {
         let mut s = format!(
             "egresswatch: {}{} frames, {} bytes ({} sliced frames counted at full length)\n\
@@ -292,6 +315,15 @@ impl Stats {
             s.push_str(&format!(
                 "fragments: {} datagrams reassembled\n",
                 self.fragments_reassembled
+            ));
+        }
+        if self.quic_connections > 0 {
+            let list: Vec<String> = self.quic.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!(
+                "quic: {} connections, {} Initials decrypted; {}\n",
+                self.quic_connections,
+                self.quic_initials_decrypted,
+                list.join(" ")
             ));
         }
         if self.config_reloads > 0 {

@@ -1,5 +1,5 @@
 //! The packet path as a whole: decode, defragmentation, the flow table, TCP reassembly and
-//! the application parsers (DNS, TLS, HTTP, SOCKS, BitTorrent), fed a stream of frames.
+//! the application parsers (DNS, TLS, HTTP, SOCKS, BitTorrent, QUIC), fed a stream of frames.
 //! Flows never count more packets or bytes than were fed, and the table stays within its
 //! limit.
 #![no_main]
@@ -7,6 +7,7 @@ use egresswatch::config::Config;
 use egresswatch::decode::dns::DnsMessage;
 use egresswatch::decode::http::RequestHead;
 use egresswatch::decode::packet::linktype;
+use egresswatch::decode::quic::QuicInfo;
 use egresswatch::decode::socks::SocksRequest;
 use egresswatch::decode::tls::{ClientHelloInfo, ServerInfo};
 use egresswatch::flow::key::Uid;
@@ -54,6 +55,10 @@ impl FlowSink for Checker {
     }
     fn socks(&mut self, flow: &Flow, _: u64, _: &SocksRequest) {
         self.check(flow);
+    }
+    fn quic(&mut self, flow: &Flow, _: u64, info: &QuicInfo) {
+        self.check(flow);
+        assert!(info.sni().map_or(0, str::len) as u64 <= self.wire_bytes);
     }
 }
 

@@ -8,6 +8,7 @@ pub mod bittorrent;
 pub mod dns;
 pub mod http;
 pub mod packet;
+pub mod quic;
 pub mod socks;
 pub mod tls;
 

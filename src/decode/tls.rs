@@ -69,6 +69,29 @@ pub fn parse_client_hello(stream: &[u8]) -> TlsParse {
     }
 }
 
+/// A ClientHello handshake message without the record layer, as QUIC carries it in CRYPTO
+/// frames (RFC 9001 4.1.3): msg_type (1), length (3), body. Bytes after the message are
+/// ignored; a message that does not fit in `msg` is `Incomplete`.
+pub fn parse_client_hello_message(msg: &[u8]) -> TlsParse {
+    let Some(&[msg_type, a, b, c]) = msg.get(..HANDSHAKE_HEADER_LEN) else {
+        return TlsParse::Incomplete {
+            needed: HANDSHAKE_HEADER_LEN,
+        };
+    };
+    let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+    if msg_type != HANDSHAKE_CLIENT_HELLO
+        || !(MIN_CLIENT_HELLO_LEN..=MAX_CLIENT_HELLO_LEN).contains(&len)
+    {
+        return TlsParse::NotClientHello;
+    }
+    match msg.get(HANDSHAKE_HEADER_LEN..HANDSHAKE_HEADER_LEN + len) {
+        Some(body) => parse_body(body),
+        None => TlsParse::Incomplete {
+            needed: HANDSHAKE_HEADER_LEN + len,
+        },
+    }
+}
+
 enum Collected<'a> {
     /// The whole ClientHello body lies in the first record.
     Single(&'a [u8]),
@@ -320,7 +343,7 @@ fn parse_sni(data: &[u8]) -> Option<Option<String>> {
 }
 
 /// Non-empty UTF-8 without control characters (host names, ALPN ids), else None.
-fn clean_host_name(name: &[u8]) -> Option<String> {
+pub(crate) fn clean_host_name(name: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(name).ok()?;
     if s.is_empty() || s.chars().any(char::is_control) {
         return None;

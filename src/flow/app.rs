@@ -11,6 +11,7 @@ use super::stream::StreamDir;
 use crate::decode::bittorrent;
 use crate::decode::dns::{self, DnsMessage};
 use crate::decode::http::{self, ChunkedBody, ChunkedStep, HttpParse, RequestHead};
+use crate::decode::quic::QuicInfo;
 use crate::decode::socks::{self, SocksParse, SocksRequest};
 use crate::decode::tls::{self, ClientHelloInfo, ServerInfo, SessionTracker, TlsParse};
 
@@ -35,6 +36,9 @@ pub enum AppEvent {
         msg: DnsMessage,
     },
     BitTorrent,
+    /// A QUIC connection's client hello, or why it could not be read (UDP flows, from the
+    /// flow table's QUIC reader).
+    Quic(QuicInfo),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use crate::config::FlowConfig;
 use crate::decode::bittorrent;
 use crate::decode::dns;
 use crate::decode::packet::{Transport, ip_proto};
+use crate::decode::quic::{Hello, QuicConn};
 use hashbrown::HashTable;
 use rustc_hash::FxHashSet;
 use std::net::IpAddr;
@@ -27,6 +28,9 @@ const NS: u64 = 1_000_000_000;
 /// UDP datagrams per flow checked for BitTorrent DHT/uTP; peers reveal themselves at once.
 const BITTORRENT_PROBE_PACKETS: u64 = 4;
 const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
+/// Client datagrams per UDP flow checked for a QUIC Initial (the first, unless the capture
+/// began mid-handshake or the first ones were lost).
+const QUIC_PROBE_PACKETS: u64 = 4;
 
 /// `Flow::marks` bits.
 mod mark {
@@ -39,14 +43,34 @@ mod mark {
 }
 
 /// What only some protocols need.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum L4 {
     Tcp(TcpState),
     /// Transport payload bytes per the headers (UDP, ICMP, others).
     Other {
         orig_payload: u64,
         resp_payload: u64,
+        /// A UDP flow's QUIC reader while the client's hello is incomplete.
+        quic: Option<Box<QuicConn>>,
     },
+}
+
+/// A copy without the QUIC reader (see [`Flow::snapshot`]).
+impl Clone for L4 {
+    fn clone(&self) -> Self {
+        match self {
+            L4::Tcp(tcp) => L4::Tcp(tcp.clone()),
+            L4::Other {
+                orig_payload,
+                resp_payload,
+                ..
+            } => L4::Other {
+                orig_payload: *orig_payload,
+                resp_payload: *resp_payload,
+                quic: None,
+            },
+        }
+    }
 }
 
 static NO_TCP: TcpState = TcpState::NEW;
@@ -106,6 +130,7 @@ impl Flow {
             L4::Other {
                 orig_payload,
                 resp_payload,
+                ..
             } => (*orig_payload, *resp_payload),
         }
     }
@@ -422,6 +447,7 @@ impl FlowTable {
             L4::Other {
                 orig_payload,
                 resp_payload,
+                quic,
             } => {
                 if from_orig {
                     *orig_payload += payload_len;
@@ -432,6 +458,21 @@ impl FlowTable {
                     if DNS_PORTS.contains(&t.sport) || DNS_PORTS.contains(&t.dport) {
                         if let Ok(msg) = dns::parse_message(t.payload) {
                             self.events.push(AppEvent::Dns { from_orig, msg });
+                        }
+                    } else if let Some(conn) = quic.as_deref_mut() {
+                        if let Some(info) = conn.datagram(from_orig, t.payload) {
+                            self.events.push(AppEvent::Quic(info));
+                            *quic = None;
+                        }
+                    } else if from_orig
+                        && flow.orig_pkts <= QUIC_PROBE_PACKETS
+                        && flow.services & service::QUIC == 0
+                        && let Some((conn, info)) =
+                            QuicConn::start(t.payload, self.config.quic_limits())
+                    {
+                        match info {
+                            Some(info) => self.events.push(AppEvent::Quic(info)),
+                            None => *quic = Some(Box::new(conn)),
                         }
                     } else if flow.orig_pkts + flow.resp_pkts <= BITTORRENT_PROBE_PACKETS
                         && flow.services & service::BITTORRENT == 0
@@ -467,8 +508,22 @@ impl FlowTable {
         let Some(flow) = used_mut(&mut self.slots, slot) else {
             return;
         };
-        let names = &mut self.names;
-        for event in self.events.drain(..) {
+        Self::apply(&mut self.events, &mut self.names, flow, ts_ns, sink);
+    }
+
+    /// Events of a flow already out of the table (it is ending).
+    fn apply_to(&mut self, flow: &mut Flow, ts_ns: u64, sink: &mut dyn FlowSink) {
+        Self::apply(&mut self.events, &mut self.names, flow, ts_ns, sink);
+    }
+
+    fn apply(
+        events: &mut Vec<AppEvent>,
+        names: &mut NameSets,
+        flow: &mut Flow,
+        ts_ns: u64,
+        sink: &mut dyn FlowSink,
+    ) {
+        for event in events.drain(..) {
             match event {
                 AppEvent::Dns { from_orig, msg } => {
                     flow.services |= service::DNS;
@@ -497,6 +552,16 @@ impl FlowTable {
                     sink.socks(flow, ts_ns, &request);
                 }
                 AppEvent::BitTorrent => flow.services |= service::BITTORRENT,
+                AppEvent::Quic(info) => {
+                    flow.services |= service::QUIC;
+                    if matches!(info.hello, Some(Hello::Tls(_))) {
+                        flow.services |= service::SSL;
+                    }
+                    if let Some(sni) = info.sni() {
+                        names.set(&mut flow.names, NameField::Sni, sni);
+                    }
+                    sink.quic(flow, ts_ns, &info);
+                }
             }
         }
     }
@@ -546,6 +611,7 @@ impl FlowTable {
             let payload = L4::Other {
                 orig_payload: 0,
                 resp_payload: 0,
+                quic: None,
             };
             (payload, None)
         };
@@ -600,9 +666,17 @@ impl FlowTable {
             Slot::Used(flow) => flow.generation.wrapping_add(1),
             Slot::Free { .. } => return,
         };
-        let Slot::Used(flow) = std::mem::replace(entry, Slot::Free { generation }) else {
+        let Slot::Used(mut flow) = std::mem::replace(entry, Slot::Free { generation }) else {
             return;
         };
+        // A QUIC reader still waiting for its hello reports the connection before it ends.
+        if let L4::Other { quic, .. } = &mut flow.l4
+            && let Some(mut conn) = quic.take()
+        {
+            self.events.push(AppEvent::Quic(conn.flow_ended()));
+            let ts_ns = flow.last_ns;
+            self.apply_to(&mut flow, ts_ns, sink);
+        }
         if let Ok(found) = self
             .index
             .find_entry(flow.hash(&self.hasher), |&s| s == slot)
@@ -757,6 +831,7 @@ mod tests {
         fn tls_server(&mut self, _: &Flow, _: u64, _: &crate::decode::tls::ServerInfo) {}
         fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
         fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
+        fn quic(&mut self, _: &Flow, _: u64, _: &crate::decode::quic::QuicInfo) {}
     }
 
     fn segment(from_client: bool, tcp_flags: u8, seq: u32, ack: u32) -> Transport<'static> {
@@ -869,6 +944,7 @@ mod tests {
         fn tls_server(&mut self, _: &Flow, _: u64, _: &crate::decode::tls::ServerInfo) {}
         fn http(&mut self, _: &Flow, _: u64, _: &RequestHead) {}
         fn socks(&mut self, _: &Flow, _: u64, _: &SocksRequest) {}
+        fn quic(&mut self, _: &Flow, _: u64, _: &crate::decode::quic::QuicInfo) {}
     }
 
     /// An HTTP request from client port `port`, with no handshake (midstream flows are

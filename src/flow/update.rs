@@ -3,6 +3,7 @@ use super::key::Uid;
 use super::table::Flow;
 use crate::decode::dns::DnsMessage;
 use crate::decode::http::RequestHead;
+use crate::decode::quic::QuicInfo;
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::{ClientHelloInfo, ServerInfo};
 use std::net::IpAddr;
@@ -23,9 +24,11 @@ pub mod service {
     pub const HTTP: u8 = 4;
     pub const SOCKS: u8 = 8;
     pub const BITTORRENT: u8 = 16;
-    pub const NAMES: [(u8, &str); 5] = [
+    pub const QUIC: u8 = 32;
+    pub const NAMES: [(u8, &str); 6] = [
         (DNS, "dns"),
         (HTTP, "http"),
+        (QUIC, "quic"),
         (SOCKS, "socks"),
         (SSL, "ssl"),
         (BITTORRENT, "bittorrent"),
@@ -149,4 +152,7 @@ pub trait FlowSink {
     fn tls_server(&mut self, flow: &Flow, ts_ns: u64, info: &ServerInfo);
     fn http(&mut self, flow: &Flow, ts_ns: u64, request: &RequestHead);
     fn socks(&mut self, flow: &Flow, ts_ns: u64, request: &SocksRequest);
+    /// A QUIC connection's client hello (its SNI names the flow as a TLS SNI does), or why
+    /// it could not be read: once per connection.
+    fn quic(&mut self, flow: &Flow, ts_ns: u64, info: &QuicInfo);
 }
