@@ -391,6 +391,10 @@ impl ZeekLogs {
             m.insert("client_protocol".into(), json!(alpn));
         }
         m.insert("history".into(), json!(info.history));
+        // Added field, as in ssl.log: the hello offered ECH.
+        if info.ech() {
+            m.insert("ech".into(), json!(true));
+        }
         Self::write(&mut self.quic, &m)
     }
 

@@ -465,6 +465,10 @@ impl FlowSink for Sensor {
 
     fn quic(&mut self, flow: &Flow, ts_ns: u64, info: &QuicInfo) {
         self.stats.count_quic(info);
+        if info.ech() {
+            self.stats.ech_hellos += 1;
+            self.ech_flows.insert(flow.uid);
+        }
         // The QUIC SNI names the connection exactly as a TLS one does.
         if let Some(sni) = info.sni() {
             self.connection_name(flow, ts_ns, sni, NameSource::TlsSni);

@@ -50,6 +50,14 @@ fn hidden_hosts(truth: &Value) -> BTreeMap<IpAddr, HiddenTruth> {
 }
 
 fn run(config_extra: &str, log_dir: Option<&Path>) -> RunReport {
+    run_with(config_extra, log_dir, &mut |_| Ok(()))
+}
+
+fn run_with(
+    config_extra: &str,
+    log_dir: Option<&Path>,
+    on_alerts: &mut dyn FnMut(&[egresswatch::alert::Alert]) -> std::io::Result<()>,
+) -> RunReport {
     let home_nets = truth()["home_nets"].clone();
     let text = format!("home_nets = {home_nets}\n[dns]\n{config_extra}\n");
     let config: Config = toml::from_str(&text).unwrap();
@@ -61,7 +69,7 @@ fn run(config_extra: &str, log_dir: Option<&Path>) -> RunReport {
         &config,
         &[repo("captures/hidden-names.pcap")],
         &options,
-        &mut |_| Ok(()),
+        on_alerts,
     )
     .unwrap()
 }
@@ -200,4 +208,47 @@ fn encrypted_dns_and_ech_are_marked_in_the_logs() {
         );
         assert!(answer.contains(" ipv6hint=2001:db8:"), "{answer}");
     }
+}
+
+/// The host that reaches its proxyware service only over QUIC, with no plain DNS, is alerted
+/// from the QUIC Initial's SNI alone; no other host is.
+#[test]
+fn quic_only_proxyware_host_is_alerted() {
+    let truth = truth();
+    let mut alerts = Vec::new();
+    run_with("", None, &mut |batch| {
+        alerts.extend(batch.iter().map(|a| serde_json::to_value(a).unwrap()));
+        Ok(())
+    });
+    let ours: Vec<(String, String, String, Value, Value)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["host"].as_str().unwrap().to_string(),
+                a["DetectionBranch"].as_str().unwrap().to_string(),
+                a["evidence"]["service"].as_str().unwrap_or("").to_string(),
+                a["evidence"]["names"].clone(),
+                a["evidence"]["via"].clone(),
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for (host, h) in truth["hosts"].as_object().unwrap() {
+        for e in h["expect_alerts"].as_array().unwrap() {
+            expected.push((
+                host.clone(),
+                e["branch"].as_str().unwrap().to_string(),
+                e["service"].as_str().unwrap().to_string(),
+                e["names"].clone(),
+                e["via"].clone(),
+            ));
+        }
+    }
+    assert_eq!(
+        expected.len(),
+        1,
+        "the truth expects the QUIC host's alert only"
+    );
+    assert_eq!(expected[0].0, "10.20.3.15");
+    assert_eq!(ours, expected);
 }

@@ -167,6 +167,11 @@ impl QuicInfo {
         }
     }
 
+    /// The ClientHello offered (or greased) ECH: `sni` is then the outer name.
+    pub fn ech(&self) -> bool {
+        matches!(&self.hello, Some(Hello::Tls(h)) if h.ech)
+    }
+
     /// First ALPN id offered (Zeek's `client_protocol`).
     pub fn client_protocol(&self) -> Option<&str> {
         match &self.hello {
@@ -1236,6 +1241,24 @@ mod tests {
             assert_eq!(info.sni(), Some("example.com"), "order {order:?}");
             assert_eq!(info.packets.initials_decrypted, 4);
         }
+    }
+
+    /// A hello that offers ECH over QUIC: the outer name is read and the offer flagged.
+    #[test]
+    fn ech_offer_is_flagged() {
+        let mut rng = crate::generate::rng::Rng::new(3);
+        let record = crate::generate::proto::client_hello_ech(
+            &mut rng,
+            &[7; 32],
+            "cloudflare-ech.com",
+            &["h3"],
+        )
+        .unwrap();
+        let info = run(&[datagram(V1, 0, &crypto_frame(0, &record[5..]))]).unwrap();
+        assert_eq!(info.sni(), Some("cloudflare-ech.com"));
+        assert!(info.ech());
+        let plain = run(&[datagram(V1, 0, &crypto_frame(0, &rfc_client_hello()))]).unwrap();
+        assert!(!plain.ech());
     }
 
     #[test]

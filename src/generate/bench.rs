@@ -11,8 +11,8 @@ use super::blocks::{
     FlowTruth, Host, HostBook, PROXYWARE_NAMES, Round, Size, TlsPlan, Via, Zone, dns_exchange,
     http_msgs, opaque_msgs, remote, tls_msgs,
 };
-use super::conv::{BulkPatterns, Conv, Tally};
-use super::proto::{QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS};
+use super::conv::{BulkPatterns, Conv, Msg, Tally};
+use super::proto::{self, QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS};
 use super::rng::Rng;
 use super::wire::{Endpoint, PcapWriter};
 use super::{GenerateError, ScenarioTruth};
@@ -51,6 +51,7 @@ struct Bench {
     nx: Zone,
     book: HostBook,
     next_order: u64,
+    quic: bool,
 }
 
 fn bench_names() -> Vec<(String, Zone)> {
@@ -96,10 +97,12 @@ fn bench_names() -> Vec<(String, Zone)> {
     out
 }
 
+/// `quic`: the office TLS sessions go over QUIC v1 instead (the `quic-bench` scenario).
 pub(super) fn run<W: Write>(
     seed: u64,
     packets: u64,
     want_truth: bool,
+    quic: bool,
     w: &mut PcapWriter<W>,
 ) -> Result<ScenarioTruth, GenerateError> {
     let mut rng = Rng::new(seed ^ 0xBE4C);
@@ -141,6 +144,7 @@ pub(super) fn run<W: Write>(
         },
         book,
         next_order: 0,
+        quic,
     };
 
     let conc = (packets / 800).clamp(1, MAX_CONCURRENT) as usize;
@@ -194,6 +198,37 @@ pub(super) fn run<W: Write>(
         hosts: b.book.truth(),
         flows: out,
     })
+}
+
+/// An HTTP/3 session: the client's Initial, the server's handshake flight, then each round's
+/// request and response in datagrams of at most 1200 bytes (a full TLS record's worth of
+/// response per `Size::Records`).
+fn quic_msgs(rng: &mut Rng, name: &str, rounds: &[Round]) -> Result<Vec<Msg>, GenerateError> {
+    const DATAGRAM: usize = 1200;
+    let mut msgs = vec![
+        Msg::client(proto::quic_initial(rng, name, &["h3"])?),
+        Msg::server(rng.bytes(DATAGRAM)),
+        Msg::server(rng.bytes(DATAGRAM)),
+    ];
+    for round in rounds {
+        let bytes = |size: Size| match size {
+            Size::Bytes(n) => n,
+            Size::Records(n) => n as usize * 16 * 1024,
+        };
+        let mut up = bytes(round.up);
+        while up > 0 {
+            let n = up.min(DATAGRAM);
+            msgs.push(Msg::client(proto::quic_short(rng, n)));
+            up -= n;
+        }
+        let mut down = bytes(round.down);
+        while down > 0 {
+            let n = down.min(DATAGRAM);
+            msgs.push(Msg::server(proto::quic_short(rng, n)));
+            down -= n;
+        }
+    }
+    Ok(msgs)
 }
 
 fn flow_rec(s: Slot) -> FlowRec {
@@ -278,15 +313,20 @@ impl Bench {
                     }
                 })
                 .collect();
-            let plan = TlsPlan {
-                sni: Some(name),
-                ech: false,
-                split: rng.chance(5).then_some(40),
-                rounds,
-                server_us: 0,
-            };
-            let msgs = tls_msgs(rng, &plan)?;
-            Conv::tcp(rng, c, remote(addr, 443, 52), msgs)
+            if self.quic {
+                let msgs = quic_msgs(rng, name, &rounds)?;
+                Conv::udp(rng, c, remote(addr, 443, 52), msgs)
+            } else {
+                let plan = TlsPlan {
+                    sni: Some(name),
+                    ech: false,
+                    split: rng.chance(5).then_some(40),
+                    rounds,
+                    server_us: 0,
+                };
+                let msgs = tls_msgs(rng, &plan)?;
+                Conv::tcp(rng, c, remote(addr, 443, 52), msgs)
+            }
         } else if kind < 960 {
             let body = 2000 + rng.below(60_000) as usize;
             let msgs = http_msgs(rng, name, &[("/download/file.bin", body)], 0);

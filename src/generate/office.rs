@@ -9,8 +9,8 @@ use super::blocks::{
     FlowTruth, HiddenTruth, Host, HostBook, Round, Size, TlsPlan, Via, Zone, connect_msgs,
     dns_exchange, http_msgs, opaque_msgs, proxyware_service, remote, tls_msgs,
 };
-use super::conv::{BulkPatterns, Conv};
-use super::proto::{QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS};
+use super::conv::{BulkPatterns, Conv, Msg};
+use super::proto::{self, QTYPE_A, QTYPE_AAAA, QTYPE_HTTPS};
 use super::rng::Rng;
 use super::wire::PcapWriter;
 use super::{GenerateError, ScenarioTruth};
@@ -187,7 +187,7 @@ pub(super) fn run<W: Write>(
 /// read. One resolves over DNS over HTTPS and then connects without names, one uses DNS over
 /// TLS and QUIC but names its connections by SNI, one offers ECH, one connects to addresses
 /// it learned only from HTTPS-record hints, one connects to bare addresses with no DNS at
-/// all, and two ordinary office hosts.
+/// all, one reaches its proxyware service only over QUIC, and two ordinary office hosts.
 pub(super) fn run_hidden_names<W: Write>(
     seed: u64,
     w: &mut PcapWriter<W>,
@@ -201,12 +201,13 @@ pub(super) fn run_hidden_names<W: Write>(
             o.with_rng(r, |o| o.office_host(usize::from(i), &mut h))?;
         }
         type HostPlan = fn(&mut Office, &mut Host) -> Result<HiddenTruth, GenerateError>;
-        let plans: [(u8, &'static str, HostPlan); 5] = [
+        let plans: [(u8, &'static str, HostPlan); 6] = [
             (10, "doh", Office::doh_host),
             (11, "dot", Office::dot_host),
             (12, "ech", Office::ech_host),
             (13, "https-hints", Office::hints_host),
             (14, "bare-addresses", Office::bare_address_host),
+            (15, "quic-proxyware", Office::quic_proxyware_host),
         ];
         for (last, role, plan) in plans {
             let ip = IpAddr::V4(Ipv4Addr::new(10, 20, 3, last));
@@ -729,6 +730,34 @@ impl Office {
             self.opaque_at(h, t, (ip, 8443), true, &[(500, 700), (300, 900)], None)?;
             truth.connections += 1;
             truth.unnamed += 1;
+        }
+        Ok(truth)
+    }
+
+    /// Reaches its proxyware service only over QUIC (HTTP/3), with no plain DNS: the name is
+    /// only in the QUIC Initial's encrypted ClientHello.
+    fn quic_proxyware_host(&mut self, h: &mut Host) -> Result<HiddenTruth, GenerateError> {
+        let mut truth = HiddenTruth::default();
+        let name = "api.honeygain.com";
+        let ip = self.names.addr(name, false)?;
+        for i in 0..3 {
+            let server_us = self.rng.range(2 * MS, 20 * MS);
+            let mut msgs = vec![
+                Msg::client(proto::quic_initial(&mut self.rng, name, &["h3"])?),
+                // The server's Initial and Handshake: opaque here, the sensor reads only the
+                // client's side.
+                Msg::server(self.rng.bytes(1200)).think(server_us),
+            ];
+            for _ in 0..6 {
+                msgs.push(Msg::client(proto::quic_short(&mut self.rng, 1200)).think(40 * MS));
+                msgs.push(Msg::server(proto::quic_short(&mut self.rng, 60)).think(server_us));
+            }
+            let c = h.client(&mut self.rng);
+            let conv = Conv::udp(&mut self.rng, c, remote(ip, 443, 52), msgs);
+            self.book.note(h.ip, name, Via::Sni);
+            let rtt = self.rng.range(15 * MS, 60 * MS);
+            self.run(conv, START + (40 + 180 * i) * SEC, rtt, Some(name))?;
+            truth.connections += 1;
         }
         Ok(truth)
     }

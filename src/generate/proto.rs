@@ -385,6 +385,46 @@ fn hello_with(
     Ok(b)
 }
 
+/// A QUIC v1 client Initial datagram (padded to 1200 bytes, RFC 9000 section 14.1) whose CRYPTO
+/// frame carries a TLS 1.3 ClientHello for `sni`, protected with the keys of a random
+/// Destination Connection ID by the decoder's own sealer, so the generator and the sensor
+/// share one RFC 9001 key schedule.
+pub(crate) fn quic_initial(
+    rng: &mut Rng,
+    sni: &str,
+    alpn: &[&str],
+) -> Result<Vec<u8>, GenerateError> {
+    let mut sid = [0u8; 32];
+    rng.fill(&mut sid);
+    let record = client_hello(rng, &sid, Some(sni), alpn)?;
+    // CRYPTO frames carry handshake messages without the TLS record header.
+    let hello = record
+        .get(5..)
+        .ok_or_else(|| GenerateError::Internal("short ClientHello".into()))?;
+    let len = u16::try_from(hello.len())
+        .ok()
+        .filter(|&l| l < 0x4000)
+        .ok_or_else(|| too_long("QUIC CRYPTO frame"))?;
+    // Frame type CRYPTO, offset 0, two-byte varint length.
+    let mut frame = vec![0x06, 0x00];
+    frame.extend_from_slice(&(0x4000 | len).to_be_bytes());
+    frame.extend_from_slice(hello);
+    let mut dcid = [0u8; 8];
+    rng.fill(&mut dcid);
+    crate::decode::quic::client_initial(crate::decode::quic::V1, &dcid, 0, &frame)
+        .ok_or_else(|| GenerateError::Internal("QUIC Initial sealing failed".into()))
+}
+
+/// A QUIC packet after the handshake (short header, RFC 9000 section 17.3): fixed bit set,
+/// the rest opaque.
+pub(crate) fn quic_short(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut b = rng.bytes(len.max(1));
+    if let Some(first) = b.first_mut() {
+        *first = 0x40 | (*first & 0x3f);
+    }
+    b
+}
+
 /// ServerHello + ChangeCipherSpec + one encrypted record standing for the rest of the
 /// server's first flight (EncryptedExtensions, Certificate, CertificateVerify, Finished).
 pub(crate) fn server_flight(

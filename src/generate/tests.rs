@@ -471,7 +471,7 @@ fn hidden_names_matches_the_committed_capture() {
         .values()
         .filter_map(|h| h.get("hidden"))
         .collect();
-    assert_eq!(hidden.len(), 5);
+    assert_eq!(hidden.len(), 6);
 }
 
 #[test]
