@@ -1,33 +1,21 @@
 //! Cost per QUIC Initial: the client's first Initial of every public QUIC capture read from
 //! scratch (key derivation, header protection, AES-GCM, frames, ClientHello), and Initials
 //! of one connection decrypted with its keys already derived. Inputs are loaded first.
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use egresswatch::decode::packet::{Decoded, Layer, decode_frame, ip_proto};
 use egresswatch::decode::quic::{QuicConn, QuicLimits, V1, client_initial};
-use egresswatch::source::pcap_file::CaptureReader;
 use std::hint::black_box;
-use std::path::Path;
 
 /// The first UDP datagram of each public capture that starts a QUIC reader.
 fn first_initials() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures/public");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    paths.retain(|p: &std::path::PathBuf| {
-        let s = p.to_string_lossy();
-        (s.ends_with(".pcap") || s.ends_with(".pcapng")) && !s.contains("oracle")
-    });
-    paths.sort();
     let mut out = Vec::new();
-    for p in paths {
-        let Ok(mut reader) = CaptureReader::open(std::slice::from_ref(&p)) else {
-            continue;
-        };
-        while let Some(packet) = reader.next_packet() {
+    for frames in common::public_captures() {
+        let first = frames.iter().find_map(|(linktype, data)| {
             let mut d = Decoded::default();
-            decode_frame(packet.linktype, packet.data, &mut d);
-            let quic = d.layers.iter().find_map(|l| match l {
+            decode_frame(*linktype, data, &mut d);
+            d.layers.iter().find_map(|l| match l {
                 Layer::Transport(t)
                     if t.proto == ip_proto::UDP
                         && QuicConn::start(t.payload, QuicLimits::default()).is_some() =>
@@ -35,12 +23,9 @@ fn first_initials() -> Vec<Vec<u8>> {
                     Some(t.payload.to_vec())
                 }
                 _ => None,
-            });
-            if let Some(q) = quic {
-                out.push(q);
-                break;
-            }
-        }
+            })
+        });
+        out.extend(first);
     }
     out
 }

@@ -270,6 +270,12 @@ impl Sensor {
         });
     }
 
+    /// A hello of the flow (TLS or QUIC) offered ECH.
+    fn offered_ech(&mut self, uid: Uid) {
+        self.stats.ech_hellos += 1;
+        self.ech_flows.insert(uid);
+    }
+
     /// At a flow's end: whether it carried encrypted DNS, and the naming count of its inside
     /// host's outbound connections.
     fn count_naming(&mut self, flow: &Flow) -> Option<EncryptedDns> {
@@ -414,8 +420,7 @@ impl FlowSink for Sensor {
     fn tls(&mut self, flow: &Flow, ts_ns: u64, hello: &ClientHelloInfo) {
         self.stats.tls_client_hellos += 1;
         if hello.ech {
-            self.stats.ech_hellos += 1;
-            self.ech_flows.insert(flow.uid);
+            self.offered_ech(flow.uid);
         }
         if let Some(sni) = &hello.sni {
             if self.collect {
@@ -466,8 +471,7 @@ impl FlowSink for Sensor {
     fn quic(&mut self, flow: &Flow, ts_ns: u64, info: &QuicInfo) {
         self.stats.count_quic(info);
         if info.ech() {
-            self.stats.ech_hellos += 1;
-            self.ech_flows.insert(flow.uid);
+            self.offered_ech(flow.uid);
         }
         // The QUIC SNI names the connection exactly as a TLS one does.
         if let Some(sni) = info.sni() {

@@ -1,16 +1,15 @@
 //! Acceptance test: on every packet capture in ../shared/captures/public, egresswatch reads the
 //! same DNS names, TLS SNIs, HTTP hosts and TCP/UDP conversations as tshark 4.0 (the oracle
 //! files beside each capture). NetFlow/IPFIX/sFlow export files belong to the flow-export work.
+mod common;
+
+use common::public_dir;
 use egresswatch::config::Config;
 use egresswatch::pipeline::{ReplayOptions, RunReport, replay};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-
-fn public_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures/public")
-}
+use std::path::Path;
 
 /// Captures where tshark is demonstrably wrong, with the field and the reason.
 const EXCEPTIONS: &[(&str, &str, &str)] = &[];
@@ -164,12 +163,7 @@ fn check_capture(name: &str, oracle: &Value, failures: &mut Vec<String>) {
 fn decoders_agree_with_tshark_on_public_captures() {
     let mut checked = 0;
     let mut failures = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(public_dir())
-        .expect("../shared/captures/public exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".oracle.json"))
-        .collect();
-    entries.sort();
+    let entries = common::oracle_files();
     for oracle_path in entries {
         let oracle: Value =
             serde_json::from_str(&std::fs::read_to_string(&oracle_path).unwrap()).unwrap();

@@ -3,17 +3,12 @@
 //! (`quic.unique_sni`) and reads from gQUIC CHLOs (`quic.gquic_unique_sni`), and each one
 //! names its flow as a TLS SNI does.
 mod common;
-use common::TempDir;
+use common::{TempDir, public_dir};
 use egresswatch::config::Config;
 use egresswatch::pipeline::{ReplayOptions, replay};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-
-fn public_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures/public")
-}
 
 fn string_set(v: Option<&Value>) -> BTreeSet<String> {
     v.and_then(Value::as_array)
@@ -98,12 +93,7 @@ fn check_capture(name: &str, oracle: &Value, failures: &mut Vec<String>) -> Seen
 
 #[test]
 fn quic_names_agree_with_tshark_on_public_captures() {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(public_dir())
-        .expect("../shared/captures/public exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".oracle.json"))
-        .collect();
-    entries.sort();
+    let entries = common::oracle_files();
     let (mut checked, mut with_quic, mut names) = (0, 0, 0);
     let mut failures = Vec::new();
     for oracle_path in entries {

@@ -721,37 +721,34 @@ fn service_binding(
                     }
                 }
             }
-            SVC_PARAM_IPV4HINT => {
-                if value.is_empty() || value.len() % 4 != 0 {
-                    return None;
-                }
-                let addrs = value
-                    .chunks_exact(4)
-                    .filter_map(|c| <[u8; 4]>::try_from(c).ok());
-                binding.hints.extend(
-                    addrs
-                        .take(MAX_SERVICE_VALUES)
-                        .map(|a| IpAddr::V4(Ipv4Addr::from(a))),
-                );
-            }
-            SVC_PARAM_IPV6HINT => {
-                if value.is_empty() || value.len() % 16 != 0 {
-                    return None;
-                }
-                let addrs = value
-                    .chunks_exact(16)
-                    .filter_map(|c| <[u8; 16]>::try_from(c).ok());
-                binding.hints.extend(
-                    addrs
-                        .take(MAX_SERVICE_VALUES)
-                        .map(|a| IpAddr::V6(Ipv6Addr::from(a))),
-                );
-            }
+            SVC_PARAM_IPV4HINT => push_hints(&mut binding.hints, value, |a: [u8; 4]| {
+                Ipv4Addr::from(a).into()
+            })?,
+            SVC_PARAM_IPV6HINT => push_hints(&mut binding.hints, value, |a: [u8; 16]| {
+                Ipv6Addr::from(a).into()
+            })?,
             _ => {}
         }
     }
     // Fewer than 4 bytes left: a cut parameter.
     params.is_empty().then_some(binding)
+}
+
+/// Appends an ipv4hint/ipv6hint list of `N`-byte addresses (at most [`MAX_SERVICE_VALUES`]);
+/// `None` when the list is empty or not a whole number of addresses.
+fn push_hints<const N: usize>(
+    hints: &mut Vec<IpAddr>,
+    value: &[u8],
+    addr: impl Fn([u8; N]) -> IpAddr,
+) -> Option<()> {
+    if value.is_empty() || !value.len().is_multiple_of(N) {
+        return None;
+    }
+    let addrs = value
+        .chunks_exact(N)
+        .filter_map(|c| <[u8; N]>::try_from(c).ok());
+    hints.extend(addrs.take(MAX_SERVICE_VALUES).map(addr));
+    Some(())
 }
 
 fn be16(bytes: &[u8], at: usize) -> u16 {

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod http;
 pub mod packet;
 pub mod quic;
+mod reader;
 pub mod socks;
 pub mod tls;
 

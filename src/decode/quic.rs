@@ -13,6 +13,7 @@
 //! Crypto is `ring`'s (HKDF, AES header protection, AES-GCM). Pure and bounded: no I/O, no
 //! panics; the reassembly buffer is capped by [`QuicLimits::max_crypto_bytes`] and the work
 //! per connection by [`QuicLimits::max_datagrams`]; every early end is a [`QuicEnd`].
+use super::reader::Reader;
 use super::tls::{self, ClientHelloInfo, TlsParse};
 use ring::aead::quic::{AES_128, HeaderProtectionKey};
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -283,53 +284,6 @@ fn long_type(first: u8, v2: bool) -> LongType {
     }
 }
 
-/// Bounds-checked reader; every accessor returns None past the end.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let out = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(out)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.bytes(1)?.first().copied()
-    }
-
-    /// Big- or little-endian unsigned integer of `n` <= 8 bytes.
-    fn uint(&mut self, n: usize, big_endian: bool) -> Option<u64> {
-        let b = self.bytes(n)?;
-        let fold = |acc: u64, &x: &u8| acc << 8 | u64::from(x);
-        Some(if big_endian {
-            b.iter().fold(0, fold)
-        } else {
-            b.iter().rev().fold(0, fold)
-        })
-    }
-
-    /// RFC 9000 16: variable-length integer.
-    fn varint(&mut self) -> Option<u64> {
-        let first = *self.buf.get(self.pos)?;
-        let len = 1usize << (first >> 6);
-        let v = self.uint(len, true)?;
-        let bits = 8 * len as u32 - 2;
-        Some(v & ((1u64 << bits) - 1))
-    }
-
-    fn rest(&self) -> &'a [u8] {
-        self.buf.get(self.pos..).unwrap_or(&[])
-    }
-}
-
 /// One long-header packet at the start of a datagram.
 struct LongPacket<'a> {
     first: u8,
@@ -374,15 +328,15 @@ fn parse_long(data: &[u8], v2: bool) -> Parsed<'_> {
         }
         let kind = long_type(first, v2);
         if kind == LongType::Retry {
-            return Some((dcid, kind, r.pos, data.len()));
+            return Some((dcid, kind, r.pos(), data.len()));
         }
         if kind == LongType::Initial {
             let token_len = usize::try_from(r.varint()?).ok()?;
             r.bytes(token_len)?;
         }
         let length = usize::try_from(r.varint()?).ok()?;
-        let end = r.pos.checked_add(length)?;
-        (end <= data.len()).then_some((dcid, kind, r.pos, end))
+        let end = r.pos().checked_add(length)?;
+        (end <= data.len()).then_some((dcid, kind, r.pos(), end))
     })();
     match header {
         Some((dcid, kind, pn_offset, end)) => Parsed::Long(LongPacket {
@@ -660,7 +614,7 @@ fn google_public_header(data: &[u8], known: Option<u32>) -> Option<(u32, &[u8], 
     if google_number(version).is_some_and(|n| n < 34) {
         r.u8()?; // private flags
     }
-    Some((version, cid, r.pos))
+    Some((version, cid, r.pos()))
 }
 
 /// Q044-Q046 long header: (version, DCID, frames offset).
@@ -678,7 +632,7 @@ fn google_long_header(data: &[u8]) -> Option<(u32, &[u8], usize)> {
     r.bytes(cid_len(lens & 0x0f))?;
     r.bytes(usize::from(first & 3) + 1)?;
     r.bytes(GQUIC_HASH_LEN)?;
-    Some((version, dcid, r.pos))
+    Some((version, dcid, r.pos()))
 }
 
 impl QuicConn {

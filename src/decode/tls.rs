@@ -5,6 +5,8 @@
 //! when the ClientHello spans several records) plus the small result vectors; the tracker
 //! holds only the ServerHello body ([`MAX_SERVER_HELLO_LEN`]) and record headers.
 
+use super::reader::Reader;
+
 /// Record header: content type (1), legacy record version (2), length (2).
 const RECORD_HEADER_LEN: usize = 5;
 /// Handshake header: msg_type (1), length (3).
@@ -220,50 +222,6 @@ fn record_header_prefix_ok(h: &[u8]) -> bool {
         return (1..=MAX_RECORD_LEN).contains(&len);
     }
     true
-}
-
-/// Bounds-checked big-endian reader; every accessor returns None past the end.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let out = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(out)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.bytes(1).and_then(|b| b.first().copied())
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        let b = self.bytes(2)?;
-        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
-    }
-
-    /// A vector with a u8 length prefix.
-    fn vec8(&mut self) -> Option<&'a [u8]> {
-        let n = self.u8()?;
-        self.bytes(usize::from(n))
-    }
-
-    /// A vector with a u16 length prefix.
-    fn vec16(&mut self) -> Option<&'a [u8]> {
-        let n = self.u16()?;
-        self.bytes(usize::from(n))
-    }
-
-    fn is_empty(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
 }
 
 fn parse_body(body: &[u8]) -> TlsParse {

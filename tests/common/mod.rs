@@ -1,5 +1,7 @@
 //! Helpers shared by integration tests.
-use std::path::PathBuf;
+// Each test binary uses a part of them.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A directory removed when dropped. Tests run in parallel in one process: each directory
@@ -27,4 +29,20 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The public captures with their tshark oracles.
+pub fn public_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures/public")
+}
+
+/// Every `*.oracle.json` in [`public_dir`], sorted.
+pub fn oracle_files() -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(public_dir())
+        .expect("../shared/captures/public exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".oracle.json"))
+        .collect();
+    entries.sort();
+    entries
 }
