@@ -273,6 +273,7 @@ fn check_cef(line: &str, alert: &Alert) {
     let json = json_fields(alert);
     let mut expect = BTreeMap::new();
     expect.insert("rt", ms(&alert.time));
+    expect.insert("externalId", alert.id.clone());
     expect.insert("src", json["host"].clone());
     expect.insert("start", ms(&alert.window_start));
     expect.insert("end", ms(&alert.window_end));
@@ -317,6 +318,7 @@ fn check_json(line: &str, alert: &Alert) {
     let a = serde_json::to_value(alert).unwrap();
     assert_eq!(doc["@timestamp"], a["time"]);
     assert_eq!(doc["event"]["kind"], "alert");
+    assert_eq!(doc["event"]["id"], a["id"]);
     assert_eq!(doc["event"]["category"], serde_json::json!(["network"]));
     assert_eq!(doc["event"]["severity"], a["score"]);
     assert_eq!(doc["source"]["ip"], a["host"]);

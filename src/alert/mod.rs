@@ -9,6 +9,9 @@ pub const TECHNIQUE: &str = "T1496.002";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
+    /// Stable name of the alert ([`alert_id`]): the same on every replay of the same input,
+    /// whatever `--threads`; `explain` finds the alert by it.
+    pub id: String,
     /// First observation in the window, RFC 3339 UTC.
     pub time: String,
     pub host: IpAddr,
@@ -36,6 +39,23 @@ pub struct Alert {
     pub count: u64,
     pub reason: String,
     pub evidence: serde_json::Value,
+}
+
+/// Hex digits of an alert id: 64 bits, so ids of one run never collide in practice.
+const ALERT_ID_BYTES: usize = 8;
+
+/// The alert id: a digest of what makes the alert one of its kind in a run (branch, host,
+/// window start and `key`, which tells apart alerts of one host, branch and window: the
+/// proxyware service, the destination). Nothing counted or scored goes in, so folding more
+/// observations or repeats into the alert keeps its id.
+pub fn alert_id(branch: &str, host: IpAddr, window_start_ns: u64, key: &str) -> String {
+    let text = format!("{branch}\n{host}\n{window_start_ns}\n{key}");
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .take(ALERT_ID_BYTES)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn severity(score: u8) -> &'static str {
@@ -91,6 +111,23 @@ mod tests {
             rfc3339(951_782_400_000_000_000),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn alert_ids_are_short_hex_and_depend_on_every_part() {
+        let host: IpAddr = "10.0.0.7".parse().unwrap();
+        let id = alert_id("FanOut", host, 900, "-");
+        assert_eq!(id.len(), 2 * ALERT_ID_BYTES);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, alert_id("FanOut", host, 900, "-"));
+        for other in [
+            alert_id("SustainedEgress", host, 900, "-"),
+            alert_id("FanOut", "10.0.0.8".parse().unwrap(), 900, "-"),
+            alert_id("FanOut", host, 1800, "-"),
+            alert_id("FanOut", host, 900, "198.51.100.7:443"),
+        ] {
+            assert_ne!(id, other);
+        }
     }
 
     #[test]

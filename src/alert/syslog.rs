@@ -759,6 +759,7 @@ mod tests {
 
     fn alert(n: u64) -> Alert {
         Alert {
+            id: format!("{n:016x}"),
             time: "2024-03-04T09:00:16.000000Z".into(),
             host: "10.20.1.66".parse().unwrap(),
             destination_ip: None,

@@ -1,7 +1,7 @@
 //! ProxywareDomain (MITRE DET0028 AN0081): an inside host looked up or contacted a proxyware
 //! service's domain. Observations of one host and service within one window fold into one
 //! alert, emitted when the window ends in event time.
-use crate::alert::{Alert, TECHNIQUE, rfc3339, severity};
+use crate::alert::{Alert, TECHNIQUE, alert_id, rfc3339, severity};
 use crate::config::{Cidr, ProxywareConfig};
 use crate::enrich::domains::DomainMatcher;
 use crate::flow::key::Uid;
@@ -251,6 +251,13 @@ impl ProxywareDetector {
             .map(|d| d.0)
             .or_else(|| acc.addresses.iter().next().copied());
         Alert {
+            // One alert per host, service and window: the service tells them apart.
+            id: alert_id(
+                "ProxywareDomain",
+                key.host,
+                key.window_start_ns,
+                &key.service,
+            ),
             time: rfc3339(acc.first_ns),
             host: key.host,
             destination_ip,

@@ -3,7 +3,7 @@
 //! suppression of repeats.
 use super::allowlist::{SegmentConfig, apply_segment_policy};
 use super::{Branch, Finding};
-use crate::alert::{Alert, TECHNIQUE, rfc3339, severity};
+use crate::alert::{Alert, TECHNIQUE, alert_id, rfc3339, severity};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -180,7 +180,11 @@ impl Scorer {
             })
             .collect();
         let score = score.min(100) as u8;
+        let destination = top
+            .destination
+            .map_or_else(|| "-".to_string(), |(ip, port)| format!("{ip}:{port}"));
         let mut alert = Alert {
+            id: alert_id(top.branch.as_str(), host, window_start_ns, &destination),
             time: rfc3339(first_ts),
             host,
             destination_ip: top.destination.map(|d| d.0),

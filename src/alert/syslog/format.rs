@@ -264,6 +264,8 @@ pub fn cef_extension(alert: &Alert, evidence: bool) -> Vec<(&'static str, String
     if let Some(ms) = epoch_ms(&alert.time) {
         ext.push(("rt", ms.to_string()));
     }
+    // CEF's key for the sender's own id of the event.
+    ext.push(("externalId", alert.id.clone()));
     ext.push(("src", alert.host.to_string()));
     if let Some(ip) = alert.destination_ip {
         ext.push(("dst", ip.to_string()));
@@ -378,6 +380,7 @@ pub fn ecs_document(alert: &Alert, evidence: bool) -> Value {
         "@timestamp": alert.time,
         "message": single_line(&alert.reason),
         "event": {
+            "id": alert.id,
             "kind": "alert",
             "category": ["network"],
             "type": ["connection"],
@@ -421,6 +424,7 @@ mod tests {
 
     fn alert() -> Alert {
         Alert {
+            id: "5d41402abc4b2a76".into(),
             time: "2024-03-04T09:00:16.000000Z".into(),
             host: "10.20.1.66".parse().unwrap(),
             destination_ip: Some("203.0.113.24".parse().unwrap()),
@@ -470,6 +474,7 @@ mod tests {
         );
         // Every non-null field; PARAM-VALUE escapes `"`, `\` and `]` only.
         assert!(s.contains(r#" DestinationPort="443""#), "{s}");
+        assert!(s.contains(r#" id="5d41402abc4b2a76""#), "{s}");
         assert!(s.contains(r#" duration_s="235.0336""#), "{s}");
         // Line breaks are legal in PARAM-VALUE and kept: the value equals the JSON field.
         assert!(
@@ -493,7 +498,7 @@ mod tests {
         for (name, _) in alert_fields(&alert(), true) {
             assert!(valid_param_name(&name), "{name}");
         }
-        assert_eq!(alert_fields(&alert(), true).len(), 18); // 20 fields, country and asn null
+        assert_eq!(alert_fields(&alert(), true).len(), 19); // 21 fields, country and asn null
         assert!(!valid_param_name(""));
         assert!(!valid_param_name("a=b"));
         assert!(!valid_param_name("a b"));
@@ -563,6 +568,7 @@ mod tests {
             )),
             "{s}"
         );
+        assert!(s.contains(" externalId=5d41402abc4b2a76 "), "{s}");
         assert!(s.contains(" src=10.20.1.66 dst=203.0.113.24 dhost=client.earnapp.com dpt=443 "));
         assert!(s.contains(" start=1709542800000 end=1709543700000 out=2229 in=7691 cnt=5 "));
         assert!(s.contains(r#" msg=saw "x" \\ [y] a\=b|c next "#), "{s}");
@@ -586,6 +592,7 @@ mod tests {
         let v: Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["@timestamp"], "2024-03-04T09:00:16.000000Z");
         assert_eq!(v["event"]["kind"], "alert");
+        assert_eq!(v["event"]["id"], "5d41402abc4b2a76");
         assert_eq!(v["event"]["category"], json!(["network"]));
         assert_eq!(v["event"]["severity"], 80);
         assert_eq!(v["event"]["duration"], 235_033_600_000u64);
