@@ -93,6 +93,27 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
+    /// Show one alert of a JSON alerts file with its evidence laid out, and, given the run's
+    /// --log-dir, the conn/dns/ssl/http/quic.log lines behind it: the flows its evidence
+    /// names and the host's lines in the alert's window, those to its destinations first.
+    Explain {
+        /// The alert's `id`, or a unique prefix of it (at least 4 characters).
+        #[arg(value_name = "ALERT_ID")]
+        id: String,
+        /// JSON lines alerts file of the run (written by --alerts or --format json).
+        #[arg(long, value_name = "FILE")]
+        alerts: PathBuf,
+        /// The run's --log-dir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+        /// Log lines shown per log, for the destinations and for the rest (earliest first);
+        /// 0 shows all.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+        /// One JSON document (the alert, its log lines) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a labelled scenario capture (test data and benchmarks).
     #[command(hide = true)]
     Generate {
@@ -449,6 +470,27 @@ pub fn run(cli: Cli) -> Result<()> {
                 summary.bytes
             );
             Ok(())
+        }
+        Command::Explain {
+            id,
+            alerts,
+            log_dir,
+            limit,
+            json,
+        } => {
+            let args = crate::alert::explain::ExplainArgs {
+                id,
+                alerts,
+                log_dir,
+                limit,
+                json,
+            };
+            crate::alert::explain::run(
+                &args,
+                crate::alert::text::Style::for_stdout(),
+                &mut io::stdout().lock(),
+                &mut |warning| eprintln!("egresswatch: warning: {warning}"),
+            )
         }
         Command::Floor { files } => {
             println!("{}", crate::floor::run(&files)?);

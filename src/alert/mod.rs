@@ -1,6 +1,8 @@
 //! The alert schema (field names follow the seed Splunk search) and its renderings.
+pub mod explain;
 pub mod sink;
 pub mod syslog;
+pub mod text;
 
 use serde::Serialize;
 use std::net::IpAddr;
