@@ -93,9 +93,11 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
-    /// Show one alert of a JSON alerts file with its evidence laid out, and, given the run's
-    /// --log-dir, the conn/dns/ssl/http/quic.log lines behind it: the flows its evidence
-    /// names and the host's lines in the alert's window, those to its destinations first.
+    /// Explain one alert: its evidence laid out, and the run's log lines behind it.
+    ///
+    /// Reads the alert from a JSON alerts file; given the run's --log-dir, shows the
+    /// conn/dns/ssl/http/quic.log lines of the flows its evidence names and of the host in
+    /// the alert's window, those to its destinations first.
     Explain {
         /// The alert's `id`, or a unique prefix of it (at least 4 characters).
         #[arg(value_name = "ALERT_ID")]
@@ -241,7 +243,11 @@ impl AlertOutput {
             }
         }
         if self.table_per_batch && !self.table_rows.is_empty() {
-            sink::write_table(&mut out, &std::mem::take(&mut self.table_rows))?;
+            sink::write_table(
+                &mut out,
+                &std::mem::take(&mut self.table_rows),
+                crate::alert::text::Style::for_stdout(),
+            )?;
         }
         if let Some(f) = self.file.as_mut() {
             f.flush()?;
@@ -254,7 +260,11 @@ impl AlertOutput {
         let stdout = io::stdout();
         let mut out = stdout.lock();
         if self.format == Format::Table && (!self.table_per_batch || !self.table_rows.is_empty()) {
-            sink::write_table(&mut out, &self.table_rows)?;
+            sink::write_table(
+                &mut out,
+                &self.table_rows,
+                crate::alert::text::Style::for_stdout(),
+            )?;
         }
         out.flush()?;
         if let Some(mut f) = self.file.take() {
