@@ -16,7 +16,12 @@ use std::sync::atomic::AtomicBool;
 #[command(
     name = "egresswatch",
     version,
-    about = "Finds hosts whose bandwidth is hijacked (MITRE ATT&CK T1496.002)"
+    about = "Finds hosts whose bandwidth is hijacked (MITRE ATT&CK T1496.002)",
+    long_about = "Finds hosts whose bandwidth is hijacked (MITRE ATT&CK T1496.002): proxyware \
+                  agents that resell the connection, flood bots, torrent seeding and scanning \
+                  from inside. Reads capture files (replay), live interfaces (live) and \
+                  NetFlow/IPFIX/sFlow (collect); raises explained alerts (a table, JSON lines, \
+                  syslog) and writes Zeek-style logs; explain shows what is behind an alert."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -115,6 +120,20 @@ pub enum Command {
         /// One JSON document (the alert, its log lines) instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script made from these definitions, e.g.
+    /// `egresswatch completions bash > /usr/share/bash-completion/completions/egresswatch`.
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page egresswatch(1) (roff); with --out-dir, write it and one page per
+    /// subcommand (egresswatch-replay(1), ...) into that directory.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
     /// Write a labelled scenario capture (test data and benchmarks).
     #[command(hide = true)]
@@ -502,6 +521,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 &mut |warning| eprintln!("egresswatch: warning: {warning}"),
             )
         }
+        Command::Completions { shell } => {
+            crate::docs::completions(shell, &mut io::stdout().lock());
+            Ok(())
+        }
+        Command::Man { out_dir } => match out_dir {
+            Some(dir) => crate::docs::write_man_pages(&dir)
+                .with_context(|| format!("cannot write man pages to {}", dir.display())),
+            None => Ok(crate::docs::main_page(&mut io::stdout().lock())?),
+        },
         Command::Floor { files } => {
             println!("{}", crate::floor::run(&files)?);
             Ok(())
