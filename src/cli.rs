@@ -175,7 +175,7 @@ pub struct RunArgs {
 pub struct MetricsArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /health, e.g.
     /// 127.0.0.1:9464 (port 0 picks a free port, printed on stderr); overrides [metrics] listen.
-    #[arg(long = "metrics", value_name = "ADDR")]
+    #[arg(long = "metrics", id = "metrics", value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
 }
 

@@ -298,7 +298,7 @@ pub fn render(s: &Snapshot, telemetry: &Telemetry) -> String {
         ),
         (
             "egresswatch_export_records_total",
-            "Flow export records read.",
+            "Flow export records that reached the flow table.",
             st.export.records,
         ),
         (
@@ -310,7 +310,7 @@ pub fn render(s: &Snapshot, telemetry: &Telemetry) -> String {
     for (name, help, value) in counters {
         family(&mut out, name, "counter", help).sample(name, &[], value);
     }
-    let gauges: [(&str, &str, u64); 4] = [
+    let gauges: [(&str, &str, u64); 5] = [
         (
             "egresswatch_flows_active",
             "Flows held now (packet path and flow-export table).",
@@ -325,6 +325,11 @@ pub fn render(s: &Snapshot, telemetry: &Telemetry) -> String {
             "egresswatch_collector_queue_depth",
             "Export datagrams waiting between the sockets and the decoder.",
             s.collector_queue,
+        ),
+        (
+            "egresswatch_export_records_held",
+            "Flow export records held for reordering before they reach the flow table.",
+            s.records_held,
         ),
         (
             "egresswatch_event_time_seconds",

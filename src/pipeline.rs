@@ -1173,6 +1173,7 @@ impl Run {
             stats,
             active_flows,
             hosts: self.sensor.engine.hosts() as u64,
+            records_held: self.ingest.held.len() as u64,
             alerts_by_branch: self.alerts_by_branch.clone(),
             event_time_ns: self.now_ns,
             published: Some(std::time::Instant::now()),

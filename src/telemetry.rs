@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub event_time_ns: u64,
     /// Collector: datagrams waiting in the queue between the sockets and the pipeline.
     pub collector_queue: u64,
+    /// Flow export records held for reordering (`[export] reorder_seconds`).
+    pub records_held: u64,
     /// When the pipeline published this; `None` before the first snapshot.
     pub published: Option<Instant>,
     /// The pipeline has ended (flushing is over).
