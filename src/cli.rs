@@ -401,11 +401,24 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let config = common.config()?;
             let mut output = AlertOutput::new(&common, &config, false)?;
+            // A progress bar only on a terminal: otherwise the run publishes nothing.
+            let telemetry = io::stderr()
+                .is_terminal()
+                .then(|| Arc::new(Telemetry::new()));
+            let progress = telemetry
+                .as_ref()
+                .and_then(crate::progress::Progress::start);
             let options = ReplayOptions {
                 threads: worker_threads(threads),
+                telemetry,
                 ..common.options()
             };
-            let report = pipeline::replay(&config, &files, &options, &mut |b| output.batch(b))?;
+            let report = pipeline::replay(&config, &files, &options, &mut |b| match &progress {
+                Some(p) => p.suspend(|| output.batch(b)),
+                None => output.batch(b),
+            });
+            drop(progress);
+            let report = report?;
             let syslog = output.finish()?;
             let stats = &report.stats;
             print_summary(stats, &syslog);

@@ -19,6 +19,7 @@ pub mod logs;
 pub mod metrics;
 pub mod pipeline;
 pub mod privileges;
+pub mod progress;
 pub mod shard;
 pub mod source;
 pub mod stats;

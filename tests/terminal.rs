@@ -1,5 +1,8 @@
 //! The binary on a terminal and off it: runs under a pseudo-terminal made by `script`
 //! (util-linux, in Debian's essential bsdutils), piped, and with NO_COLOR.
+mod common;
+use common::TempDir;
+use egresswatch::generate::{GenerateOptions, Scenario, generate};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -124,4 +127,76 @@ fn the_table_fits_the_terminal_width() {
     let narrow = strip_ansi(&replay_table_on_terminal(72, None));
     let wide = strip_ansi(&replay_table_on_terminal(140, None));
     assert!(narrow.matches('…').count() > wide.matches('…').count());
+}
+
+/// The replay's input through a pipe in three parts with pauses between them: the run lasts
+/// as long as the pauses whatever the machine's speed, and the reader (4 MiB chunks) has a
+/// whole chunk to parse after each part.
+fn slow_feed(pcap: &Path) -> String {
+    let f = pcap.display();
+    format!(
+        "(head -c 5000000 {f}; sleep 1.5; head -c 10000000 {f} | tail -c +5000001; sleep 1.5; \
+         tail -c +10000001 {f})"
+    )
+}
+
+#[test]
+fn replay_shows_progress_on_a_terminal_and_nothing_more_when_stderr_is_a_file() {
+    let dir = TempDir::new("terminal", "progress");
+    let pcap = dir.path("bench.pcap");
+    let packets = 12_000;
+    let opts = GenerateOptions {
+        scenario: Scenario::Bench,
+        packets,
+        ..Default::default()
+    };
+    generate(&opts, &pcap, None).unwrap();
+    assert!(std::fs::metadata(&pcap).unwrap().len() > 10_000_000);
+    let replay = format!(
+        "{} | {} replay /dev/stdin >/dev/null",
+        slow_feed(&pcap),
+        bin()
+    );
+
+    let screen = on_terminal(100, &replay, None);
+    // The bar redraws in place: frames end with a carriage return.
+    let frames: Vec<&str> = screen
+        .split(['\r', '\n'])
+        .filter(|f| f.contains(" pkt/s, "))
+        .collect();
+    assert!(!frames.is_empty(), "no progress shown:\n{screen}");
+    for f in &frames {
+        assert!(f.contains(" read, ") && f.contains(" alert"), "{f:?}");
+    }
+    assert!(
+        frames.iter().any(|f| f.contains(" MiB read, ")),
+        "{frames:?}"
+    );
+    assert!(
+        frames.iter().any(|f| !f.contains(" 0 pkt/s")),
+        "never a rate: {frames:?}"
+    );
+    // The bar is cleared, then the summary is printed as without it.
+    let summary = screen.rsplit("\u{1b}[2K").next().unwrap();
+    assert!(
+        summary.starts_with(&format!("egresswatch: 1 file(s), {packets} frames")),
+        "{summary:?}"
+    );
+
+    // stderr to a file: only the summary, no bar, no escape, no carriage return.
+    let err = dir.path("stderr.txt");
+    on_terminal(100, &format!("{replay} 2>{}", err.display()), None);
+    let written = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        !written.contains('\r') && !written.contains('\u{1b}'),
+        "{written:?}"
+    );
+    // Peak memory differs from run to run; every other line is the same.
+    let lines = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with("memory: "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(lines(&written), lines(summary));
 }
