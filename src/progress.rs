@@ -218,8 +218,7 @@ mod tests {
         draw(&bar, snapshot, pps, &mut None, target);
         bar.tick();
         bar.abandon();
-        let text = screen.0.lock().unwrap().clone();
-        text
+        screen.0.lock().unwrap().clone()
     }
 
     #[test]
