@@ -46,6 +46,11 @@ pub enum Command {
         /// Results do not depend on it.
         #[arg(long, default_value_t = 1, value_name = "N")]
         threads: usize,
+        /// Also write an HTML report to FILE: the run summary, the alerts, each alerted host's
+        /// egress timeline and top destinations, the top talkers. One self-contained file
+        /// that opens offline; bounds in the config's [report] section.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Collect NetFlow v5/v9, IPFIX and sFlow v5 on UDP and report alerts until SIGINT or
     /// SIGTERM, which flush every flow and window and exit.
@@ -258,6 +263,7 @@ impl RunArgs {
             state: self.state.clone(),
             collect: false,
             threads: 1,
+            report: false,
         }
     }
 }
@@ -300,17 +306,49 @@ pub fn run(cli: Cli) -> Result<()> {
             common,
             files,
             threads,
+            report: report_path,
         } => {
             let config = common.config()?;
             let mut output = AlertOutput::new(&common, &config, false)?;
+            // Created first, so a path that cannot be written fails before the replay.
+            let report_file = match &report_path {
+                Some(path) => Some(
+                    File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                ),
+                None => None,
+            };
             let options = ReplayOptions {
                 threads: worker_threads(threads),
+                report: report_file.is_some(),
                 ..common.options()
             };
             let report = pipeline::replay(&config, &files, &options, &mut |b| output.batch(b))?;
             let syslog = output.finish()?;
             let stats = &report.stats;
             print_summary(stats, &syslog);
+            if let (Some(file), Some(path), Some(data)) =
+                (report_file, &report_path, &report.report)
+            {
+                let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                let summary = format!(
+                    "{}{}{syslog}",
+                    stats.summary(),
+                    crate::stats::peak_memory_line()
+                );
+                let html = crate::report::html::render(&crate::report::html::ReportInput {
+                    inputs: &inputs,
+                    summary: &summary,
+                    stats,
+                    alerts: &report.alerts,
+                    data,
+                    business_hours: &config.business_hours,
+                });
+                let mut w = BufWriter::new(file);
+                w.write_all(html.as_bytes())
+                    .and_then(|()| w.flush())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             // Problems with nothing read at all: every file was unusable (the summary above
             // names each with its offset).
             if stats.frames == 0 && stats.export.vpc_lines == 0 && !stats.file_problems.is_empty() {

@@ -17,6 +17,7 @@ pub mod generate;
 pub mod logs;
 pub mod pipeline;
 pub mod privileges;
+pub mod report;
 pub mod shard;
 pub mod source;
 pub mod stats;

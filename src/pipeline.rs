@@ -74,6 +74,8 @@ pub struct ReplayOptions {
     pub collect: bool,
     /// Packet-path worker threads for capture files; 0 or 1 runs everything on one thread.
     pub threads: usize,
+    /// Record per-host figures for the HTML report (`RunReport::report`).
+    pub report: bool,
 }
 
 /// A finished flow as tshark's conversation table counts it; `a` is the originator.
@@ -104,6 +106,8 @@ pub struct RunReport {
     pub alerts: Vec<Alert>,
     pub stats: Stats,
     pub observed: Observed,
+    /// With `ReplayOptions::report`: what the HTML report shows.
+    pub report: Option<crate::report::ReportData>,
 }
 
 /// Loads the proxyware list named in the config, or the built-in one.
@@ -670,6 +674,9 @@ impl Run {
         if let Some(path) = &options.state {
             engine.load_state(path)?;
         }
+        if options.report {
+            engine.record_report(&config.report);
+        }
         let logs = match &options.log_dir {
             Some(dir) => {
                 Some(ZeekLogs::create(Path::new(dir), config).map_err(PipelineError::Logs)?)
@@ -1047,6 +1054,9 @@ impl Run {
         on_alerts: &mut AlertHandler<'_>,
     ) -> Result<(), PipelineError> {
         if !batch.is_empty() {
+            if let Some(recorder) = self.sensor.engine.recorder_mut() {
+                recorder.alerts(&batch);
+            }
             on_alerts(&batch).map_err(PipelineError::Alerts)?;
             self.alerts.extend(batch);
         }
@@ -1068,6 +1078,7 @@ impl Run {
         if let Some(path) = &self.state {
             self.sensor.engine.save_state(path)?;
         }
+        let report = self.sensor.engine.take_report();
         let mut sensor = self.sensor;
         if let Some(logs) = sensor.logs.as_mut() {
             let result = logs.finish();
@@ -1126,6 +1137,7 @@ impl Run {
             alerts: self.alerts,
             stats,
             observed: sensor.observed,
+            report,
         })
     }
 
