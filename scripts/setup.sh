@@ -19,6 +19,8 @@ if [ "${1:-}" = "--test" ]; then
     # rsyslogd receives syslog export over UDP, TCP and TLS (GnuTLS driver).
     command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
     dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
+    # Headless Chromium opens the HTML report (tests/report.rs).
+    command -v chromium >/dev/null || missing+=(chromium)
 fi
 suricata=false
 if [ "${1:-}" = "--bench" ]; then

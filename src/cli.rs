@@ -270,12 +270,15 @@ impl RunArgs {
 
 /// `--threads`: 0 means one worker per core (one thread in all on a single core).
 /// The end-of-run summary on stderr: counters, the peak memory, then the syslog targets'.
-fn print_summary(stats: &crate::stats::Stats, syslog: &str) {
-    eprint!(
+/// Returns it (the HTML report shows the same).
+fn print_summary(stats: &crate::stats::Stats, syslog: &str) -> String {
+    let text = format!(
         "{}{}{syslog}",
         stats.summary(),
         crate::stats::peak_memory_line()
     );
+    eprint!("{text}");
+    text
 }
 
 fn worker_threads(requested: usize) -> usize {
@@ -326,16 +329,11 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = pipeline::replay(&config, &files, &options, &mut |b| output.batch(b))?;
             let syslog = output.finish()?;
             let stats = &report.stats;
-            print_summary(stats, &syslog);
+            let summary = print_summary(stats, &syslog);
             if let (Some(file), Some(path), Some(data)) =
                 (report_file, &report_path, &report.report)
             {
                 let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-                let summary = format!(
-                    "{}{}{syslog}",
-                    stats.summary(),
-                    crate::stats::peak_memory_line()
-                );
                 let html = crate::report::html::render(&crate::report::html::ReportInput {
                     inputs: &inputs,
                     summary: &summary,
