@@ -53,9 +53,9 @@ h3{font-size:16px;margin:22px 0 4px}.muted{color:#5b6475}
 .card{border:1px solid #dde1e7;border-radius:6px;padding:6px 10px;min-width:110px}
 .card b{display:block;font-size:18px}.card span{color:#5b6475;font-size:12px}
 table{border-collapse:collapse;width:100%;margin:6px 0;font-size:12.5px}
-td.reason{min-width:340px}td.dest{max-width:220px;overflow-wrap:anywhere}td.time{white-space:nowrap}
+td.reason{min-width:340px}td.dest{min-width:190px;overflow-wrap:break-word}td.dest span{display:block;color:#5b6475}td.time{white-space:nowrap}
 th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eceef2;vertical-align:top}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 th{background:#f0f2f5;position:sticky;top:0}
 table.sortable th{cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" \25B2"}th[aria-sort=descending]::after{content:" \25BC"}
@@ -200,15 +200,17 @@ fn alerts_section(out: &mut String, alerts: &[Alert]) {
          <th class=\"num\">count</th><th>reason</th></tr></thead>",
     );
     for a in alerts {
-        let destination = match (&a.destination_hostname, a.destination_ip) {
-            (Some(name), Some(ip)) => format!(
-                "{name} ({ip}{})",
-                opt(a.destination_port.map(|p| format!(":{p}")))
-            ),
-            (Some(name), None) => name.clone(),
-            (None, Some(ip)) => format!("{ip}{}", opt(a.destination_port.map(|p| format!(":{p}")))),
-            (None, None) => String::new(),
-        };
+        // The name, then the address and port under it.
+        let address = a.destination_ip.map(|ip| match a.destination_port {
+            Some(port) if ip.is_ipv6() => format!("[{ip}]:{port}"),
+            Some(port) => format!("{ip}:{port}"),
+            None => ip.to_string(),
+        });
+        let destination = format!(
+            "{}{}",
+            escape(&opt(a.destination_hostname.as_deref())),
+            address.map_or_else(String::new, |a| format!("<span>{a}</span>"))
+        );
         let evidence = serde_json::to_string_pretty(&a.evidence).unwrap_or_default();
         let _ = write!(
             out,
@@ -223,7 +225,7 @@ fn alerts_section(out: &mut String, alerts: &[Alert]) {
             out,
             "<td class=\"sev-{0}\">{0}</td><td class=\"dest\">{1}</td><td>{2}</td>",
             escape(a.severity),
-            escape(&destination),
+            destination,
             escape(&opt(a.country.as_deref())),
         );
         num_cell(out, u64::from(a.asn.unwrap_or(0)), &opt(a.asn));
