@@ -2,8 +2,10 @@
 use crate::alert::syslog::{self, SyslogFormat, SyslogSinks, SyslogTarget};
 use crate::alert::{Alert, sink};
 use crate::config::{Cidr, Config};
+use crate::metrics::MetricsServer;
 use crate::pipeline::{self, ReplayOptions};
 use crate::source::collector::Collector;
+use crate::telemetry::Telemetry;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fs::File;
@@ -60,6 +62,8 @@ pub enum Command {
         #[arg(long, required = true, value_name = "ADDR")]
         listen: Vec<std::net::SocketAddr>,
         #[command(flatten)]
+        metrics: MetricsArgs,
+        #[command(flatten)]
         common: RunArgs,
     },
     /// Capture live on network interfaces (a span port or tap) and report alerts until SIGINT
@@ -90,6 +94,8 @@ pub enum Command {
         /// 0 one per core.
         #[arg(long, default_value_t = 1, value_name = "N")]
         threads: usize,
+        #[command(flatten)]
+        metrics: MetricsArgs,
         #[command(flatten)]
         common: RunArgs,
     },
@@ -169,6 +175,37 @@ pub struct RunArgs {
     syslog_format: SyslogFormat,
 }
 
+/// The metrics endpoint of `live` and `collect`.
+#[derive(Debug, clap::Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /health, e.g.
+    /// 127.0.0.1:9464 (port 0 picks a free port, printed on stderr); overrides [metrics] listen.
+    #[arg(long = "metrics", id = "metrics", value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArgs {
+    /// Starts the endpoint when one is asked for: the telemetry the pipeline publishes to,
+    /// and the server (stopped when dropped).
+    fn start(&self, config: &Config) -> Result<Option<(Arc<Telemetry>, MetricsServer)>> {
+        let addr = match (self.listen, config.metrics.listen.trim()) {
+            (Some(addr), _) => addr,
+            (None, "") => return Ok(None),
+            (None, text) => text
+                .parse()
+                .with_context(|| format!("[metrics] listen: {text:?} is not an address"))?,
+        };
+        let telemetry = Arc::new(Telemetry::new());
+        let stall = std::time::Duration::from_secs(config.metrics.stall_seconds.max(1));
+        let server = MetricsServer::start(addr, telemetry.clone(), stall)?;
+        eprintln!(
+            "egresswatch: metrics on http://{}/metrics",
+            server.local_addr()
+        );
+        Ok(Some((telemetry, server)))
+    }
+}
+
 /// At exit, syslog targets get this long to deliver what is queued (SIGTERM gives services
 /// about 90 s before SIGKILL; alerts are few). What is left is spooled or counted as dropped.
 const SYSLOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
@@ -233,6 +270,16 @@ impl AlertOutput {
         out.flush()
     }
 
+    /// The endpoint's telemetry, now also reporting these sinks' queues.
+    fn watched_by(
+        &self,
+        endpoint: Option<&(Arc<Telemetry>, MetricsServer)>,
+    ) -> Option<Arc<Telemetry>> {
+        let (telemetry, _) = endpoint?;
+        telemetry.watch_sinks(self.syslog.watcher());
+        Some(telemetry.clone())
+    }
+
     /// Returns the syslog summary lines (empty without targets) for the end-of-run report.
     fn finish(mut self) -> io::Result<String> {
         let stdout = io::stdout();
@@ -264,6 +311,7 @@ impl RunArgs {
             collect: false,
             threads: 1,
             report: false,
+            telemetry: None,
         }
     }
 }
@@ -354,7 +402,11 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Collect { listen, common } => {
+        Command::Collect {
+            listen,
+            metrics,
+            common,
+        } => {
             let config = common.config()?;
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -366,6 +418,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 requested: reload_on_sighup()?,
                 load: &|| common.config(),
             };
+            let endpoint = metrics.start(&config)?;
             let collector = Collector::start(&listen, config.export.queue_datagrams, stop.clone())?;
             for addr in collector.local_addrs() {
                 eprintln!("egresswatch: listening on udp {addr}");
@@ -374,7 +427,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = pipeline::collect(
                 &config,
                 &collector,
-                &common.options(),
+                &ReplayOptions {
+                    telemetry: output.watched_by(endpoint.as_ref()),
+                    ..common.options()
+                },
                 Some(&reloader),
                 &mut |b| output.batch(b),
             )?;
@@ -391,6 +447,7 @@ pub fn run(cli: Cli) -> Result<()> {
             no_promisc,
             user,
             threads,
+            metrics,
             common,
         } => {
             let config = common.config()?;
@@ -415,6 +472,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 promisc: !no_promisc,
             };
             let opened = crate::source::live::OpenCaptures::open(&options)?;
+            // Bound before privileges are dropped, like the capture handles.
+            let endpoint = metrics.start(&config)?;
             let user = user.or_else(|| Some(config.live.user.clone()).filter(|u| !u.is_empty()));
             let dropped = crate::privileges::drop_privileges(user.as_deref())?;
             eprintln!("egresswatch: {dropped}");
@@ -433,6 +492,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 stop,
                 &ReplayOptions {
                     threads: worker_threads(threads),
+                    telemetry: output.watched_by(endpoint.as_ref()),
                     ..common.options()
                 },
                 Some(&reloader),

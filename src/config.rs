@@ -62,6 +62,8 @@ pub struct Config {
     pub export: ExportConfig,
     /// Live capture (`egresswatch live`).
     pub live: LiveConfig,
+    /// Prometheus metrics and health endpoint of `live` and `collect`.
+    pub metrics: crate::metrics::MetricsConfig,
     /// Syslog collectors that receive every alert (`[[syslog]]`).
     pub syslog: Vec<crate::alert::syslog::SyslogTarget>,
     /// The HTML report's bounds (`replay --report`).
@@ -98,6 +100,7 @@ impl Default for Config {
             detectors: DetectorsConfig::default(),
             export: ExportConfig::default(),
             live: LiveConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
             syslog: Vec::new(),
             report: ReportConfig::default(),
         }

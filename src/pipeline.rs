@@ -31,7 +31,8 @@ use crate::source::live::{LiveCapture, OpenCaptures, Received as LiveReceived};
 use crate::source::pcap_file::{CaptureReader, SourceError};
 use crate::source::{Packet, wall_clock_ns};
 use crate::stats::{ExportStats, Stats};
-use std::collections::BTreeSet;
+use crate::telemetry::{PublishClock, Snapshot, Telemetry};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ pub struct ReplayOptions {
     pub threads: usize,
     /// Record per-host figures for the HTML report (`RunReport::report`).
     pub report: bool,
+    /// Where the run publishes its counters while it goes (progress bar, metrics endpoint).
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// A finished flow as tshark's conversation table counts it; `a` is the originator.
@@ -664,6 +667,9 @@ pub struct Run {
     /// Collector: (arrival clock, event time) when records last left the reorder buffer, so
     /// event time can follow the wall clock while exporters are silent.
     last_release: Option<(u64, u64)>,
+    telemetry: Option<Arc<Telemetry>>,
+    publish_clock: PublishClock,
+    alerts_by_branch: BTreeMap<&'static str, u64>,
 }
 
 impl Run {
@@ -732,13 +738,16 @@ impl Run {
             last_tick_ns: None,
             state: options.state.clone(),
             last_release: None,
+            telemetry: options.telemetry.clone(),
+            publish_clock: PublishClock::default(),
+            alerts_by_branch: BTreeMap::new(),
         })
     }
 
     /// SIGHUP: applies a reloaded config without losing flows, windows or baselines. Domain
     /// lists, home nets, allowlists, segments, business hours, geo databases, scoring and
     /// detector thresholds change; sections that size or time state already held (`flow`,
-    /// `reassembly`, `dns`, `windows`, `export`, `live`) and the syslog targets keep their
+    /// `reassembly`, `dns`, `windows`, `export`, `live`, `metrics`) and the syslog targets keep their
     /// running values until a restart,
     /// and their names are returned so the operator is told. On error nothing changes.
     pub fn reload(&mut self, mut config: Config) -> Result<Vec<&'static str>, PipelineError> {
@@ -755,6 +764,7 @@ impl Run {
         keep_running("windows", &mut config.windows, &running.windows, &mut kept);
         keep_running("export", &mut config.export, &running.export, &mut kept);
         keep_running("live", &mut config.live, &running.live, &mut kept);
+        keep_running("metrics", &mut config.metrics, &running.metrics, &mut kept);
         // Syslog sinks are opened by the command, once.
         keep_running("syslog", &mut config.syslog, &running.syslog, &mut kept);
         let (matcher, allow) = load_domains(&config)?;
@@ -822,6 +832,9 @@ impl Run {
         while let Some(frame) = reader.next_shared() {
             if let Some(round) = shards.frame(&frame) {
                 self.apply_round(round, on_alerts)?;
+            }
+            if self.publish_clock.tick() {
+                self.publish(Some(&shards), |s| reader.progress(s));
             }
         }
         self.finish_shards(shards, on_alerts)
@@ -1058,6 +1071,12 @@ impl Run {
                 recorder.alerts(&batch);
             }
             on_alerts(&batch).map_err(PipelineError::Alerts)?;
+            for alert in &batch {
+                *self
+                    .alerts_by_branch
+                    .entry(alert.detection_branch)
+                    .or_insert(0) += 1;
+            }
             self.alerts.extend(batch);
         }
         Ok(())
@@ -1079,15 +1098,30 @@ impl Run {
             self.sensor.engine.save_state(path)?;
         }
         let report = self.sensor.engine.take_report();
-        let mut sensor = self.sensor;
-        if let Some(logs) = sensor.logs.as_mut() {
+        if let Some(logs) = self.sensor.logs.as_mut() {
             let result = logs.finish();
-            sensor.log(result);
+            self.sensor.log(result);
         }
-        if let Some(e) = sensor.log_error.take() {
+        if let Some(e) = self.sensor.log_error.take() {
             return Err(PipelineError::Logs(e));
         }
-        let mut stats = sensor.stats;
+        let stats = self.stats_now();
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.finish(&stats);
+        }
+        Ok(RunReport {
+            alerts: self.alerts,
+            stats,
+            observed: self.sensor.observed,
+            report,
+        })
+    }
+
+    /// The run's counters as the summary reports them, as of now (sharded workers' counters
+    /// come separately while they run: `Shards::add_totals_to`).
+    fn stats_now(&self) -> Stats {
+        let sensor = &self.sensor;
+        let mut stats = sensor.stats.clone();
         for path in std::iter::once(&self.path).chain(&self.shard_paths) {
             path.add_to(&mut stats);
         }
@@ -1133,12 +1167,32 @@ impl Run {
             errors: ingest.errors.clone(),
             queue_drops: stats.export.queue_drops.clone(),
         };
-        Ok(RunReport {
-            alerts: self.alerts,
+        stats
+    }
+
+    /// Publishes a snapshot to the telemetry, if the run has one; `fill` adds what only the
+    /// caller knows (bytes read, capture drops, queue depth).
+    fn publish(&self, shards: Option<&Shards>, fill: impl FnOnce(&mut Snapshot)) {
+        let Some(telemetry) = &self.telemetry else {
+            return;
+        };
+        let mut stats = self.stats_now();
+        let mut active_flows = self.path.active_flows() + self.ingest.table.len() as u64;
+        if let Some(shards) = shards {
+            active_flows += shards.add_totals_to(&mut stats);
+        }
+        let mut snapshot = Snapshot {
             stats,
-            observed: sensor.observed,
-            report,
-        })
+            active_flows,
+            hosts: self.sensor.engine.hosts() as u64,
+            records_held: self.ingest.held.len() as u64,
+            alerts_by_branch: self.alerts_by_branch.clone(),
+            event_time_ns: self.now_ns,
+            published: Some(std::time::Instant::now()),
+            ..Snapshot::default()
+        };
+        fill(&mut snapshot);
+        telemetry.publish(snapshot);
     }
 
     /// Collector: datagrams the socket threads dropped because the queue was full, per
@@ -1177,6 +1231,9 @@ pub fn replay(
         } else {
             while let Some(packet) = reader.next_packet() {
                 run.packet(&packet, on_alerts)?;
+                if run.publish_clock.tick() {
+                    run.publish(None, |s| reader.progress(s));
+                }
             }
         }
         problems = reader.problems().iter().map(|p| p.to_string()).collect();
@@ -1275,6 +1332,9 @@ pub fn collect(
         }
         if let Some(reloader) = reloader {
             reloader.poll(&mut run);
+        }
+        if run.publish_clock.due() {
+            run.publish(None, |s| s.collector_queue = collector.queued());
         }
         match received {
             Received::Batch(batch) => collector.recycle(batch),
@@ -1380,6 +1440,9 @@ fn live_loop(
         free.into_iter().for_each(|b| capture.recycle(b));
         if let Some(reloader) = reloader {
             reloader.poll(run);
+        }
+        if run.publish_clock.due() {
+            run.publish(shards.as_ref(), |s| s.stats.live = capture.stats());
         }
         if std::time::Instant::now() >= next_stats {
             next_stats += interval;

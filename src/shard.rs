@@ -218,7 +218,35 @@ impl PacketPath {
         self.table.flush(sink);
     }
 
+    /// Flows held now.
+    pub fn active_flows(&self) -> u64 {
+        self.table.len() as u64
+    }
+
     /// Adds this path's counters to the run's.
+    pub fn add_to(&self, stats: &mut Stats) {
+        self.totals().add_to(stats);
+    }
+
+    /// This path's counters now.
+    fn totals(&self) -> PathTotals {
+        PathTotals {
+            counters: self.counters.clone(),
+            flows: self.table.counters.clone(),
+            active_flows: self.active_flows(),
+        }
+    }
+}
+
+/// A packet path's counters, sent with each round so the run can report them while it goes.
+#[derive(Debug, Clone, Default)]
+pub struct PathTotals {
+    counters: PacketCounters,
+    flows: crate::flow::table::FlowCounters,
+    pub active_flows: u64,
+}
+
+impl PathTotals {
     pub fn add_to(&self, stats: &mut Stats) {
         let c = &self.counters;
         stats.frames += c.frames;
@@ -228,7 +256,7 @@ impl PacketPath {
         for (reason, n) in &c.drops {
             *stats.drops.entry(reason).or_insert(0) += n;
         }
-        let t = &self.table.counters;
+        let t = &self.flows;
         stats.flows += t.flows_created;
         stats.flows_evicted += t.flows_evicted;
         stats.interim_updates += t.interim_updates;
@@ -495,6 +523,8 @@ struct Output {
     expired: Vec<Event>,
     checkpointed: Vec<Event>,
     flushed: Vec<Event>,
+    /// The worker's counters after the round.
+    totals: PathTotals,
 }
 
 /// One round's events from every worker, in the order the one-thread path makes them.
@@ -525,6 +555,8 @@ struct Worker {
     /// Emptied parts and event lists back from the worker, for its next rounds.
     spare_parts: Vec<Part>,
     spare_events: Vec<Vec<(u64, Event)>>,
+    /// Counters of the last round received.
+    totals: PathTotals,
 }
 
 /// The reading side of the sharded packet path.
@@ -560,6 +592,7 @@ impl Shards {
                 handle,
                 spare_parts: Vec::new(),
                 spare_events: Vec::new(),
+                totals: PathTotals::default(),
             });
         }
         Ok(Shards {
@@ -630,6 +663,17 @@ impl Shards {
             rounds.push(round);
         }
         rounds
+    }
+
+    /// Adds the workers' counters as of the rounds applied so far; returns their flows held.
+    pub fn add_totals_to(&self, stats: &mut Stats) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| {
+                w.totals.add_to(stats);
+                w.totals.active_flows
+            })
+            .sum()
     }
 
     /// Frames handed to the workers so far.
@@ -703,6 +747,7 @@ impl Shards {
             expired.append(&mut out.expired);
             checkpointed.append(&mut out.checkpointed);
             flushed.append(&mut out.flushed);
+            worker.totals = out.totals;
             worker.spare_parts.push(out.part);
             worker.spare_events.push(out.events);
         }
@@ -829,6 +874,7 @@ fn work(mut path: PacketPath, work: Receiver<Work>, done: SyncSender<Output>) ->
             path.flush(&mut sink);
             out.flushed = sink.events.drain(..).map(|(_, e)| e).collect();
         }
+        out.totals = path.totals();
         if done.send(out).is_err() {
             break;
         }

@@ -8,6 +8,8 @@
 //! compared on what does not depend on time: host, branch, destination name, and the number
 //! of observations summed over windows (a burst can straddle a window boundary). office.pcap's
 //! alerts are ProxywareDomain, raised by names, not durations.
+mod common;
+
 use egresswatch::config::Config;
 use egresswatch::pipeline::{ReplayOptions, replay};
 use serde_json::Value;
@@ -861,5 +863,111 @@ fn sighup_reloads_the_config_while_capturing() {
         "{}",
         stopped.err.join("\n")
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The metrics endpoint while capturing on two shard workers: scraped from inside the capture
+/// namespace (bash's /dev/tcp, so no client is needed), its frame and interface counters reach
+/// the capture's frame count and agree with the exit summary.
+#[test]
+fn metrics_are_served_while_capturing() {
+    let Some(lab) = Lab::new("metrics") else {
+        return;
+    };
+    let dir = temp_dir("metrics");
+    let (ours, theirs) = lab.link(11);
+    // A new namespace's loopback is down; the endpoint listens there.
+    run(Command::new("ip").args(["-n", &lab.capture_ns, "link", "set", "lo", "up"]));
+    let config = write_config(&dir, FAST_STATS);
+    let mut sensor = lab.sensor(&[
+        "--interface",
+        &ours,
+        "--buffer-mib",
+        BUFFER_MIB,
+        "--config",
+        &config,
+        "--format",
+        "json",
+        "--threads",
+        "2",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    sensor.wait_stderr("the metrics address", |err| {
+        err.iter()
+            .any(|l| l.starts_with("egresswatch: metrics on http://"))
+    });
+    let endpoint = sensor
+        .err
+        .iter()
+        .find_map(|l| l.strip_prefix("egresswatch: metrics on http://"))
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap()
+        .to_string();
+    let scrape = |path: &str| {
+        let (host, port) = endpoint.rsplit_once(':').unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lab.capture_ns, "bash", "-c"])
+            .arg(format!(
+                "exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        common::http_status_and_body(&String::from_utf8_lossy(&out.stdout))
+    };
+    let (status, health) = scrape("/health");
+    assert_eq!(status, 200, "{health}");
+
+    wait_replay(lab.replay(&theirs, &repo("captures/office.pcap")));
+    let frames = |m: &BTreeMap<String, f64>| m.get("egresswatch_frames_total").copied();
+    let start = Instant::now();
+    let samples = loop {
+        let (status, body) = scrape("/metrics");
+        assert_eq!(status, 200, "{body}");
+        let samples = common::metric_samples(&body);
+        if frames(&samples) == Some(OFFICE_FRAMES as f64) {
+            break samples;
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "frames never reached {OFFICE_FRAMES}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let iface = |name: &str| samples[&format!("{name}{{interface=\"{ours}\"}}")];
+    assert_eq!(
+        iface("egresswatch_interface_received_total"),
+        OFFICE_FRAMES as f64
+    );
+    assert_eq!(
+        iface("egresswatch_interface_delivered_total"),
+        OFFICE_FRAMES as f64
+    );
+    assert_eq!(iface("egresswatch_interface_kernel_drops_total"), 0.0);
+    assert!(samples["egresswatch_flows_total"] > 0.0, "{samples:?}");
+    assert!(
+        samples["egresswatch_dns_messages_total"] > 0.0,
+        "{samples:?}"
+    );
+    assert_eq!(scrape("/health").0, 200);
+
+    let stopped = sensor.stop(nix::sys::signal::Signal::SIGTERM);
+    stopped.assert_clean_exit();
+    assert_eq!(
+        stopped.summary_frames() as f64,
+        samples["egresswatch_frames_total"]
+    );
+    let flows_line = stopped
+        .err
+        .iter()
+        .find_map(|l| l.strip_prefix("flows: "))
+        .unwrap();
+    let flows: f64 = flows_line.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(flows, samples["egresswatch_flows_total"], "{flows_line}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,8 @@
 //! biflow) to `egresswatch collect` on loopback. The alerts from the flows must name the same
 //! hosts and branches as the alerts from the packets, except TorrentSeeding: it needs the
 //! BitTorrent handshake, DHT or uTP payload, which flow export does not carry.
+mod common;
+
 use egresswatch::config::Config;
 use egresswatch::pipeline::{ReplayOptions, replay};
 use serde_json::Value;
@@ -50,14 +52,21 @@ struct Collector {
     child: Child,
     stderr: BufReader<ChildStderr>,
     addrs: Vec<String>,
+    /// The metrics endpoint, when `--metrics` was given.
+    metrics: Option<String>,
 }
 
 /// Starts `egresswatch collect` on `sockets` free loopback ports; returns once it listens.
 fn start_collector(dir: &Path, sockets: usize) -> Collector {
+    start_collector_with(dir, sockets, &[])
+}
+
+fn start_collector_with(dir: &Path, sockets: usize, extra: &[&str]) -> Collector {
     let mut command = Command::new(env!("CARGO_BIN_EXE_egresswatch"));
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["collect", "--format", "json"]);
+        .args(["collect", "--format", "json"])
+        .args(extra);
     for _ in 0..sockets {
         command.args(["--listen", "127.0.0.1:0"]);
     }
@@ -72,20 +81,26 @@ fn start_collector(dir: &Path, sockets: usize) -> Collector {
         .spawn()
         .expect("egresswatch collect starts");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addrs = (0..sockets)
-        .map(|_| {
-            let mut line = String::new();
-            stderr.read_line(&mut line).unwrap();
-            line.trim()
-                .strip_prefix("egresswatch: listening on udp ")
-                .unwrap_or_else(|| panic!("unexpected line: {line}"))
-                .to_string()
-        })
-        .collect();
+    let mut addrs = Vec::new();
+    let mut metrics = None;
+    while addrs.len() < sockets {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let line = line.trim();
+        if let Some(url) = line.strip_prefix("egresswatch: metrics on http://") {
+            metrics = url.strip_suffix("/metrics").map(str::to_string);
+            continue;
+        }
+        let addr = line
+            .strip_prefix("egresswatch: listening on udp ")
+            .unwrap_or_else(|| panic!("unexpected line: {line}"));
+        addrs.push(addr.to_string());
+    }
     Collector {
         child,
         stderr,
         addrs,
+        metrics,
     }
 }
 
@@ -277,5 +292,101 @@ fn two_exporters_at_once_make_one_picture() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["flow_source"].to_string())
         .collect();
     assert_eq!(sources.len(), 2, "{sources:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The metrics endpoint during a collector run fed by softflowd: it answers while records
+/// arrive, its counters settle on what the exit summary reports, and the syslog target's
+/// queue is there.
+#[test]
+fn metrics_follow_a_softflowd_export() {
+    let dir = temp_dir("metrics");
+    // A syslog receiver on loopback: alerts go to it as they would to a SIEM.
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = format!("udp://{}", syslog.local_addr().unwrap());
+    let collector =
+        start_collector_with(&dir, 1, &["--metrics", "127.0.0.1:0", "--syslog", &target]);
+    let endpoint = collector.metrics.clone().expect("metrics address printed");
+    let (status, health) = common::http_get(&endpoint, "/health");
+    assert_eq!(status, 200, "{health}");
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert!(
+        ["ok", "starting"].contains(&health["status"].as_str().unwrap()),
+        "{health}"
+    );
+
+    softflowd(
+        &repo("captures/behaviour.pcap"),
+        &collector.addrs[0],
+        &["-v", "9", "-t", "maxlife=300"],
+        &dir,
+    );
+    // softflowd has sent everything; wait until the pipeline has decoded it all (two scrapes a
+    // publishing interval apart agree, and something arrived).
+    let datagrams = "egresswatch_export_datagrams_total";
+    let start = std::time::Instant::now();
+    let mut last = common::metric_samples(&common::http_get(&endpoint, "/metrics").1);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = common::metric_samples(&common::http_get(&endpoint, "/metrics").1);
+        // Records leave the reorder buffer `reorder_seconds` after they arrive.
+        let settled = now[datagrams] > 0.0
+            && now[datagrams] == last[datagrams]
+            && now["egresswatch_export_records_held"] == 0.0;
+        if settled {
+            last = now;
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "no datagrams counted: {now:?}"
+        );
+        last = now;
+    }
+    let sink = format!("egresswatch_sink_queue_depth{{target=\"{target}\"}}");
+    assert!(last.contains_key(&sink), "{last:?}");
+    assert!(
+        last.contains_key("egresswatch_collector_queue_depth"),
+        "{last:?}"
+    );
+    assert!(last["egresswatch_export_records_total"] > 0.0, "{last:?}");
+    assert!(last["egresswatch_hosts"] > 0.0, "{last:?}");
+    assert_eq!(common::http_get(&endpoint, "/health").0, 200);
+
+    let (summary, _, alerts) = collector.stop(&dir);
+    let export_line = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("export: "))
+        .unwrap_or_else(|| panic!("{summary}"));
+    let summary_datagrams: f64 = export_line.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(last[datagrams], summary_datagrams, "{summary}");
+    let summary_records: f64 = export_line
+        .split("; ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(
+        last["egresswatch_export_records_total"], summary_records,
+        "{summary}"
+    );
+    // Alerts counted while running were raised; the flush at exit can only add to them.
+    let mut final_by_branch = std::collections::BTreeMap::<String, f64>::new();
+    for a in &alerts {
+        *final_by_branch
+            .entry(a["DetectionBranch"].as_str().unwrap().to_string())
+            .or_default() += 1.0;
+    }
+    for (series, n) in &last {
+        if let Some(branch) = series
+            .strip_prefix("egresswatch_alerts_total{branch=\"")
+            .and_then(|b| b.strip_suffix("\"}"))
+        {
+            assert!(
+                final_by_branch.get(branch).copied().unwrap_or(0.0) >= *n,
+                "{series} {n}"
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

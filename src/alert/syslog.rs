@@ -285,6 +285,21 @@ struct Sink {
     worker: Option<JoinHandle<()>>,
 }
 
+/// Reads the targets' counters; outlives nothing it watches (the workers stop with the sinks).
+#[derive(Clone)]
+pub struct SinkWatcher {
+    sinks: Vec<(String, Arc<Shared>)>,
+}
+
+impl SinkWatcher {
+    pub fn counters(&self) -> Vec<(String, SinkCounters)> {
+        self.sinks
+            .iter()
+            .map(|(url, shared)| (url.clone(), snapshot(&shared.lock())))
+            .collect()
+    }
+}
+
 /// Every configured target with its worker thread.
 pub struct SyslogSinks {
     sinks: Vec<Sink>,
@@ -465,10 +480,18 @@ impl SyslogSinks {
     }
 
     pub fn counters(&self) -> Vec<(String, SinkCounters)> {
-        self.sinks
-            .iter()
-            .map(|s| (s.url.clone(), snapshot(&s.shared.lock())))
-            .collect()
+        self.watcher().counters()
+    }
+
+    /// A handle that reads every target's counters from another thread (the metrics endpoint).
+    pub fn watcher(&self) -> SinkWatcher {
+        SinkWatcher {
+            sinks: self
+                .sinks
+                .iter()
+                .map(|s| (s.url.clone(), s.shared.clone()))
+                .collect(),
+        }
     }
 
     /// Delivers what it can within `timeout` (all targets in parallel), then stops the workers.

@@ -371,6 +371,11 @@ impl Engine {
         &self.scorer
     }
 
+    /// Inside hosts with window state now.
+    pub fn hosts(&self) -> usize {
+        self.windows.len()
+    }
+
     pub fn hosts_evicted(&self) -> u64 {
         self.windows.evicted() + self.detectors.iter().map(|d| d.evicted()).sum::<u64>()
     }

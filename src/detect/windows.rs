@@ -690,6 +690,15 @@ impl HostWindows {
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
+
+    /// Hosts with window state now.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
 }
 
 #[cfg(test)]

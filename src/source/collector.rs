@@ -152,6 +152,11 @@ impl Collector {
         })
     }
 
+    /// Datagrams waiting for the decoder now.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed) as u64
+    }
+
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local
     }

@@ -187,6 +187,8 @@ pub struct CaptureReader {
     problems: Vec<FileProblem>,
     pool: ChunkPool,
     pub counters: ReaderCounters,
+    /// Sizes of the regular files among the inputs.
+    bytes_total: u64,
 }
 
 impl CaptureReader {
@@ -205,13 +207,26 @@ impl CaptureReader {
         for path in paths {
             files.push(FileReader::open(path, &mut pool)?);
         }
+        let bytes_total = paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum();
         Ok(CaptureReader {
             files,
             current: None,
             problems: Vec::new(),
             pool,
             counters: ReaderCounters::default(),
+            bytes_total,
         })
+    }
+
+    /// Bytes of the files parsed so far, and their total size, for the progress bar.
+    pub fn progress(&self, snapshot: &mut crate::telemetry::Snapshot) {
+        snapshot.bytes_read = self.files.iter().map(|f| f.chunks.offset()).sum();
+        snapshot.bytes_total = self.bytes_total;
     }
 
     /// Problems found so far (truncation, corruption), each naming its file and offset.

@@ -46,3 +46,44 @@ pub fn oracle_files() -> Vec<PathBuf> {
     entries.sort();
     entries
 }
+
+/// An HTTP response as text (status line, headers, body), split: (status code, body).
+pub fn http_status_and_body(response: &str) -> (u16, String) {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// `GET path` from a server on this machine's loopback (HTTP/1.0: the server closes).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint connects");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    http_status_and_body(&response)
+}
+
+/// Prometheus text: each sample line as `series -> value` (comments skipped).
+pub fn metric_samples(body: &str) -> std::collections::BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("{l}"));
+            (
+                series.to_string(),
+                value.parse().unwrap_or_else(|_| panic!("{l}")),
+            )
+        })
+        .collect()
+}
