@@ -303,8 +303,12 @@ impl Recorder {
             }
         }
         newcomers.sort_by_key(|h| Reverse(h.bytes_out));
+        let mut placing = true;
         for h in newcomers {
-            if self.place(h.host, closed.start_ns, h.bytes_out, false) {
+            // Once one fails, the lighter ones after it would too (the lightest place only
+            // gets heavier).
+            placing = placing && self.place(h.host, closed.start_ns, h.bytes_out, false);
+            if placing {
                 self.add(h, closed.start_ns);
             } else {
                 self.cuts.host_windows_unrecorded += 1;
