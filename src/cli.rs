@@ -53,6 +53,11 @@ pub enum Command {
         /// Results do not depend on it.
         #[arg(long, default_value_t = 1, value_name = "N")]
         threads: usize,
+        /// Also write an HTML report to FILE: the run summary, the alerts, each alerted host's
+        /// egress timeline and top destinations, the top talkers. One self-contained file
+        /// that opens offline; bounds in the config's [report] section.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Collect NetFlow v5/v9, IPFIX and sFlow v5 on UDP and report alerts until SIGINT or
     /// SIGTERM, which flush every flow and window and exit.
@@ -355,6 +360,7 @@ impl RunArgs {
             state: self.state.clone(),
             collect: false,
             threads: 1,
+            report: false,
             telemetry: None,
         }
     }
@@ -362,12 +368,15 @@ impl RunArgs {
 
 /// `--threads`: 0 means one worker per core (one thread in all on a single core).
 /// The end-of-run summary on stderr: counters, the peak memory, then the syslog targets'.
-fn print_summary(stats: &crate::stats::Stats, syslog: &str) {
-    eprint!(
+/// Returns it (the HTML report shows the same).
+fn print_summary(stats: &crate::stats::Stats, syslog: &str) -> String {
+    let text = format!(
         "{}{}{syslog}",
         stats.summary(),
         crate::stats::peak_memory_line()
     );
+    eprint!("{text}");
+    text
 }
 
 fn worker_threads(requested: usize) -> usize {
@@ -398,6 +407,7 @@ pub fn run(cli: Cli) -> Result<()> {
             common,
             files,
             threads,
+            report: report_path,
         } => {
             let config = common.config()?;
             let mut output = AlertOutput::new(&common, &config, false)?;
@@ -408,9 +418,18 @@ pub fn run(cli: Cli) -> Result<()> {
             let progress = telemetry
                 .as_ref()
                 .and_then(crate::progress::Progress::start);
+            // Created first, so a path that cannot be written fails before the replay.
+            let report_file = match &report_path {
+                Some(path) => Some(
+                    File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                ),
+                None => None,
+            };
             let options = ReplayOptions {
                 threads: worker_threads(threads),
                 telemetry,
+                report: report_file.is_some(),
                 ..common.options()
             };
             let report = pipeline::replay(&config, &files, &options, &mut |b| match &progress {
@@ -421,7 +440,24 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = report?;
             let syslog = output.finish()?;
             let stats = &report.stats;
-            print_summary(stats, &syslog);
+            let summary = print_summary(stats, &syslog);
+            if let (Some(file), Some(path), Some(data)) =
+                (report_file, &report_path, &report.report)
+            {
+                let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                let html = crate::report::html::render(&crate::report::html::ReportInput {
+                    inputs: &inputs,
+                    summary: &summary,
+                    stats,
+                    alerts: &report.alerts,
+                    data,
+                    business_hours: &config.business_hours,
+                });
+                let mut w = BufWriter::new(file);
+                w.write_all(html.as_bytes())
+                    .and_then(|()| w.flush())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             // Problems with nothing read at all: every file was unusable (the summary above
             // names each with its offset).
             if stats.frames == 0 && stats.export.vpc_lines == 0 && !stats.file_problems.is_empty() {

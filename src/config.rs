@@ -13,6 +13,7 @@ pub use crate::detect::torrent::TorrentConfig;
 pub use crate::detect::windows::WindowsConfig;
 pub use crate::enrich::geo::GeoConfig;
 pub use crate::export::{ExportConfig, ExporterSampling};
+pub use crate::report::ReportConfig;
 pub use crate::source::live::LiveConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::IpAddr;
@@ -65,6 +66,8 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsConfig,
     /// Syslog collectors that receive every alert (`[[syslog]]`).
     pub syslog: Vec<crate::alert::syslog::SyslogTarget>,
+    /// The HTML report's bounds (`replay --report`).
+    pub report: ReportConfig,
 }
 
 /// One table per behavioural detector; thresholds are DET0028's mutable elements.
@@ -99,6 +102,7 @@ impl Default for Config {
             live: LiveConfig::default(),
             metrics: crate::metrics::MetricsConfig::default(),
             syslog: Vec::new(),
+            report: ReportConfig::default(),
         }
     }
 }

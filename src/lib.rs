@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod privileges;
 pub mod progress;
+pub mod report;
 pub mod shard;
 pub mod source;
 pub mod stats;

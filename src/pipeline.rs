@@ -75,6 +75,8 @@ pub struct ReplayOptions {
     pub collect: bool,
     /// Packet-path worker threads for capture files; 0 or 1 runs everything on one thread.
     pub threads: usize,
+    /// Record per-host figures for the HTML report (`RunReport::report`).
+    pub report: bool,
     /// Where the run publishes its counters while it goes (progress bar, metrics endpoint).
     pub telemetry: Option<Arc<Telemetry>>,
 }
@@ -107,6 +109,8 @@ pub struct RunReport {
     pub alerts: Vec<Alert>,
     pub stats: Stats,
     pub observed: Observed,
+    /// With `ReplayOptions::report`: what the HTML report shows.
+    pub report: Option<crate::report::ReportData>,
 }
 
 /// Loads the proxyware list named in the config, or the built-in one.
@@ -676,6 +680,9 @@ impl Run {
         if let Some(path) = &options.state {
             engine.load_state(path)?;
         }
+        if options.report {
+            engine.record_report(&config.report);
+        }
         let logs = match &options.log_dir {
             Some(dir) => {
                 Some(ZeekLogs::create(Path::new(dir), config).map_err(PipelineError::Logs)?)
@@ -1060,6 +1067,9 @@ impl Run {
         on_alerts: &mut AlertHandler<'_>,
     ) -> Result<(), PipelineError> {
         if !batch.is_empty() {
+            if let Some(recorder) = self.sensor.engine.recorder_mut() {
+                recorder.alerts(&batch);
+            }
             on_alerts(&batch).map_err(PipelineError::Alerts)?;
             for alert in &batch {
                 *self
@@ -1087,6 +1097,7 @@ impl Run {
         if let Some(path) = &self.state {
             self.sensor.engine.save_state(path)?;
         }
+        let report = self.sensor.engine.take_report();
         if let Some(logs) = self.sensor.logs.as_mut() {
             let result = logs.finish();
             self.sensor.log(result);
@@ -1102,6 +1113,7 @@ impl Run {
             alerts: self.alerts,
             stats,
             observed: self.sensor.observed,
+            report,
         })
     }
 

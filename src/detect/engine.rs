@@ -19,6 +19,7 @@ use crate::enrich::domains::DomainListError;
 use crate::enrich::geo::{Geo, GeoError, GeoInfo};
 use crate::flow::key::Uid;
 use crate::flow::update::{FlowUpdate, UpdateKind};
+use crate::report::{Recorder, ReportConfig, ReportData};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -126,6 +127,8 @@ pub struct Engine {
     facts: WindowFacts,
     known_destinations: FxHashSet<IpAddr>,
     pub counters: EngineCounters,
+    /// Per-host figures for the HTML report; None (nothing recorded) without `--report`.
+    recorder: Option<Box<Recorder>>,
 }
 
 impl Engine {
@@ -177,7 +180,27 @@ impl Engine {
             facts: WindowFacts::default(),
             known_destinations: FxHashSet::default(),
             counters: EngineCounters::default(),
+            recorder: None,
         })
+    }
+
+    /// Records what the HTML report shows from now on (`[report]` bounds).
+    pub fn record_report(&mut self, config: &ReportConfig) {
+        let window_ns = self.window_ns();
+        self.recorder = Some(Box::new(Recorder::new(
+            config.clone(),
+            self.clock.clone(),
+            window_ns,
+        )));
+    }
+
+    pub fn recorder_mut(&mut self) -> Option<&mut Recorder> {
+        self.recorder.as_deref_mut()
+    }
+
+    /// The report's data (call after the last window and its alerts).
+    pub fn take_report(&mut self) -> Option<ReportData> {
+        self.recorder.take().map(|r| r.finish())
     }
 
     pub fn geo(&self) -> &Geo {
@@ -258,6 +281,9 @@ impl Engine {
             host_inside,
             host_allowlisted: self.allowlist.inside_host(update.inside),
         };
+        if let Some(recorder) = self.recorder.as_deref_mut() {
+            recorder.flow(&view);
+        }
         if !allowlisted {
             for detector in &mut self.detectors {
                 detector.flow(&view, &mut self.findings);
@@ -310,6 +336,9 @@ impl Engine {
         self.counters.windows_closed += 1;
         self.closed_until = end;
         let closed = self.windows.close(start, end);
+        if let Some(recorder) = self.recorder.as_deref_mut() {
+            recorder.window(&closed);
+        }
         for detector in &mut self.detectors {
             detector.window(&closed, &mut self.findings);
         }
