@@ -53,6 +53,7 @@ fn window(i: u64, hosts: Vec<HostWindow>) -> ClosedWindow {
 
 fn alert(last: u8) -> Alert {
     Alert {
+        id: format!("{last:016x}"),
         time: String::new(),
         host: ip(last),
         destination_ip: None,
