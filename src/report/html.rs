@@ -234,8 +234,9 @@ fn alerts_section(out: &mut String, alerts: &[Alert]) {
         num_cell(out, a.count, &a.count.to_string());
         let _ = write!(
             out,
-            "<td class=\"reason\"><details><summary>{}</summary><p>window {} to {} UTC</p><pre>{}</pre></details></td></tr></tbody>",
+            "<td class=\"reason\"><details><summary>{}</summary><p>alert {} (<code>egresswatch explain {1}</code>), window {} to {} UTC</p><pre>{}</pre></details></td></tr></tbody>",
             escape(&a.reason),
+            escape(&a.id),
             escape(&short_time(&a.window_start)),
             escape(&short_time(&a.window_end)),
             escape(&evidence),
