@@ -94,13 +94,19 @@ impl Collect {
     /// The socket's line in /proc/net/udp: (bytes waiting in the kernel, kernel drops).
     fn kernel_queue(&self) -> (u64, u64) {
         let want = format!("0100007F:{:04X}", self.addr.port());
-        let table = std::fs::read_to_string("/proc/net/udp").unwrap();
-        for line in table.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.get(1) == Some(&want.as_str()) {
-                let rx = f[4].split_once(':').unwrap().1;
-                return (u64::from_str_radix(rx, 16).unwrap(), f[12].parse().unwrap());
+        // The kernel lists the table a page at a time; sockets that other tests of this
+        // binary open or close meanwhile can shift a line out of the listing, so a miss is
+        // read again before it counts.
+        for _ in 0..10 {
+            let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+            for line in table.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.get(1) == Some(&want.as_str()) {
+                    let rx = f[4].split_once(':').unwrap().1;
+                    return (u64::from_str_radix(rx, 16).unwrap(), f[12].parse().unwrap());
+                }
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
         panic!("{want} not in /proc/net/udp");
     }
