@@ -35,18 +35,24 @@ pub struct Snapshot {
     pub finished: bool,
 }
 
-#[derive(Default)]
 pub struct Telemetry {
     latest: Mutex<Snapshot>,
     sinks: Mutex<Option<SinkWatcher>>,
-    started: Option<Instant>,
+    started: Instant,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
 }
 
 impl Telemetry {
     pub fn new() -> Telemetry {
         Telemetry {
-            started: Some(Instant::now()),
-            ..Telemetry::default()
+            latest: Mutex::default(),
+            sinks: Mutex::default(),
+            started: Instant::now(),
         }
     }
 
@@ -82,7 +88,7 @@ impl Telemetry {
 
     /// Time since the telemetry was made.
     pub fn uptime(&self) -> Duration {
-        self.started.map_or(Duration::ZERO, |s| s.elapsed())
+        self.started.elapsed()
     }
 }
 

@@ -2,6 +2,7 @@
 //! (util-linux, in Debian's essential bsdutils), piped, and with NO_COLOR.
 mod common;
 use common::TempDir;
+use egresswatch::alert::text;
 use egresswatch::generate::{GenerateOptions, Scenario, generate};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -43,24 +44,6 @@ fn piped(args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
-/// The text without ANSI escape sequences (CSI ... final byte).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn replay_table_on_terminal(cols: u16, no_color: Option<&str>) -> String {
     let shell = format!(
         "{} replay {} 2>/dev/null",
@@ -87,7 +70,7 @@ fn the_table_is_coloured_on_a_terminal_only() {
         coloured.contains("\u{1b}["),
         "no colour on a terminal:\n{coloured}"
     );
-    assert_eq!(strip_ansi(&coloured), plain);
+    assert_eq!(text::strip_ansi(&coloured), plain);
     // An empty NO_COLOR does not count (no-color.org).
     assert_eq!(replay_table_on_terminal(100, Some("")), coloured);
 
@@ -114,7 +97,7 @@ fn the_table_is_coloured_on_a_terminal_only() {
 #[test]
 fn the_table_fits_the_terminal_width() {
     for cols in [72u16, 100, 140] {
-        let table = strip_ansi(&replay_table_on_terminal(cols, None));
+        let table = text::strip_ansi(&replay_table_on_terminal(cols, None));
         assert!(table.starts_with("TIME (UTC)"), "{table}");
         for line in table.lines() {
             assert!(
@@ -124,8 +107,8 @@ fn the_table_fits_the_terminal_width() {
         }
     }
     // Wider terminals cut less of the reasons.
-    let narrow = strip_ansi(&replay_table_on_terminal(72, None));
-    let wide = strip_ansi(&replay_table_on_terminal(140, None));
+    let narrow = text::strip_ansi(&replay_table_on_terminal(72, None));
+    let wide = text::strip_ansi(&replay_table_on_terminal(140, None));
     assert!(narrow.matches('…').count() > wide.matches('…').count());
 }
 

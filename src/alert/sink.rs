@@ -305,26 +305,9 @@ mod tests {
                 width,
                 colour: true,
             };
-            let visible = strip_ansi(&render(&alerts(), coloured));
+            let visible = crate::alert::text::strip_ansi(&render(&alerts(), coloured));
             assert_eq!(visible, render(&alerts(), Style::plain(width)));
         }
-    }
-
-    fn strip_ansi(s: &str) -> String {
-        let mut out = String::new();
-        let mut chars = s.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
     }
 
     #[test]

@@ -154,6 +154,24 @@ pub fn wrap_cut(s: &str, w: usize, max_lines: usize) -> Vec<String> {
     lines
 }
 
+/// What a terminal shows of `s`: the text without ANSI escape sequences (CSI ... final byte).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `text` in the colour of `severity` when `style.colour` (high red, medium yellow, low cyan).
 /// Call on text already padded: escape sequences take no columns.
 pub fn paint_severity(style: Style, severity: &str, text: &str) -> String {
