@@ -68,6 +68,8 @@ pub struct Config {
     pub syslog: Vec<crate::alert::syslog::SyslogTarget>,
     /// The HTML report's bounds (`replay --report`).
     pub report: ReportConfig,
+    /// Fleet mode: publishing to NATS JetStream (`[fleet]`).
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 /// One table per behavioural detector; thresholds are DET0028's mutable elements.
@@ -103,6 +105,7 @@ impl Default for Config {
             metrics: crate::metrics::MetricsConfig::default(),
             syslog: Vec::new(),
             report: ReportConfig::default(),
+            fleet: crate::fleet::FleetConfig::default(),
         }
     }
 }
@@ -386,6 +389,7 @@ impl Config {
                 )));
             }
         }
+        self.fleet.validate().map_err(ConfigError::Invalid)?;
         for target in &self.syslog {
             crate::alert::syslog::transport::Endpoint::parse(&target.url)
                 .map_err(|e| ConfigError::Invalid(format!("syslog url {e}")))?;

@@ -337,6 +337,21 @@ impl Accum {
     }
 }
 
+/// 90th percentile with linear interpolation between ranks (numpy's default); None for fewer
+/// than `min_values`. Nearest rank would make the p90 of 5-9 hosts equal to the busiest host,
+/// which could then never be "over the population". The fleet's p90 uses it too.
+pub fn p90(values: &mut [u64], min_values: usize) -> Option<u64> {
+    if values.is_empty() || values.len() < min_values {
+        return None;
+    }
+    values.sort_unstable();
+    let tenths = 9 * (values.len() - 1);
+    let (lo, frac) = (tenths / 10, (tenths % 10) as u64);
+    let low = *values.get(lo)?;
+    let high = values.get(lo + 1).copied().unwrap_or(low);
+    Some(low + (high - low) * frac / 10)
+}
+
 pub struct HostWindows {
     config: WindowsConfig,
     clock: BusinessClock,
@@ -598,24 +613,9 @@ impl HostWindows {
         ClosedWindow {
             start_ns,
             end_ns,
-            population_p90_bytes_out: self.p90(&mut population),
+            population_p90_bytes_out: p90(&mut population, self.config.population_min_hosts),
             hosts: out,
         }
-    }
-
-    /// 90th percentile with linear interpolation between ranks (numpy's default). Nearest
-    /// rank would make the p90 of 5-9 hosts equal to the busiest host, which could then never
-    /// be "over the population".
-    fn p90(&self, values: &mut [u64]) -> Option<u64> {
-        if values.is_empty() || values.len() < self.config.population_min_hosts {
-            return None;
-        }
-        values.sort_unstable();
-        let tenths = 9 * (values.len() - 1);
-        let (lo, frac) = (tenths / 10, (tenths % 10) as u64);
-        let low = *values.get(lo)?;
-        let high = values.get(lo + 1).copied().unwrap_or(low);
-        Some(low + (high - low) * frac / 10)
     }
 
     pub fn state(&self) -> WindowsState {
