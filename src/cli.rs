@@ -186,7 +186,7 @@ pub enum Command {
     },
 }
 
-/// Options shared by `replay` and `collect`.
+/// Options shared by `replay`, `collect` and `live`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Config file (TOML); built-in defaults when absent.
@@ -215,6 +215,14 @@ pub struct RunArgs {
     /// Message format of the --syslog targets.
     #[arg(long, value_enum, default_value = "rfc5424")]
     syslog_format: SyslogFormat,
+    /// Fleet mode: publish window summaries and alerts to this NATS JetStream server
+    /// (nats://HOST:PORT, comma-separated for a cluster) and score against the fleet's p90;
+    /// overrides [fleet] url.
+    #[arg(long = "fleet", value_name = "URL")]
+    fleet_url: Option<String>,
+    /// This sensor's site in fleet mode (letters, digits, '-', '_'); overrides [fleet] site.
+    #[arg(long, value_name = "NAME")]
+    site: Option<String>,
 }
 
 /// The metrics endpoint of `live` and `collect`.
@@ -351,6 +359,13 @@ impl RunArgs {
         if !self.home_nets.is_empty() {
             config.home_nets = self.home_nets.clone().into();
         }
+        if let Some(url) = &self.fleet_url {
+            config.fleet.url = url.clone();
+        }
+        if let Some(site) = &self.site {
+            config.fleet.site = site.clone();
+        }
+        config.fleet.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(config)
     }
 

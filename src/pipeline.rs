@@ -64,6 +64,8 @@ pub enum PipelineError {
     Threads(io::Error),
     #[error("proxyware domain list {path}: {reason}")]
     DomainList { path: String, reason: String },
+    #[error("fleet: {0}")]
+    Fleet(#[from] crate::fleet::bus::BusError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -683,6 +685,11 @@ impl Run {
         if options.report {
             engine.record_report(&config.report);
         }
+        if config.fleet.enabled() {
+            let link =
+                crate::fleet::link::FleetLink::start(&config.fleet, config.windows.window_ns())?;
+            engine.link_fleet(link);
+        }
         let logs = match &options.log_dir {
             Some(dir) => {
                 Some(ZeekLogs::create(Path::new(dir), config).map_err(PipelineError::Logs)?)
@@ -765,6 +772,7 @@ impl Run {
         keep_running("export", &mut config.export, &running.export, &mut kept);
         keep_running("live", &mut config.live, &running.live, &mut kept);
         keep_running("metrics", &mut config.metrics, &running.metrics, &mut kept);
+        keep_running("fleet", &mut config.fleet, &running.fleet, &mut kept);
         // Syslog sinks are opened by the command, once.
         keep_running("syslog", &mut config.syslog, &running.syslog, &mut kept);
         let (matcher, allow) = load_domains(&config)?;
@@ -1071,6 +1079,9 @@ impl Run {
                 recorder.alerts(&batch);
             }
             on_alerts(&batch).map_err(PipelineError::Alerts)?;
+            if let Some(link) = self.sensor.engine.fleet_mut() {
+                link.alerts(&batch);
+            }
             for alert in &batch {
                 *self
                     .alerts_by_branch
@@ -1098,6 +1109,7 @@ impl Run {
             self.sensor.engine.save_state(path)?;
         }
         let report = self.sensor.engine.take_report();
+        let fleet_end = self.sensor.engine.fleet_mut().map(|link| link.finish());
         if let Some(logs) = self.sensor.logs.as_mut() {
             let result = logs.finish();
             self.sensor.log(result);
@@ -1105,7 +1117,10 @@ impl Run {
         if let Some(e) = self.sensor.log_error.take() {
             return Err(PipelineError::Logs(e));
         }
-        let stats = self.stats_now();
+        let mut stats = self.stats_now();
+        if let (Some(fleet), Some(counters)) = (stats.fleet.as_mut(), fleet_end) {
+            fleet.counters = counters;
+        }
         if let Some(telemetry) = &self.telemetry {
             telemetry.finish(&stats);
         }
@@ -1140,6 +1155,11 @@ impl Run {
         stats.suppressed_repeats = scored.suppressed_repeats;
         stats.suppressed_by_segment += scored.suppressed_by_segment;
         stats.windows_closed = sensor.engine.counters.windows_closed;
+        stats.fleet = sensor.engine.fleet().map(|link| crate::stats::FleetStats {
+            site: self.config.fleet.site.clone(),
+            sensor: link.sensor().to_string(),
+            counters: link.counters(),
+        });
         stats.allowlisted_updates = sensor.engine.counters.allowlisted_updates;
         stats.hosts_evicted = sensor.engine.hosts_evicted();
         stats.geo = sensor.engine.geo().describe();

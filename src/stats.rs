@@ -56,6 +56,16 @@ pub struct Stats {
     pub export: ExportStats,
     /// Live capture, per interface (empty for replay and collect).
     pub live: Vec<InterfaceStats>,
+    /// Fleet mode: the link to the bus (None when off).
+    pub fleet: Option<FleetStats>,
+}
+
+/// The sensor's fleet link, for the summary and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetStats {
+    pub site: String,
+    pub sensor: String,
+    pub counters: crate::fleet::link::LinkCounters,
 }
 
 /// One live capture interface: what libpcap reports and what we dropped ourselves.
@@ -328,6 +338,22 @@ impl Stats {
         }
         if self.config_reloads > 0 {
             s.push_str(&format!("config reloads: {}\n", self.config_reloads));
+        }
+        if let Some(f) = &self.fleet {
+            let c = &f.counters;
+            s.push_str(&format!(
+                "fleet: site {} sensor {}: {} messages queued, {} stored by the bus, {} dropped, {} retried; {} fleet baselines received; windows scored against the fleet p90: {}, the site's: {}{}\n",
+                f.site,
+                f.sensor,
+                c.queued,
+                c.acknowledged,
+                c.dropped,
+                c.retried,
+                c.baselines_received,
+                c.windows_fleet_scored,
+                c.windows_site_scored,
+                if c.connected { "" } else { " (bus never reached)" },
+            ));
         }
         if self.drops.is_empty() {
             s.push_str("drops: none\n");

@@ -17,6 +17,7 @@ use crate::alert::Alert;
 use crate::config::Config;
 use crate::enrich::domains::DomainListError;
 use crate::enrich::geo::{Geo, GeoError, GeoInfo};
+use crate::fleet::link::FleetLink;
 use crate::flow::key::Uid;
 use crate::flow::update::{FlowUpdate, UpdateKind};
 use crate::report::{Recorder, ReportConfig, ReportData};
@@ -129,6 +130,8 @@ pub struct Engine {
     pub counters: EngineCounters,
     /// Per-host figures for the HTML report; None (nothing recorded) without `--report`.
     recorder: Option<Box<Recorder>>,
+    /// Fleet mode: publishes windows and alerts, and brings the fleet's p90.
+    fleet: Option<FleetLink>,
 }
 
 impl Engine {
@@ -181,6 +184,7 @@ impl Engine {
             known_destinations: FxHashSet::default(),
             counters: EngineCounters::default(),
             recorder: None,
+            fleet: None,
         })
     }
 
@@ -192,6 +196,20 @@ impl Engine {
             self.clock.clone(),
             window_ns,
         )));
+    }
+
+    /// Fleet mode from now on: each closed window is published and scored against the fleet's
+    /// p90 when the link has a fresh one.
+    pub fn link_fleet(&mut self, link: FleetLink) {
+        self.fleet = Some(link);
+    }
+
+    pub fn fleet_mut(&mut self) -> Option<&mut FleetLink> {
+        self.fleet.as_mut()
+    }
+
+    pub fn fleet(&self) -> Option<&FleetLink> {
+        self.fleet.as_ref()
     }
 
     pub fn recorder_mut(&mut self) -> Option<&mut Recorder> {
@@ -335,7 +353,10 @@ impl Engine {
         };
         self.counters.windows_closed += 1;
         self.closed_until = end;
-        let closed = self.windows.close(start, end);
+        let mut closed = self.windows.close(start, end);
+        if let Some(link) = self.fleet.as_mut() {
+            link.window(&mut closed);
+        }
         if let Some(recorder) = self.recorder.as_deref_mut() {
             recorder.window(&closed);
         }

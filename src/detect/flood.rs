@@ -748,6 +748,7 @@ pub(super) mod testing {
                 start_ns,
                 end_ns,
                 population_p90_bytes_out: None,
+                population_scope: crate::detect::windows::PopulationScope::Site,
                 hosts: Vec::new(),
             };
             detector.window(&closed, &mut self.findings);

@@ -418,6 +418,7 @@ mod tests {
             start_ns: T0,
             end_ns: T0 + 900 * S,
             population_p90_bytes_out: None,
+            population_scope: crate::detect::windows::PopulationScope::Site,
             hosts: Vec::new(),
         }
     }

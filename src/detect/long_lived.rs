@@ -765,6 +765,7 @@ pub(crate) mod test_support {
                 start_ns: at(start_s),
                 end_ns: at(end_s),
                 population_p90_bytes_out: None,
+                population_scope: crate::detect::windows::PopulationScope::Site,
                 hosts: Vec::new(),
             };
             detector.window(&closed, &mut self.findings);

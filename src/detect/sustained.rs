@@ -1,6 +1,6 @@
 //! SustainedEgress (AN0081, AN0084): a host's egress over both its own baseline and the
 //! population's 90th percentile for consecutive windows, weighted by off-hours and upload ratio.
-use super::windows::{ClosedWindow, HostWindow};
+use super::windows::{ClosedWindow, HostWindow, PopulationScope};
 use super::{Branch, Detector, Finding, human_bytes};
 use crate::alert::rfc3339;
 use serde::{Deserialize, Serialize};
@@ -130,7 +130,11 @@ impl SustainedDetector {
             None => compared.push("no baseline yet".to_string()),
         }
         if let Some(f) = p90_factor {
-            compared.push(format!("{} the population p90", times(f)));
+            let whose = match closed.population_scope {
+                PopulationScope::Site => "population",
+                PopulationScope::Fleet { .. } => "fleet's",
+            };
+            compared.push(format!("{} the {whose} p90", times(f)));
         }
         let mut summary = format!(
             "sent {} in {} consecutive {} windows, {} in the last",
@@ -174,6 +178,7 @@ impl SustainedDetector {
                 "history_windows": h.history_windows,
                 "population_p90_bytes_out": p90,
                 "population_p90_factor": p90_factor.map(round1),
+                "population_scope": closed.population_scope,
                 "streak_bytes_out": s.bytes_out,
                 "streak_bytes_in": s.bytes_in,
                 "streak_off_hours_bytes_out": s.off_hours_bytes_out,
@@ -320,6 +325,8 @@ mod tests {
             allowlisted_bytes_out: 0,
             baseline_bytes_out: baseline,
             history_windows: if baseline.is_some() { 40 } else { 1 },
+            in_population: true,
+            long_sessions: Vec::new(),
         }
     }
 
@@ -328,6 +335,7 @@ mod tests {
             start_ns: T0 + i * W,
             end_ns: T0 + (i + 1) * W,
             population_p90_bytes_out: p90,
+            population_scope: crate::detect::windows::PopulationScope::Site,
             hosts,
         }
     }
@@ -433,6 +441,7 @@ mod tests {
             start_ns: T0 + i * 300 * NS,
             end_ns: T0 + (i + 1) * 300 * NS,
             population_p90_bytes_out: Some(4 * MB),
+            population_scope: crate::detect::windows::PopulationScope::Site,
             hosts: vec![host(9, 40 * MB, MB, Some(4.0 * MB as f64))],
         };
         assert!(run(&mut d, &short(0)).is_empty());

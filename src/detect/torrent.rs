@@ -447,6 +447,7 @@ mod tests {
             start_ns: T0 + i * W,
             end_ns: T0 + (i + 1) * W,
             population_p90_bytes_out: None,
+            population_scope: crate::detect::windows::PopulationScope::Site,
             hosts: Vec::new(),
         };
         let mut out = Vec::new();

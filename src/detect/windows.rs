@@ -40,6 +40,9 @@ const KEEP_EXACT_CAPACITY: usize = 64;
 const HOUR_MEAN_MAX_DAYS: u32 = 28;
 /// Long flows remembered per window so each counts once; matches the flow table's default bound.
 const MAX_LONG_FLOWS_PER_WINDOW: usize = 1_000_000;
+/// Long-session endpoints listed per host and window (fleet summaries); the busiest relay
+/// hosts hold a few.
+const MAX_LONG_SESSIONS_PER_HOST: usize = 8;
 /// Stale idle-order entries tolerated beyond the host count before the heap is rebuilt.
 const IDLE_HEAP_SLACK: usize = 1024;
 
@@ -118,6 +121,33 @@ pub struct HostWindow {
     pub baseline_bytes_out: Option<f64>,
     /// Windows of history behind the baseline.
     pub history_windows: u32,
+    /// Counted in the population p90 (some of its traffic was not allowlisted).
+    pub in_population: bool,
+    /// Long sessions that carried bytes in the window, by outside endpoint (bounded).
+    pub long_sessions: Vec<LongSession>,
+}
+
+/// A session open at least `long_session_seconds`, as far as it went in one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LongSession {
+    pub outside: IpAddr,
+    pub outside_port: u16,
+    pub country: Option<CountryCode>,
+    pub asn: Option<u32>,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Session age at its last update in the window.
+    pub duration_ns: u64,
+}
+
+/// Whose 90th percentile `population_p90_bytes_out` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PopulationScope {
+    /// This sensor's own hosts.
+    Site,
+    /// The fleet's, from the aggregator (fleet mode).
+    Fleet { sites: u32, hosts: u64 },
 }
 
 /// A window that just closed: every host active in it, sorted by address.
@@ -129,6 +159,7 @@ pub struct ClosedWindow {
     /// `population_min_hosts` were active). Hosts whose only traffic was allowlisted are not
     /// counted.
     pub population_p90_bytes_out: Option<u64>,
+    pub population_scope: PopulationScope,
     pub hosts: Vec<HostWindow>,
 }
 
@@ -315,6 +346,7 @@ struct Accum {
     ports: Distinct,
     countries: Vec<CountryCode>,
     asns: Vec<u32>,
+    long_sessions: Vec<LongSession>,
 }
 
 impl Accum {
@@ -334,6 +366,7 @@ impl Accum {
         self.ports.reset();
         self.countries.clear();
         self.asns.clear();
+        self.long_sessions.clear();
     }
 }
 
@@ -350,6 +383,37 @@ pub fn p90(values: &mut [u64], min_values: usize) -> Option<u64> {
     let low = *values.get(lo)?;
     let high = values.get(lo + 1).copied().unwrap_or(low);
     Some(low + (high - low) * frac / 10)
+}
+
+/// Adds a long flow's bytes to its endpoint's entry; endpoints past the bound are left out
+/// (the count of long sessions still has them).
+fn note_long_session(sessions: &mut Vec<LongSession>, view: &FlowView<'_>) {
+    let u = view.update;
+    let d = view.delta;
+    let entry = match sessions
+        .iter_mut()
+        .position(|s| s.outside == u.outside && s.outside_port == u.outside_port)
+    {
+        Some(i) => sessions.get_mut(i),
+        None if sessions.len() < MAX_LONG_SESSIONS_PER_HOST => {
+            sessions.push(LongSession {
+                outside: u.outside,
+                outside_port: u.outside_port,
+                country: view.geo.country,
+                asn: view.geo.asn,
+                bytes_out: 0,
+                bytes_in: 0,
+                duration_ns: 0,
+            });
+            sessions.last_mut()
+        }
+        None => None,
+    };
+    if let Some(s) = entry {
+        s.bytes_out = s.bytes_out.saturating_add(d.bytes_out);
+        s.bytes_in = s.bytes_in.saturating_add(d.bytes_in);
+        s.duration_ns = s.duration_ns.max(u.duration_ns());
+    }
 }
 
 pub struct HostWindows {
@@ -435,12 +499,11 @@ impl HostWindows {
                 insert_bounded(&mut acc.asns, a, MAX_WINDOW_ASNS);
             }
         }
-        if d.bytes_out.saturating_add(d.bytes_in) > 0
-            && u.duration_ns() >= long_ns
-            && self.long_flows.len() < MAX_LONG_FLOWS_PER_WINDOW
-            && self.long_flows.insert(u.uid)
-        {
-            acc.long_sessions_open += 1;
+        if d.bytes_out.saturating_add(d.bytes_in) > 0 && u.duration_ns() >= long_ns {
+            if self.long_flows.len() < MAX_LONG_FLOWS_PER_WINDOW && self.long_flows.insert(u.uid) {
+                acc.long_sessions_open += 1;
+            }
+            note_long_session(&mut acc.long_sessions, view);
         }
     }
 
@@ -572,6 +635,8 @@ impl HostWindows {
                     off_hours_bytes_out: acc.off_hours_bytes_out,
                     baseline_bytes_out: baseline,
                     history_windows: hist.windows,
+                    in_population: acc.counted,
+                    long_sessions: acc.long_sessions.clone(),
                 });
                 if acc.counted {
                     population.push(acc.bytes_out);
@@ -614,6 +679,7 @@ impl HostWindows {
             start_ns,
             end_ns,
             population_p90_bytes_out: p90(&mut population, self.config.population_min_hosts),
+            population_scope: PopulationScope::Site,
             hosts: out,
         }
     }

@@ -3,6 +3,7 @@
 //! sends the baseline back. The bus and its storage (streams, a durable consumer, a key-value
 //! bucket) are NATS's; nothing here is a cluster of its own.
 pub mod bus;
+pub mod link;
 pub mod schema;
 
 use serde::{Deserialize, Serialize};

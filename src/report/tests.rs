@@ -39,6 +39,8 @@ fn host(last: u8, bytes_out: u64) -> HostWindow {
         off_hours_bytes_out: 0,
         baseline_bytes_out: (bytes_out > 0).then_some(bytes_out as f64 / 3.0),
         history_windows: 4,
+        in_population: true,
+        long_sessions: Vec::new(),
     }
 }
 
@@ -47,6 +49,7 @@ fn window(i: u64, hosts: Vec<HostWindow>) -> ClosedWindow {
         start_ns: T0 + i * W,
         end_ns: T0 + (i + 1) * W,
         population_p90_bytes_out: Some(1000 + i),
+        population_scope: crate::detect::windows::PopulationScope::Site,
         hosts,
     }
 }
