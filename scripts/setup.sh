@@ -21,6 +21,8 @@ if [ "${1:-}" = "--test" ]; then
     dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
     # groff renders the generated man pages; script (bsdutils, essential) gives tests a pty.
     command -v groff >/dev/null || missing+=(groff-base)
+    # nats-server (JetStream) is the bus of the fleet tests (tests/fleet.rs, tests/aggregate.rs).
+    command -v nats-server >/dev/null || missing+=(nats-server)
     # Headless Chromium opens the HTML report (tests/report.rs).
     command -v chromium >/dev/null || missing+=(chromium)
 fi
