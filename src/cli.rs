@@ -223,6 +223,9 @@ pub struct RunArgs {
     /// This sensor's site in fleet mode (letters, digits, '-', '_'); overrides [fleet] site.
     #[arg(long, value_name = "NAME")]
     site: Option<String>,
+    /// This sensor's name in fleet mode; overrides [fleet] sensor (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    sensor: Option<String>,
 }
 
 /// The metrics endpoint of `live` and `collect`.
@@ -364,6 +367,9 @@ impl RunArgs {
         }
         if let Some(site) = &self.site {
             config.fleet.site = site.clone();
+        }
+        if let Some(sensor) = &self.sensor {
+            config.fleet.sensor = sensor.clone();
         }
         config.fleet.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(config)

@@ -375,6 +375,47 @@ pub fn render(s: &Snapshot, telemetry: &Telemetry) -> String {
     for (branch, n) in &s.alerts_by_branch {
         f.sample(name, &[("branch", branch)], n);
     }
+    if let Some(fleet) = &st.fleet {
+        let c = &fleet.counters;
+        let name = "egresswatch_fleet_messages_total";
+        let mut f = family(
+            &mut out,
+            name,
+            "counter",
+            "Fleet messages (window summaries, alerts): queued for the bus, stored by it, dropped (buffer full or too big), retried.",
+        );
+        for (state, n) in [
+            ("queued", c.queued),
+            ("stored", c.acknowledged),
+            ("dropped", c.dropped),
+            ("retried", c.retried),
+        ] {
+            f.sample(name, &[("state", state)], n);
+        }
+        let name = "egresswatch_fleet_windows_scored_total";
+        let mut f = family(
+            &mut out,
+            name,
+            "counter",
+            "Windows scored, by the population whose p90 they were compared with.",
+        );
+        f.sample(name, &[("population", "fleet")], c.windows_fleet_scored);
+        f.sample(name, &[("population", "site")], c.windows_site_scored);
+        let name = "egresswatch_fleet_baselines_received_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Fleet baselines received from the aggregator.",
+        )
+        .sample(name, &[], c.baselines_received);
+        let name = "egresswatch_fleet_connected";
+        family(&mut out, name, "gauge", "1 once the bus has answered.").sample(
+            name,
+            &[],
+            u64::from(c.connected),
+        );
+    }
     type Field = fn(&crate::stats::InterfaceStats) -> u64;
     let interface_counters: [(&str, &str, Field); 5] = [
         (

@@ -1,0 +1,230 @@
+//! Fleet mode against a real nats-server (JetStream) on loopback: what a sensor publishes,
+//! how it behaves when the bus is away or late, and (with `egresswatch aggregate`) three
+//! sites sharing one baseline and fleet findings.
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+#[path = "common/syslog.rs"]
+mod syslog_helpers;
+
+use common::TempDir;
+use egresswatch::fleet::schema::{Body, Message, Subjects};
+use nats::{NatsServer, stream_messages};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::{Command, Output};
+use syslog_helpers::{free_tcp_port, repo};
+
+const BIN: &str = env!("CARGO_BIN_EXE_egresswatch");
+
+fn subjects() -> Subjects {
+    Subjects {
+        prefix: "egresswatch".into(),
+    }
+}
+
+fn replay(args: &[&str]) -> Output {
+    let out = Command::new(BIN).arg("replay").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "replay {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The summary's fleet line: "fleet: site S sensor N: Q messages queued, A stored by the
+/// bus, D dropped, ..." as (queued, stored, dropped).
+fn fleet_counts(stderr: &[u8]) -> (u64, u64, u64) {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fleet: site"))
+        .unwrap_or_else(|| panic!("no fleet line in:\n{text}"));
+    let number_before = |what: &str| -> u64 {
+        let at = line
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} in {line}"));
+        line[..at]
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        number_before(" messages queued"),
+        number_before(" stored by the bus"),
+        number_before(" dropped"),
+    )
+}
+
+fn site_messages(url: &str) -> Vec<Message> {
+    let s = subjects();
+    stream_messages(url, &s.sites_stream(), &s.all_sites())
+}
+
+/// Inside hosts' egress per the generator's truth (IP bytes): what the originator sends, or
+/// what an inside responder sends to an outside originator. (Egress is bytes to any other
+/// address: a host's DNS queries to the inside resolver count.)
+fn truth_egress(truth: &Value, inside: impl Fn(IpAddr) -> bool) -> BTreeMap<IpAddr, u64> {
+    let mut out = BTreeMap::new();
+    for f in truth["flows"].as_array().unwrap() {
+        let orig: IpAddr = f["orig_h"].as_str().unwrap().parse().unwrap();
+        let resp: IpAddr = f["resp_h"].as_str().unwrap().parse().unwrap();
+        let (host, bytes) = match (inside(orig), inside(resp)) {
+            (true, _) => (orig, f["orig_ip_bytes"].as_u64().unwrap()),
+            (false, true) => (resp, f["resp_ip_bytes"].as_u64().unwrap()),
+            _ => continue,
+        };
+        *out.entry(host).or_insert(0) += bytes;
+    }
+    out
+}
+
+#[test]
+fn sensor_publishes_every_window_and_alert_and_detects_as_alone() {
+    let dir = TempDir::new("fleet", "publish");
+    let nats = NatsServer::start(&dir.path(""));
+    let capture = repo("captures/office.pcap");
+    let capture = capture.to_str().unwrap();
+    let alone = replay(&[capture, "--format", "json"]);
+    let linked = replay(&[
+        capture,
+        "--format",
+        "json",
+        "--fleet",
+        &nats.url(),
+        "--site",
+        "hq",
+        "--sensor",
+        "span-1",
+    ]);
+    // The bus changes nothing a sensor finds on its own.
+    let alerts = json_lines(&linked.stdout);
+    assert_eq!(alerts, json_lines(&alone.stdout));
+    assert!(!alerts.is_empty());
+    let (queued, stored, dropped) = fleet_counts(&linked.stderr);
+    assert_eq!((stored, dropped), (queued, 0));
+
+    let messages = site_messages(&nats.url());
+    assert_eq!(messages.len() as u64, queued);
+    // One sensor run: sequence 1..N without a gap, all of site hq.
+    let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=queued).collect::<Vec<_>>());
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.site == "hq" && m.sensor == "span-1" && m.dropped == 0)
+    );
+    // Every alert went out as it was printed.
+    let published: Vec<Value> = messages
+        .iter()
+        .filter_map(|m| match &m.body {
+            Body::Alert { alert } => Some(alert.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(published, alerts);
+    // The window summaries add up to each host's egress in the generator's truth.
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("captures/office.truth.json")).unwrap())
+            .unwrap();
+    let home_nets: Vec<egresswatch::config::Cidr> = truth["home_nets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().parse().unwrap())
+        .collect();
+    let inside = |ip: IpAddr| home_nets.iter().any(|n| n.contains(ip));
+    let mut summed: BTreeMap<IpAddr, u64> = BTreeMap::new();
+    let mut windows = 0;
+    for m in &messages {
+        if let Body::Window(w) = &m.body {
+            windows += 1;
+            assert_eq!((w.part, w.parts), (0, 1));
+            assert_eq!(w.hosts.len() as u64, w.hosts_total);
+            assert_eq!(w.scored_against, "site");
+            assert_eq!(m.event_time_ns, w.window_end_ns);
+            for h in &w.hosts {
+                *summed.entry(h.host).or_insert(0) += h.bytes_out;
+            }
+        }
+    }
+    assert!(windows >= 1);
+    assert_eq!(summed, truth_egress(&truth, inside));
+}
+
+/// The bus is down when the sensor starts and comes up while it flushes: everything held in
+/// the buffer reaches it. With a buffer smaller than the run, the rest is counted as dropped.
+#[test]
+fn sensor_catches_up_when_the_bus_comes_late_and_counts_what_did_not_fit() {
+    let dir = TempDir::new("fleet", "late");
+    let port = free_tcp_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let capture = repo("captures/behaviour.pcap");
+    let config_text = format!(
+        "{}\n[fleet]\nstartup_sync_seconds = 0\nflush_seconds = 60\n",
+        std::fs::read_to_string(repo("captures/behaviour.toml")).unwrap()
+    );
+    let config = dir.path("late.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let small = dir.path("small.toml");
+    std::fs::write(
+        &small,
+        config_text.replace("[fleet]\n", "[fleet]\nbuffer_messages = 4\n"),
+    )
+    .unwrap();
+    let run = |config: &std::path::Path, site: &str| {
+        Command::new(BIN)
+            .current_dir(repo(""))
+            .args([
+                "replay", "--format", "json", "--fleet", &url, "--site", site,
+            ])
+            .arg("--config")
+            .arg(config)
+            .arg(&capture)
+            .output()
+    };
+    let (full, small_run) = std::thread::scope(|scope| {
+        let full = scope.spawn(|| run(&config, "late"));
+        let small_run = scope.spawn(|| run(&small, "small"));
+        // Both replays are done long before this; they wait for the bus to flush.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let nats = NatsServer::start_on(&dir.path(""), port);
+        let out = (
+            full.join().unwrap().unwrap(),
+            small_run.join().unwrap().unwrap(),
+        );
+        drop(nats);
+        out
+    });
+    for out in [&full, &small_run] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (queued, stored, dropped) = fleet_counts(&full.stderr);
+    assert!(queued > 4, "{queued}");
+    assert_eq!((stored, dropped), (queued, 0));
+    // The small buffer took the first 4 while the bus was away and dropped the rest.
+    let (small_queued, small_stored, small_dropped) = fleet_counts(&small_run.stderr);
+    assert_eq!((small_queued, small_stored), (4, 4));
+    assert_eq!(small_dropped, queued - 4);
+    assert_eq!(json_lines(&full.stdout), json_lines(&small_run.stdout));
+    // The stream holds what was stored, and a later message tells how many were dropped.
+    let nats = NatsServer::start_on(&dir.path(""), port);
+    let messages = site_messages(&nats.url());
+    let of = |site: &str| messages.iter().filter(|m| m.site == site).count() as u64;
+    assert_eq!((of("late"), of("small")), (queued, 4));
+}
