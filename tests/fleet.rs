@@ -228,3 +228,88 @@ fn sensor_catches_up_when_the_bus_comes_late_and_counts_what_did_not_fit() {
     let of = |site: &str| messages.iter().filter(|m| m.site == site).count() as u64;
     assert_eq!((of("late"), of("small")), (queued, 4));
 }
+
+/// Throughput of the sensor's link into a real nats-server: window summaries (50 hosts each)
+/// and alerts per second, from the first message queued to the last one stored.
+/// `cargo test --release --test fleet -- --ignored --nocapture link_throughput`
+#[test]
+#[ignore]
+fn link_throughput() {
+    use egresswatch::detect::windows::{ClosedWindow, HostWindow, PopulationScope};
+    use egresswatch::fleet::FleetConfig;
+    use egresswatch::fleet::link::FleetLink;
+    let dir = TempDir::new("fleet", "throughput");
+    let nats = NatsServer::start(&dir.path(""));
+    const WINDOW_NS: u64 = 900_000_000_000;
+    let windows: u64 = std::env::var("FLEET_BENCH_WINDOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let hosts: Vec<HostWindow> = (0..50u32)
+        .map(|i| HostWindow {
+            host: IpAddr::from([10, 31, (i / 250) as u8, (i % 250) as u8]),
+            bytes_out: 1_000_000 + u64::from(i) * 7_919,
+            bytes_in: 3_000_000,
+            pkts_out: 2_000,
+            pkts_in: 3_000,
+            allowlisted_bytes_out: 0,
+            flows_opened: 40,
+            distinct_destinations: 12,
+            distinct_ports: 3,
+            unanswered_tcp: 0,
+            long_sessions_open: 0,
+            countries: Vec::new(),
+            asns: Vec::new(),
+            off_hours_bytes_out: 0,
+            baseline_bytes_out: Some(900_000.0),
+            history_windows: 20,
+            in_population: true,
+            long_sessions: Vec::new(),
+        })
+        .collect();
+    let alert = egresswatch::pipeline::replay(
+        &egresswatch::config::Config::default(),
+        &[repo("captures/office.pcap")],
+        &Default::default(),
+        &mut |_| Ok(()),
+    )
+    .unwrap()
+    .alerts
+    .remove(0);
+    let config = FleetConfig {
+        url: nats.url(),
+        site: "bench".into(),
+        sensor: "bench".into(),
+        buffer_messages: 2 * windows as usize,
+        flush_seconds: 600,
+        ..FleetConfig::default()
+    };
+    for (what, one_alert) in [("window summaries (50 hosts)", false), ("alerts", true)] {
+        let mut link = FleetLink::start(&config, WINDOW_NS).unwrap();
+        let started = std::time::Instant::now();
+        for i in 0..windows {
+            if one_alert {
+                link.alerts(std::slice::from_ref(&alert));
+            } else {
+                let mut closed = ClosedWindow {
+                    start_ns: i * WINDOW_NS,
+                    end_ns: (i + 1) * WINDOW_NS,
+                    population_p90_bytes_out: Some(1_300_000),
+                    population_scope: PopulationScope::Site,
+                    hosts: hosts.clone(),
+                };
+                link.window(&mut closed);
+            }
+        }
+        let queued_in = started.elapsed();
+        let counters = link.finish();
+        let took = started.elapsed();
+        assert_eq!(counters.acknowledged, windows);
+        println!(
+            "{what}: {windows} stored in {:.2} s ({:.0}/s; queueing on the caller's thread took {:.3} s)",
+            took.as_secs_f64(),
+            windows as f64 / took.as_secs_f64(),
+            queued_in.as_secs_f64(),
+        );
+    }
+}
