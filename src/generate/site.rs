@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::behaviour::{MS, SEC, Sim};
 use super::blocks::{FlowTruth, Host, HostBook, HostTruth, Via, Zone, proxyware_service};
 use super::conv::Tally;
-use super::frames::{Frames, HostTally, Keep};
+use super::frames::{Frames, HostTally, Keep, Tcp};
 use super::proto::{self, QTYPE_A};
 use super::rng::Rng;
 use super::wire::{Endpoint, PcapWriter, mac_for};
@@ -41,6 +41,11 @@ const SHIFT_WINDOW: usize = 8;
 /// Office hosts per site, and how many of them shift at site 2.
 const OFFICE_HOSTS: u8 = 8;
 const SHIFTED_HOSTS: u8 = 6;
+/// The relay session's keep-alive period. Its pings go out just after every window boundary,
+/// so the first packet of each window is the relay's: the sensor ticks after a packet, and
+/// charges the packet that crosses a boundary to the window it closes (a second at most in
+/// busy traffic, but the office hosts here are quiet for minutes).
+const PING: u64 = 300 * SEC;
 
 /// The relay endpoints' AS (RFC 5398 documentation ASN), as tests/data/geo/asn-test.csv maps
 /// 198.51.100.192/26.
@@ -553,7 +558,7 @@ impl Site {
     }
 
     /// One TLS session to the relay endpoint from about 08:05 to 10:55: 28-42 KB up every
-    /// 60-110 s, each confirmed by a short reply.
+    /// 60-110 s, each confirmed by a short reply, and a keep-alive every 5 minutes.
     fn relay_upload(&mut self, h: &mut Host, p: &Plan) -> Result<RelaySession, GenerateError> {
         let from = START + p.relay_open_s * SEC;
         let until = END - p.relay_close_before_end_s * SEC;
@@ -564,8 +569,14 @@ impl Site {
         let open = d + 2 * MS;
         let (mut tcp, mut t) = self.sim.tls_open(h, open, Some(p.relay_name), server, rtt)?;
         let mut mark = self.account(h.ip, open, before);
+        let mut ping = open - (open - START) % PING + PING;
         while t + 150 * SEC < until {
-            t += self.sim.rng.range(60, 110) * SEC;
+            let next = t + self.sim.rng.range(60, 110) * SEC;
+            while ping < next {
+                (t, mark) = self.relay_ping(h, &mut tcp, ping.max(t), rtt, mark)?;
+                ping += PING;
+            }
+            t = next.max(t + 10 * MS);
             let piece = t;
             let up = self.sim.rng.range(28 * KB, 42 * KB);
             let dur = self.sim.rng.range(SEC, 3 * SEC);
@@ -578,7 +589,11 @@ impl Site {
                 .tcp_data(&mut tcp, false, t + rtt, &reply, Keep::Slice)?;
             mark = self.account(h.ip, piece, mark);
         }
-        let end = self.sim.f.tcp_close(&mut tcp, until, rtt)?;
+        while ping < until {
+            (t, mark) = self.relay_ping(h, &mut tcp, ping.max(t), rtt, mark)?;
+            ping += PING;
+        }
+        let end = self.sim.f.tcp_close(&mut tcp, until.max(t + 10 * MS), rtt)?;
         self.account(h.ip, until, mark);
         let tally = self.record(true, (&tcp.c, &tcp.s), open, before, p.relay_name);
         self.book.note(h.ip, p.relay_name, Via::Sni);
@@ -588,6 +603,23 @@ impl Site {
             seconds: (end - open) / SEC,
             tally,
         })
+    }
+
+    /// The relay session's keep-alive, sent just after `at`: a small record and its ACK.
+    fn relay_ping(
+        &mut self,
+        h: &Host,
+        tcp: &mut Tcp,
+        at: u64,
+        rtt: u64,
+        mark: HostTally,
+    ) -> Result<(u64, HostTally), GenerateError> {
+        let at = at + self.sim.rng.range(100 * MS, 900 * MS);
+        let n = self.sim.rng.range(40, 60) as usize;
+        let ping = proto::app_data(&mut self.sim.rng, n);
+        let t = self.sim.f.tcp_data(tcp, true, at, &ping, Keep::Slice)?;
+        self.sim.f.tcp_ack(tcp, false, t + rtt)?;
+        Ok((t + rtt, self.account(h.ip, at, mark)))
     }
 
     /// The IPRoyal Pawns agent: a lookup and a TLS check-in every window.
@@ -601,5 +633,276 @@ impl Site {
             self.visit(h, t, PROXYWARE_NAME, PROXYWARE_ADDR, &rounds)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    use serde_json::Value;
+
+    use super::super::{GenerateOptions, Scenario, generate};
+    use super::*;
+    use crate::config::Config;
+    use crate::pipeline::{ReplayOptions, RunReport, replay};
+
+    const NS_PER_US: u64 = 1_000;
+
+    fn repo(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    }
+
+    fn site(n: u64) -> GenerateOptions {
+        GenerateOptions {
+            scenario: Scenario::Site,
+            seed: n,
+            ..GenerateOptions::default()
+        }
+    }
+
+    fn read_json(path: &Path) -> Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// The committed truth of site `n`.
+    fn truth(n: u64) -> Value {
+        read_json(&repo(&format!("captures/site-{n}.truth.json")))
+    }
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!(
+                "egresswatch-site-{}-{tag}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The same seed gives the same bytes, and those are the committed captures; only the
+    /// three site numbers are seeds.
+    #[test]
+    fn sites_are_deterministic_and_committed() {
+        let dir = TempDir::new("det");
+        let mut total = 0;
+        for n in 1..=3 {
+            let (a, b, t) = (
+                dir.0.join("a.pcap"),
+                dir.0.join("b.pcap"),
+                dir.0.join("t.json"),
+            );
+            let s = generate(&site(n), &a, Some(&t)).unwrap();
+            generate(&site(n), &b, None).unwrap();
+            let data = std::fs::read(&a).unwrap();
+            assert_eq!(data, std::fs::read(&b).unwrap(), "site {n}");
+            assert!(
+                data == std::fs::read(repo(&format!("captures/site-{n}.pcap"))).unwrap(),
+                "regenerate captures/site-{n}.pcap"
+            );
+            let mut fresh = read_json(&t);
+            let mut committed = truth(n);
+            for doc in [&mut fresh, &mut committed] {
+                doc["generator_command"] = Value::Null;
+            }
+            assert!(
+                fresh == committed,
+                "regenerate captures/site-{n}.truth.json"
+            );
+            assert_eq!(fresh["packets"], s.packets);
+            total += s.bytes;
+        }
+        assert!(total < 1_500_000, "site captures too big: {total} bytes");
+        for seed in [0, 4] {
+            assert!(matches!(
+                generate(&site(seed), &dir.0.join("x.pcap"), None),
+                Err(GenerateError::InvalidOptions(_))
+            ));
+        }
+        assert!(!dir.0.join("x.pcap").exists());
+    }
+
+    fn replay_site(n: u64, log_dir: &Path) -> RunReport {
+        let config = Config::load(&repo(FLEET_CONFIG)).unwrap();
+        let options = ReplayOptions {
+            collect: true,
+            report: true,
+            log_dir: Some(log_dir.to_path_buf()),
+            ..ReplayOptions::default()
+        };
+        let pcap = repo(&format!("captures/site-{n}.pcap"));
+        replay(&config, &[pcap], &options, &mut |_| Ok(())).unwrap()
+    }
+
+    /// (host, branch, service) -> ways the names were seen.
+    type AlertSet = BTreeMap<(String, String, String), BTreeSet<String>>;
+
+    fn expected_alerts(truth: &Value) -> AlertSet {
+        let mut out = AlertSet::new();
+        for (host, info) in truth["hosts"].as_object().unwrap() {
+            for a in info["expect_alerts"].as_array().unwrap() {
+                let via = a["via"].as_array().unwrap().iter();
+                out.insert(
+                    (
+                        host.clone(),
+                        a["branch"].as_str().unwrap().to_string(),
+                        a["service"].as_str().unwrap().to_string(),
+                    ),
+                    via.map(|v| v.as_str().unwrap().to_string()).collect(),
+                );
+            }
+        }
+        out
+    }
+
+    fn actual_alerts(report: &RunReport) -> AlertSet {
+        let mut out = AlertSet::new();
+        for a in &report.alerts {
+            let service = a.evidence["service"].as_str().unwrap_or("").to_string();
+            let key = (a.host.to_string(), a.detection_branch.to_string(), service);
+            let via = out.entry(key).or_default();
+            for v in a.evidence["via"].as_array().into_iter().flatten() {
+                via.insert(v.as_str().unwrap().to_string());
+            }
+        }
+        out
+    }
+
+    fn host(truth: &Value, key: &str) -> IpAddr {
+        truth["fleet"][key].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Each site replayed alone with captures/fleet.toml: exactly the truth's alerts, every
+    /// flow's volumes, every host's egress per window, the relay's long session and AS, and
+    /// the shift (only at site 2) against the sensor's own baselines.
+    #[test]
+    fn sites_replay_to_their_truth() {
+        for n in 1..=3 {
+            let t = truth(n);
+            let logs = TempDir::new(&format!("logs-{n}"));
+            let r = replay_site(n, &logs.0);
+            assert_eq!(r.stats.frames, t["packets"].as_u64().unwrap());
+            assert_eq!(actual_alerts(&r), expected_alerts(&t), "site {n}");
+            assert_eq!(
+                t["fleet"]["proxyware_service"].is_string(),
+                !expected_alerts(&t).is_empty()
+            );
+
+            // Volumes of every flow, as the sensor's conversation table counts them.
+            let mut seen = BTreeMap::new();
+            for c in &r.observed.conversations {
+                let proto = if c.proto == 6 { "tcp" } else { "udp" };
+                let key = (proto, c.a.0.to_string(), c.a.1, c.b.0.to_string(), c.b.1);
+                let e = seen.entry(key).or_insert([0u64; 4]);
+                e[0] += c.frames_a_to_b;
+                e[1] += c.frames_b_to_a;
+                e[2] += c.orig_ip_bytes;
+                e[3] += c.resp_ip_bytes;
+            }
+            let flows = t["flows"].as_array().unwrap();
+            assert_eq!(seen.len(), flows.len(), "site {n}");
+            for f in flows {
+                let key = (
+                    f["proto"].as_str().unwrap(),
+                    f["orig_h"].as_str().unwrap().to_string(),
+                    f["orig_p"].as_u64().unwrap() as u16,
+                    f["resp_h"].as_str().unwrap().to_string(),
+                    f["resp_p"].as_u64().unwrap() as u16,
+                );
+                let want = ["orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes"]
+                    .map(|k| f[k].as_u64().unwrap());
+                assert_eq!(seen.get(&key), Some(&want), "site {n}: {key:?}");
+            }
+
+            // Every window has a population p90; every host's egress per window is the
+            // truth's (the relay's long flow in total: its bytes reach windows by updates).
+            let report = r.report.as_ref().unwrap();
+            assert_eq!(report.windows.len(), WINDOWS);
+            for w in &report.windows {
+                assert!(w.population_p90_bytes_out.is_some(), "site {n}");
+            }
+            let relay = host(&t, "relay_host");
+            for (ip, info) in t["hosts"].as_object().unwrap() {
+                let ip: IpAddr = ip.parse().unwrap();
+                let rec = report.host(ip).unwrap();
+                let want: Vec<u64> = info["bytes_out_per_window"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect();
+                let got: Vec<u64> = rec.points.iter().map(|p| p.bytes_out).collect();
+                if ip == relay {
+                    assert_eq!(got.iter().sum::<u64>(), want.iter().sum::<u64>());
+                } else {
+                    assert_eq!(got, want, "site {n} {ip}");
+                }
+            }
+
+            // The relay: one long, upload-heavy TLS session to the endpoint, in AS64500.
+            let endpoint = t["fleet"]["relay_endpoint"].as_str().unwrap();
+            let (addr, _) = endpoint.rsplit_once(':').unwrap();
+            let conn = std::fs::read_to_string(logs.0.join("conn.log")).unwrap();
+            let session: Vec<Value> = conn
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|c| c["id.orig_h"] == relay.to_string() && c["id.resp_h"] == addr)
+                .collect();
+            assert_eq!(session.len(), 1, "site {n}");
+            let s = &session[0];
+            let secs = t["fleet"]["relay_session_seconds"].as_u64().unwrap();
+            assert!(secs >= 600);
+            assert_eq!(s["duration"].as_f64().unwrap() as u64, secs);
+            assert_eq!(s["orig_ip_bytes"], t["fleet"]["relay_bytes_out"]);
+            assert_eq!(s["resp_ip_bytes"], t["fleet"]["relay_bytes_in"]);
+            assert!(s["orig_ip_bytes"].as_u64() > s["resp_ip_bytes"].as_u64());
+            let dest = report
+                .host(relay)
+                .unwrap()
+                .destinations
+                .iter()
+                .find(|d| d.ip.map(|ip| ip.to_string()).as_deref() == Some(addr))
+                .unwrap();
+            assert_eq!(dest.asn, t["fleet"]["relay_asn"].as_u64().map(|a| a as u32));
+            assert_eq!(dest.as_org.as_deref(), t["fleet"]["relay_as_org"].as_str());
+
+            // The shift: the listed hosts, and only they, send at least 5x their baseline.
+            let shift_start = t["fleet"]["shift_window_start"].as_str();
+            let mut shifted: Vec<(String, u64)> = Vec::new();
+            for rec in &report.hosts {
+                for p in rec.points.iter().skip(4) {
+                    let Some(base) = p.baseline() else { continue };
+                    if p.bytes_out as f64 >= 5.0 * base {
+                        shifted.push((rec.host.unwrap().to_string(), p.start_ns));
+                    }
+                }
+            }
+            shifted.sort();
+            let want: Vec<(String, u64)> = t["fleet"]["shifted_hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    let start = START + SHIFT_WINDOW as u64 * WINDOW;
+                    (h.as_str().unwrap().to_string(), start * NS_PER_US)
+                })
+                .collect();
+            assert_eq!(shifted, want, "site {n}");
+            assert_eq!(shift_start.is_some(), !want.is_empty());
+            if let Some(start) = shift_start {
+                assert_eq!(start, rfc3339(START + SHIFT_WINDOW as u64 * WINDOW));
+                assert!(want.len() >= 5);
+            }
+        }
     }
 }
