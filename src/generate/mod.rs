@@ -250,7 +250,7 @@ enum Output {
     Flows(ScenarioTruth),
     Roles(behaviour::RoleScenario),
     Hostile(ScenarioTruth, hostile::AttackTruth),
-    Site(site::SiteScenario),
+    Site(Box<site::SiteScenario>),
 }
 
 /// The CLI invocation that reproduces these files (recorded in the truth file).
@@ -341,7 +341,7 @@ pub fn generate(
             let (office, attack) = hostile::run(attack, opts.seed, opts.packets, &mut w)?;
             Output::Hostile(office, attack)
         }
-        Scenario::Site => Output::Site(site::run(opts.seed, &mut w)?),
+        Scenario::Site => Output::Site(Box::new(site::run(opts.seed, &mut w)?)),
     };
     let summary = GenerateSummary {
         packets: w.packets,

@@ -382,7 +382,10 @@ pub(super) fn run<W: Write>(
         relay_session_seconds: relay.seconds,
         relay_bytes_out: relay.tally.orig_ip_bytes,
         relay_bytes_in: relay.tally.resp_ip_bytes,
-        proxyware_service: p.proxyware.then(|| proxyware_service(PROXYWARE_NAME)).flatten(),
+        proxyware_service: p
+            .proxyware
+            .then(|| proxyware_service(PROXYWARE_NAME))
+            .flatten(),
         proxyware_host: p.proxyware.then(|| proxyware_ip.to_string()),
         proxyware_name: p.proxyware.then_some(PROXYWARE_NAME),
         shift_window_start: p.shift.then(|| rfc3339(shift_start)),
@@ -567,7 +570,9 @@ impl Site {
         let server = self.sim.server(p.relay_addr, 443);
         let rtt = self.sim.rng.range(20 * MS, 50 * MS);
         let open = d + 2 * MS;
-        let (mut tcp, mut t) = self.sim.tls_open(h, open, Some(p.relay_name), server, rtt)?;
+        let (mut tcp, mut t) = self
+            .sim
+            .tls_open(h, open, Some(p.relay_name), server, rtt)?;
         let mut mark = self.account(h.ip, open, before);
         let mut ping = open - (open - START) % PING + PING;
         while t + 150 * SEC < until {
@@ -593,7 +598,10 @@ impl Site {
             (t, mark) = self.relay_ping(h, &mut tcp, ping.max(t), rtt, mark)?;
             ping += PING;
         }
-        let end = self.sim.f.tcp_close(&mut tcp, until.max(t + 10 * MS), rtt)?;
+        let end = self
+            .sim
+            .f
+            .tcp_close(&mut tcp, until.max(t + 10 * MS), rtt)?;
         self.account(h.ip, until, mark);
         let tally = self.record(true, (&tcp.c, &tcp.s), open, before, p.relay_name);
         self.book.note(h.ip, p.relay_name, Via::Sni);
@@ -675,10 +683,8 @@ mod tests {
 
     impl TempDir {
         fn new(tag: &str) -> TempDir {
-            let p = std::env::temp_dir().join(format!(
-                "egresswatch-site-{}-{tag}",
-                std::process::id()
-            ));
+            let p =
+                std::env::temp_dir().join(format!("egresswatch-site-{}-{tag}", std::process::id()));
             std::fs::create_dir_all(&p).unwrap();
             TempDir(p)
         }
