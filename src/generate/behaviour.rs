@@ -325,9 +325,10 @@ fn v4(a: Ipv4Addr) -> IpAddr {
     IpAddr::V4(a)
 }
 
-struct Sim {
-    rng: Rng,
-    f: Frames,
+/// Packet stamping with its random stream; the `site` scenario builds on it too.
+pub(super) struct Sim {
+    pub(super) rng: Rng,
+    pub(super) f: Frames,
 }
 
 pub(super) fn run<W: Write>(
@@ -392,7 +393,7 @@ pub(super) fn run<W: Write>(
 }
 
 impl Sim {
-    fn with_rng(
+    pub(super) fn with_rng(
         &mut self,
         rng: Rng,
         f: impl FnOnce(&mut Sim) -> Result<(), GenerateError>,
@@ -403,12 +404,12 @@ impl Sim {
         res
     }
 
-    fn host(&mut self, ip: Ipv4Addr) -> Host {
+    pub(super) fn host(&mut self, ip: Ipv4Addr) -> Host {
         self.f.track(v4(ip));
         Host::new(&mut self.rng, v4(ip), 128)
     }
 
-    fn server(&mut self, ip: Ipv4Addr, port: u16) -> Endpoint {
+    pub(super) fn server(&mut self, ip: Ipv4Addr, port: u16) -> Endpoint {
         let ttl = 48 + self.rng.below(10) as u8;
         remote(v4(ip), port, ttl)
     }
@@ -431,7 +432,7 @@ impl Sim {
 
     /// TCP handshake, ClientHello (kept whole so the sensor reads the SNI), the server's
     /// first flight and the client's Finished with its first request.
-    fn tls_open(
+    pub(super) fn tls_open(
         &mut self,
         h: &mut Host,
         t: u64,

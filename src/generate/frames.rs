@@ -87,6 +87,11 @@ impl Frames {
         self.tallies.entry(ip).or_default();
     }
 
+    /// What the capture holds so far for a tracked address (zero for others).
+    pub(crate) fn tally(&self, ip: IpAddr) -> HostTally {
+        self.tallies.get(&ip).copied().unwrap_or_default()
+    }
+
     fn count_flow(&mut self, c: IpAddr, s: IpAddr) {
         for ip in [c, s] {
             if let Some(t) = self.tallies.get_mut(&ip) {

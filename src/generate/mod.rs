@@ -22,6 +22,9 @@
 //!   committed.
 //! * `syn-flood`, `dns-flood`, `tiny-hello`, `fragment-flood`, `template-storm`: the office
 //!   capture with an attack of `packets` frames laid over it (see `hostile`). Never committed.
+//! * `site`: three hours of one of three sites of an organisation (`--seed` 1, 2 or 3 is the
+//!   site), for fleet mode: what each site shows alone and what only the three together
+//!   show (see `site`); committed as `captures/site-N.pcap`.
 
 mod behaviour;
 mod bench;
@@ -33,6 +36,7 @@ mod hostile;
 mod office;
 pub(crate) mod proto;
 pub(crate) mod rng;
+mod site;
 mod wire;
 
 use std::fmt;
@@ -63,6 +67,7 @@ pub enum Scenario {
     Concurrent,
     HiddenNames,
     Hostile(Attack),
+    Site,
 }
 
 impl Scenario {
@@ -80,6 +85,7 @@ impl Scenario {
             Scenario::Hostile(Attack::TinyHello) => "tiny-hello",
             Scenario::Hostile(Attack::FragmentFlood) => "fragment-flood",
             Scenario::Hostile(Attack::TemplateStorm) => "template-storm",
+            Scenario::Site => "site",
         }
     }
 }
@@ -93,7 +99,7 @@ impl fmt::Display for Scenario {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown scenario {0:?} (expected office, bench, quic-bench, behaviour, flood, concurrent, \
-     hidden-names, syn-flood, dns-flood, tiny-hello, fragment-flood or template-storm)"
+     hidden-names, syn-flood, dns-flood, tiny-hello, fragment-flood, template-storm or site)"
 )]
 pub struct UnknownScenario(pub String);
 
@@ -114,6 +120,7 @@ impl FromStr for Scenario {
             "tiny-hello" => Ok(Scenario::Hostile(Attack::TinyHello)),
             "fragment-flood" => Ok(Scenario::Hostile(Attack::FragmentFlood)),
             "template-storm" => Ok(Scenario::Hostile(Attack::TemplateStorm)),
+            "site" => Ok(Scenario::Site),
             _ => Err(UnknownScenario(s.to_string())),
         }
     }
@@ -236,11 +243,14 @@ struct HostileTruthDoc {
 
 /// The committed config for the behaviour scenarios, relative to the crate root.
 pub const BEHAVIOUR_CONFIG: &str = "captures/behaviour.toml";
+/// The committed config for the three `site` captures, relative to the crate root.
+pub const FLEET_CONFIG: &str = "captures/fleet.toml";
 
 enum Output {
     Flows(ScenarioTruth),
     Roles(behaviour::RoleScenario),
     Hostile(ScenarioTruth, hostile::AttackTruth),
+    Site(Box<site::SiteScenario>),
 }
 
 /// The CLI invocation that reproduces these files (recorded in the truth file).
@@ -295,6 +305,9 @@ pub fn generate(
             "concurrent needs flows > 0".into(),
         ));
     }
+    if opts.scenario == Scenario::Site {
+        site::check_seed(opts.seed)?;
+    }
     let file = File::create(pcap_out).map_err(|e| GenerateError::io(pcap_out, e))?;
     let mut w = PcapWriter::new(
         BufWriter::with_capacity(1 << 20, file),
@@ -328,6 +341,7 @@ pub fn generate(
             let (office, attack) = hostile::run(attack, opts.seed, opts.packets, &mut w)?;
             Output::Hostile(office, attack)
         }
+        Scenario::Site => Output::Site(Box::new(site::run(opts.seed, &mut w)?)),
     };
     let summary = GenerateSummary {
         packets: w.packets,
@@ -379,6 +393,9 @@ pub fn generate(
                     hosts: HostMap(office.hosts),
                 };
                 serde_json::to_writer_pretty(&mut out, &doc)?;
+            }
+            Output::Site(site) => {
+                serde_json::to_writer_pretty(&mut out, &site.into_doc(command, summary.packets))?;
             }
         }
         out.write_all(b"\n")

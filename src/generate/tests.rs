@@ -222,6 +222,8 @@ fn scenario_names_parse() {
         "hidden-names".parse::<Scenario>(),
         Ok(Scenario::HiddenNames)
     );
+    assert_eq!("site".parse::<Scenario>(), Ok(Scenario::Site));
+    assert_eq!(Scenario::Site.to_string(), "site");
     for name in [
         "syn-flood",
         "dns-flood",
@@ -713,15 +715,22 @@ fn rejects_bad_options() {
 fn write_committed_captures() {
     let dir = Path::new("captures");
     std::fs::create_dir_all(dir).unwrap();
-    for (scenario, snaplen, stem) in [
-        (Scenario::Office, None, "office"),
-        (Scenario::Office, Some(96), "office-sliced"),
-        (Scenario::Behaviour, None, "behaviour"),
-        (Scenario::HiddenNames, None, "hidden-names"),
+    for (scenario, seed, snaplen, stem) in [
+        (Scenario::Office, 1, None, "office"),
+        (Scenario::Office, 1, Some(96), "office-sliced"),
+        (Scenario::Behaviour, 1, None, "behaviour"),
+        (Scenario::HiddenNames, 1, None, "hidden-names"),
+        (Scenario::Site, 1, None, "site-1"),
+        (Scenario::Site, 2, None, "site-2"),
+        (Scenario::Site, 3, None, "site-3"),
     ] {
         let pcap = dir.join(format!("{stem}.pcap"));
         let truth = dir.join(format!("{stem}.truth.json"));
-        let s = generate(&opts(scenario, 0, snaplen), &pcap, Some(&truth)).unwrap();
+        let o = GenerateOptions {
+            seed,
+            ..opts(scenario, 0, snaplen)
+        };
+        let s = generate(&o, &pcap, Some(&truth)).unwrap();
         println!(
             "{}: {} packets, {} bytes",
             pcap.display(),
