@@ -505,7 +505,7 @@ impl Aggregator<'_> {
                     }
                 }
                 // Filtered out by read_message.
-                Body::Baseline(_) | Body::FleetAlert(_) => {}
+                Body::Baseline(_) | Body::FleetAlert { .. } => {}
             }
         }
         let mut raised = Vec::new();
@@ -644,7 +644,9 @@ impl Aggregator<'_> {
                 subject,
                 &alert.id.clone(),
                 event_time,
-                Body::FleetAlert(alert.clone()),
+                Body::FleetAlert {
+                    alert: alert.clone(),
+                },
             )
             .await
         {

@@ -309,14 +309,18 @@ pub fn shift_alert(
         score: score as u8,
         severity: severity(score as u8).into(),
         sites,
-        hosts: shift
-            .hosts
-            .iter()
-            .map(|h| SiteHost {
-                site: shift.site.clone(),
-                host: h.host,
-            })
-            .collect(),
+        hosts: {
+            let mut hosts: Vec<SiteHost> = shift
+                .hosts
+                .iter()
+                .map(|h| SiteHost {
+                    site: shift.site.clone(),
+                    host: h.host,
+                })
+                .collect();
+            hosts.sort();
+            hosts
+        },
         destination_ip: None,
         destination_port: None,
         asn: None,
