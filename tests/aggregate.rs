@@ -328,7 +328,7 @@ async fn stream_alerts(js: &async_nats::jetstream::Context) -> Vec<FleetAlert> {
         let raw = stream.get_raw_message(seq).await.unwrap();
         let m: Message = serde_json::from_slice(&raw.payload).unwrap();
         match m.body {
-            Body::FleetAlert { alert } => out.push(alert),
+            Body::FleetAlert { alert } => out.push(*alert),
             other => panic!("not a fleet alert: {other:?}"),
         }
     }
@@ -422,7 +422,7 @@ fn fleet_baselines_and_alerts_once_across_runs_and_redeliveries() {
     assert_eq!(pw.service.as_deref(), Some(fleet.proxyware.0.as_str()));
     assert_eq!(sites(pw), fleet.proxyware.1);
     let shift = kinds["SiteEgressShift"][0];
-    assert_eq!(shift.sites, [fleet.shifted.0.clone()]);
+    assert_eq!(shift.sites, std::slice::from_ref(&fleet.shifted.0));
     let shifted_hosts: BTreeSet<IpAddr> = shift.hosts.iter().map(|h| h.host).collect();
     assert_eq!(shifted_hosts, fleet.shifted.1);
     for a in &first.alerts {

@@ -56,7 +56,7 @@ pub enum Body {
     Baseline(FleetBaseline),
     /// Nested like `Alert`: the fleet alert's own `kind` would clash with the envelope's.
     FleetAlert {
-        alert: FleetAlert,
+        alert: Box<FleetAlert>,
     },
 }
 

@@ -645,7 +645,7 @@ impl Aggregator<'_> {
                 &alert.id.clone(),
                 event_time,
                 Body::FleetAlert {
-                    alert: alert.clone(),
+                    alert: Box::new(alert.clone()),
                 },
             )
             .await

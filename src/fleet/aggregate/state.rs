@@ -650,18 +650,19 @@ pub fn seen_alert(
     })
 }
 
+/// Per endpoint: its ASN if known, and the sightings.
+pub type EndpointSightings = BTreeMap<(IpAddr, u16), (Option<u32>, Vec<Sighting>)>;
+pub type AsnSightings = BTreeMap<u32, Vec<Sighting>>;
+
 /// The sightings a window part carries: per endpoint and per ASN (not ignored), each host's
 /// long uploads to it summed. Grouped so one message updates each key once.
 pub fn upload_sightings(
     site: &str,
     w: &WindowSummary,
     config: &AggregateConfig,
-) -> (
-    BTreeMap<(IpAddr, u16), (Option<u32>, Vec<Sighting>)>,
-    BTreeMap<u32, Vec<Sighting>>,
-) {
-    let mut endpoints: BTreeMap<(IpAddr, u16), (Option<u32>, Vec<Sighting>)> = BTreeMap::new();
-    let mut asns: BTreeMap<u32, Vec<Sighting>> = BTreeMap::new();
+) -> (EndpointSightings, AsnSightings) {
+    let mut endpoints = EndpointSightings::new();
+    let mut asns = AsnSightings::new();
     for h in &w.hosts {
         let mut per_ep: BTreeMap<(IpAddr, u16), (Option<u32>, u64)> = BTreeMap::new();
         let mut per_asn: BTreeMap<u32, (u64, BTreeSet<String>)> = BTreeMap::new();
@@ -738,4 +739,383 @@ pub fn proxyware_sighting(
                 .unwrap_or_default(),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::schema::{Body, LongUpload, Message, SCHEMA};
+
+    const W: u64 = 1_709_539_200_000_000_000;
+    const WIN: u64 = 900_000_000_000;
+
+    fn host(n: u8, bytes_out: u64, baseline: Option<f64>) -> HostSummary {
+        HostSummary {
+            host: IpAddr::from([10, 0, 0, n]),
+            bytes_out,
+            bytes_in: 0,
+            flows_opened: 1,
+            distinct_destinations: 1,
+            baseline_bytes_out: baseline,
+            long_uploads: Vec::new(),
+        }
+    }
+
+    fn window(part: u32, parts: u32, hosts: Vec<HostSummary>) -> WindowSummary {
+        WindowSummary {
+            window_start_ns: W,
+            window_end_ns: W + WIN,
+            part,
+            parts,
+            hosts_total: hosts.len() as u64,
+            site_p90_bytes_out: None,
+            scored_against: "site".into(),
+            hosts,
+        }
+    }
+
+    #[test]
+    fn a_part_stored_again_overwrites() {
+        let config = AggregateConfig::default();
+        let mut entry = WindowEntry::default();
+        let a = window(
+            0,
+            1,
+            (1..=4).map(|n| host(n, 1000 * n as u64, None)).collect(),
+        );
+        let b = window(0, 2, (1..=3).map(|n| host(n, 7, None)).collect());
+        merge_part(&mut entry, "s1", "x", &a, &config);
+        merge_part(&mut entry, "s2", "y", &b, &config);
+        let once = entry.clone();
+        merge_part(&mut entry, "s1", "x", &a, &config);
+        assert_eq!(entry, once);
+        assert_eq!(window_baseline(&entry, 5).hosts, 7);
+        // The same site's window sent again in fewer parts: its old extra parts go.
+        let c = window(1, 2, vec![host(9, 1, None)]);
+        merge_part(&mut entry, "s2", "y", &c, &config);
+        assert_eq!(window_baseline(&entry, 5).hosts, 8);
+        merge_part(
+            &mut entry,
+            "s2",
+            "y",
+            &window(0, 1, vec![host(1, 2, None)]),
+            &config,
+        );
+        assert_eq!(window_baseline(&entry, 5).hosts, 5);
+    }
+
+    #[test]
+    fn the_fleet_p90_is_the_p90_over_every_sites_hosts() {
+        let config = AggregateConfig::default();
+        let mut entry = WindowEntry::default();
+        let mut all = Vec::new();
+        for (site, k) in [("b", 3u64), ("a", 5), ("c", 11)] {
+            let hosts: Vec<HostSummary> = (1..=k as u8)
+                .map(|n| host(n, k * 1000 + u64::from(n) * 37, None))
+                .collect();
+            all.extend(hosts.iter().map(|h| h.bytes_out));
+            merge_part(&mut entry, site, "s", &window(0, 1, hosts), &config);
+        }
+        let b = window_baseline(&entry, 5);
+        assert_eq!(b.p90_bytes_out, p90(&mut all, 5));
+        assert_eq!(b.hosts, all.len() as u64);
+        assert_eq!(b.sites, ["a", "b", "c"]);
+        assert_eq!(b.window_end_ns, W + WIN);
+        assert_eq!(window_baseline(&entry, 100).p90_bytes_out, None);
+        // Repeats publish the same id; another figure another id.
+        assert_eq!(baseline_msg_id(&b), baseline_msg_id(&b.clone()));
+        let mut other = b.clone();
+        other.hosts += 1;
+        assert_ne!(baseline_msg_id(&b), baseline_msg_id(&other));
+    }
+
+    #[test]
+    fn a_site_shifts_when_enough_of_its_hosts_jump_over_their_baselines() {
+        let config = AggregateConfig::default();
+        let jumped = |n| host(n, 3_000_000, Some(1_000_000.0));
+        let calm = |n| host(n, 900_000, Some(1_000_000.0));
+        let mut entry = WindowEntry::default();
+        // Part 0 of 2: not judged before part 1 is in.
+        merge_part(
+            &mut entry,
+            "s",
+            "x",
+            &window(0, 2, vec![jumped(1), jumped(2)]),
+            &config,
+        );
+        assert_eq!(site_shift(&entry, "s", &config), None);
+        merge_part(
+            &mut entry,
+            "s",
+            "x",
+            &window(1, 2, vec![jumped(3), calm(4), host(5, 9_000_000, None)]),
+            &config,
+        );
+        let shift = site_shift(&entry, "s", &config).expect("3 of 4 jumped");
+        assert_eq!((shift.shifted_hosts, shift.with_baseline), (3, 4));
+        assert_eq!(shift.hosts.len(), 3);
+        // Half or more of the hosts with a baseline: with 3 more calm hosts, 3 of 7 is not.
+        merge_part(
+            &mut entry,
+            "s",
+            "x",
+            &window(1, 2, vec![jumped(3), calm(4), calm(6), calm(7), calm(8)]),
+            &config,
+        );
+        assert_eq!(site_shift(&entry, "s", &config), None);
+        // Below shift_min_bytes a jump does not count.
+        let mut small = WindowEntry::default();
+        let tiny: Vec<HostSummary> = (1..=4).map(|n| host(n, 900_000, Some(10.0))).collect();
+        merge_part(&mut small, "s", "x", &window(0, 1, tiny), &config);
+        assert_eq!(site_shift(&small, "s", &config), None);
+        // Named hosts are bounded, the count is not.
+        let bounded = AggregateConfig {
+            max_hosts_per_finding: 2,
+            ..AggregateConfig::default()
+        };
+        let mut many = WindowEntry::default();
+        merge_part(
+            &mut many,
+            "s",
+            "x",
+            &window(0, 1, (1..=5).map(jumped).collect()),
+            &bounded,
+        );
+        let shift = site_shift(&many, "s", &bounded).unwrap();
+        assert_eq!((shift.shifted_hosts, shift.hosts.len()), (5, 2));
+        let together = shifted_sites(&many, &bounded);
+        let alert = shift_alert(&many, &shift, &[], &bounded);
+        assert_eq!(together.len(), 1);
+        assert_eq!(alert.kind, SITE_EGRESS_SHIFT);
+        assert_eq!(alert.evidence["hosts_not_listed"], 3);
+    }
+
+    fn sighting(
+        site: &str,
+        host: u8,
+        window_start_ns: u64,
+        bytes_out: u64,
+        via: &[&str],
+    ) -> Sighting {
+        Sighting {
+            site: site.into(),
+            host: IpAddr::from([10, 0, 0, host]),
+            window_start_ns,
+            window_end_ns: window_start_ns + WIN,
+            bytes_out,
+            via: via.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn sightings_merge_idempotently_and_stay_bounded() {
+        let config = AggregateConfig {
+            max_hosts_per_finding: 2,
+            ..AggregateConfig::default()
+        };
+        let mut entry = SeenEntry::default();
+        let s = sighting("a", 1, W, 100, &[]);
+        assert!(record(&mut entry, &s, &config));
+        let once = entry.clone();
+        record(&mut entry, &s, &config);
+        assert_eq!(entry, once, "a repeat changes nothing");
+        // A later window adds; that window again replaces its own figure.
+        record(&mut entry, &sighting("a", 1, W + WIN, 50, &[]), &config);
+        record(&mut entry, &sighting("a", 1, W + WIN, 50, &[]), &config);
+        assert_eq!(
+            entry.sites["a"].hosts[&IpAddr::from([10, 0, 0, 1])].bytes(),
+            150
+        );
+        // An older window of the host is left out rather than risk counting it twice.
+        record(&mut entry, &sighting("a", 1, W, 100, &[]), &config);
+        assert_eq!(
+            entry.sites["a"].hosts[&IpAddr::from([10, 0, 0, 1])].bytes(),
+            150
+        );
+        // Hosts over the cap are counted.
+        for n in 2..=4 {
+            record(&mut entry, &sighting("a", n, W, 1, &[]), &config);
+        }
+        assert_eq!(entry.sites["a"].hosts.len(), 2);
+        assert_eq!(entry.sites["a"].hosts_not_listed, 2);
+        // A site last seen more than correlation_hours before the newest sighting goes; a
+        // sighting that old is not taken.
+        let later = W + config.correlation_ns() + 3 * WIN;
+        record(&mut entry, &sighting("b", 9, later, 1, &[]), &config);
+        assert_eq!(entry.sites.keys().collect::<Vec<_>>(), ["b"]);
+        assert!(!record(&mut entry, &sighting("c", 9, W, 1, &[]), &config));
+        // Sites over the cap: the oldest go, counted.
+        let few_sites = AggregateConfig {
+            max_sites_per_finding: 2,
+            ..AggregateConfig::default()
+        };
+        let mut e = SeenEntry::default();
+        for (i, site) in ["x", "y", "z"].iter().enumerate() {
+            record(
+                &mut e,
+                &sighting(site, 1, W + i as u64 * WIN, 1, &[]),
+                &few_sites,
+            );
+        }
+        assert_eq!(e.sites.keys().collect::<Vec<_>>(), ["y", "z"]);
+        assert_eq!(e.sites_dropped, 1);
+    }
+
+    #[test]
+    fn findings_need_enough_sites() {
+        let config = AggregateConfig::default();
+        let mut ep = SeenEntry {
+            ip: Some("198.51.100.7".parse().unwrap()),
+            port: Some(443),
+            asn: Some(64_500),
+            ..SeenEntry::default()
+        };
+        record(&mut ep, &sighting("a", 1, W, 10, &[]), &config);
+        assert!(seen_alert(&ep, Finding::Endpoint, &config).is_none());
+        record(&mut ep, &sighting("b", 2, W, 10, &[]), &config);
+        let alert = seen_alert(&ep, Finding::Endpoint, &config).unwrap();
+        assert_eq!(alert.sites, ["a", "b"]);
+        assert_eq!(alert.destination_port, Some(443));
+        assert_eq!(alert.evidence["bytes_out"], 20);
+        // A third site: a new id (a new, bigger alert), a higher score.
+        let mut three = ep.clone();
+        record(&mut three, &sighting("c", 3, W, 10, &[]), &config);
+        let bigger = seen_alert(&three, Finding::Endpoint, &config).unwrap();
+        assert_ne!(bigger.id, alert.id);
+        assert!(bigger.score > alert.score);
+        // Allowlisted ASN: never a finding.
+        let ignoring = AggregateConfig {
+            ignore_asns: vec![64_500],
+            ..AggregateConfig::default()
+        };
+        assert!(seen_alert(&ep, Finding::Endpoint, &ignoring).is_none());
+        // An ASN needs three sites and two endpoints.
+        let mut asn = SeenEntry {
+            asn: Some(64_500),
+            ..SeenEntry::default()
+        };
+        for (site, n) in [("a", 1), ("b", 2), ("c", 3)] {
+            record(
+                &mut asn,
+                &sighting(site, n, W, 10, &["198.51.100.7:443"]),
+                &config,
+            );
+        }
+        assert!(seen_alert(&asn, Finding::Asn, &config).is_none());
+        record(
+            &mut asn,
+            &sighting("c", 3, W, 10, &["198.51.100.8:443"]),
+            &config,
+        );
+        let a = seen_alert(&asn, Finding::Asn, &config).unwrap();
+        assert_eq!(a.sites, ["a", "b", "c"]);
+        assert_eq!(a.kind, SHARED_RELAY_ASN);
+    }
+
+    #[test]
+    fn uploads_group_by_endpoint_and_asn() {
+        let config = AggregateConfig {
+            ignore_asns: vec![16_509],
+            ..AggregateConfig::default()
+        };
+        let up = |ip: &str, port, asn, bytes_out| LongUpload {
+            ip: ip.parse().unwrap(),
+            port,
+            asn: Some(asn),
+            country: None,
+            bytes_out,
+            bytes_in: 1,
+            duration_s: 900.0,
+        };
+        let mut h = host(1, 10, None);
+        h.long_uploads = vec![
+            up("198.51.100.7", 443, 64_500, 5),
+            up("198.51.100.7", 443, 64_500, 6),
+            up("198.51.100.8", 443, 64_500, 7),
+            up("52.95.0.1", 443, 16_509, 100),
+        ];
+        let (eps, asns) = upload_sightings("a", &window(0, 1, vec![h]), &config);
+        assert_eq!(eps.len(), 2);
+        assert_eq!(
+            eps[&("198.51.100.7".parse().unwrap(), 443)].1[0].bytes_out,
+            11
+        );
+        assert_eq!(asns.len(), 1);
+        assert_eq!(asns[&64_500][0].bytes_out, 18);
+        assert_eq!(asns[&64_500][0].via.len(), 2);
+    }
+
+    #[test]
+    fn ids_and_keys() {
+        let ab = ["a".to_string(), "b".to_string()];
+        let ba = ["b".to_string(), "a".to_string()];
+        let id = fleet_alert_id("K", "x", &ab);
+        assert_eq!(id, fleet_alert_id("K", "x", &ba));
+        assert_eq!(id.len(), 16);
+        assert_ne!(id, fleet_alert_id("K", "y", &ab));
+        assert_ne!(id, fleet_alert_id("L", "x", &ab));
+        assert_ne!(id, fleet_alert_id("K", "x", &ab[..1]));
+        assert_eq!(
+            endpoint_key("198.51.100.7".parse().unwrap(), 443),
+            "ep.198-51-100-7.443"
+        );
+        assert_eq!(
+            endpoint_key("2001:db8::1".parse().unwrap(), 80),
+            "ep.2001-db8--1.80"
+        );
+        assert_eq!(service_key("Honey Gain!").as_deref(), Some("pw.honey-gain"));
+        assert_eq!(service_key(" .. "), None);
+        assert_eq!(window_key(W), "win.1709539200");
+    }
+
+    #[test]
+    fn proxyware_alerts_become_sightings() {
+        let alert = serde_json::json!({
+            "host": "10.0.0.5",
+            "DetectionBranch": "ProxywareDomain",
+            "DestinationHostname": "api.example-proxyware.net",
+            "bytes_out": 1234,
+            "window_start": "2024-03-04T08:00:00.000000Z",
+            "window_end": "2024-03-04T08:15:00.000000Z",
+            "evidence": {"service": "ExampleNet"},
+        });
+        let (service, s) = proxyware_sighting("a", &alert, 1).unwrap();
+        assert_eq!(service, "ExampleNet");
+        assert_eq!((s.window_start_ns, s.window_end_ns), (W, W + WIN));
+        assert_eq!(s.bytes_out, 1234);
+        assert_eq!(s.via, ["api.example-proxyware.net"]);
+        let mut other = alert.clone();
+        other["DetectionBranch"] = "FanOut".into();
+        assert!(proxyware_sighting("a", &other, 1).is_none());
+        let mut bad = alert;
+        bad["host"] = "not an address".into();
+        assert!(proxyware_sighting("a", &bad, 1).is_none());
+    }
+
+    #[test]
+    fn fleet_alert_messages_round_trip() {
+        let config = AggregateConfig::default();
+        let mut ep = SeenEntry {
+            ip: Some("198.51.100.7".parse().unwrap()),
+            port: Some(443),
+            ..SeenEntry::default()
+        };
+        record(&mut ep, &sighting("a", 1, W, 10, &[]), &config);
+        record(&mut ep, &sighting("b", 2, W, 10, &[]), &config);
+        let alert = seen_alert(&ep, Finding::Endpoint, &config).unwrap();
+        let m = Message {
+            schema: SCHEMA.into(),
+            site: "fleet".into(),
+            sensor: "agg".into(),
+            run: 1,
+            seq: 1,
+            event_time_ns: W,
+            dropped: 0,
+            body: Body::FleetAlert {
+                alert: Box::new(alert.clone()),
+            },
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Message>(&text).unwrap(), m);
+    }
 }
