@@ -486,3 +486,165 @@ fn fleet_baselines_and_alerts_once_across_runs_and_redeliveries() {
     assert_eq!(bigger.sites, ["site-1", "site-2", "site-3"]);
     assert_ne!(bigger.id, ep.id);
 }
+
+/// Throughput of `aggregate` (not a check: run by hand, numbers in the notes):
+/// `cargo test --release --test aggregate -- --ignored --nocapture throughput`.
+/// 200 sites x 100 windows of 50 hosts each (one long upload per message), then 10 000
+/// sensor alerts (a fifth ProxywareDomain); end-to-end time of `aggregate --idle-exit 1`
+/// less the idle second.
+#[test]
+#[ignore]
+fn throughput() {
+    let dir = TempDir::new("aggregate", "throughput");
+    let server = NatsServer::start(&dir.0);
+    let rt = runtime();
+    let js = rt.block_on(jetstream(&server.url()));
+    let (sites, windows, hosts_per) = (200u64, 100u64, 50u64);
+    let mut sensors: Vec<Sensor> = (0..sites)
+        .map(|s| Sensor::new(&format!("site-{s}")))
+        .collect();
+    let mut messages = Vec::new();
+    for w in 0..windows {
+        for (s, sensor) in sensors.iter_mut().enumerate() {
+            let mut hosts: Vec<HostSummary> = (0..hosts_per)
+                .map(|h| {
+                    let bytes =
+                        10_000 + (h * 7919 + w * 104_729 + s as u64 * 1_299_709) % 5_000_000;
+                    host(
+                        &format!("10.{}.{}.{}", s / 250, s % 250, h + 1),
+                        bytes,
+                        Some(bytes as f64),
+                    )
+                })
+                .collect();
+            hosts[0].long_uploads.push(upload(
+                &format!("198.51.{}.{}", s % 200, w % 250),
+                443,
+                64_500 + s as u32 % 7,
+                1_000_000,
+            ));
+            messages.extend(sensor.window(W0 + w * WINDOW_NS, &hosts, 1));
+        }
+    }
+    let window_messages = messages.len();
+    let mut alerts = Vec::new();
+    for i in 0..10_000u64 {
+        let sensor = &mut sensors[(i % sites) as usize];
+        let mut m = sensor.proxyware_alert(
+            &format!("10.9.0.{}", i % 250 + 1),
+            "Honeygain",
+            "api.honeygain.com",
+        );
+        if i % 5 != 0
+            && let Body::Alert { alert } = &mut m.body
+        {
+            alert["DetectionBranch"] = "FanOut".into();
+        }
+        alerts.push(m);
+    }
+    let publish_all = |list: &[Message]| {
+        rt.block_on(async {
+            for chunk in list.chunks(1000) {
+                let mut acks = Vec::new();
+                for m in chunk {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, m.msg_id().as_str());
+                    acks.push(
+                        js.publish_with_headers(
+                            subject_of(m),
+                            headers,
+                            serde_json::to_vec(m).unwrap().into(),
+                        )
+                        .await
+                        .unwrap(),
+                    );
+                }
+                for a in acks {
+                    a.await.unwrap();
+                }
+            }
+        })
+    };
+    let timed = |durable: &str| {
+        let start = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
+            .args(["aggregate", "--fleet", &server.url(), "--durable", durable])
+            .args(["--format", "json", "--idle-exit", "1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (start.elapsed().as_secs_f64() - 1.0, stderr)
+    };
+    publish_all(&messages);
+    let (secs, stderr) = timed("bench");
+    assert_eq!(
+        counter(&stderr, "messages"),
+        window_messages as u64,
+        "{stderr}"
+    );
+    eprintln!(
+        "windows: {window_messages} messages of {hosts_per} hosts in {secs:.2} s: {:.0} windows/s, {:.0} host records/s\n{stderr}",
+        window_messages as f64 / secs,
+        (window_messages as u64 * hosts_per) as f64 / secs
+    );
+    publish_all(&alerts);
+    let (secs, stderr) = timed("bench");
+    assert_eq!(
+        counter(&stderr, "messages"),
+        alerts.len() as u64,
+        "{stderr}"
+    );
+    eprintln!(
+        "alerts: {} sensor alerts in {secs:.2} s: {:.0} alerts/s\n{stderr}",
+        alerts.len(),
+        alerts.len() as f64 / secs
+    );
+}
+
+/// SIGTERM: the aggregator stops after storing and acknowledging what it took; a restart on
+/// the same durable finds nothing left and raises nothing again.
+#[test]
+fn sigterm_acknowledges_what_was_processed() {
+    use std::io::BufRead;
+    let dir = TempDir::new("aggregate", "sigterm");
+    let server = NatsServer::start(&dir.0);
+    let rt = runtime();
+    let js = rt.block_on(jetstream(&server.url()));
+    let fleet = fleet();
+    rt.block_on(publish(&js, &fleet.messages));
+    let config = dir.path("aggregate.toml");
+    std::fs::write(&config, "[aggregate]\nname = \"agg-test\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
+        .arg("aggregate")
+        .arg("--config")
+        .arg(&config)
+        .args(["--fleet", &server.url(), "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The four findings of `fleet()`, read as they are raised.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut raised = Vec::new();
+    while raised.len() < 4 {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "aggregate ended early"
+        );
+        raised.push(serde_json::from_str::<FleetAlert>(&line).unwrap());
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(counter(&stderr, "fleet alerts raised"), 4, "{stderr}");
+    let again = aggregate(&dir.0, &server.url(), "egresswatch-aggregate");
+    assert_eq!(counter(&again.stderr, "messages"), 0, "{}", again.stderr);
+    assert!(again.alerts.is_empty());
+}

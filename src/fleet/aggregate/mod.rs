@@ -835,3 +835,52 @@ pub fn write_table_rows(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::text::{Style, strip_ansi, width};
+
+    #[test]
+    fn table_rows_fit_the_width() {
+        let config = AggregateConfig::default();
+        let mut entry = state::SeenEntry {
+            ip: Some("198.51.100.7".parse().unwrap()),
+            port: Some(443),
+            ..Default::default()
+        };
+        for (site, n) in [("site-north", 1u8), ("site-south", 2)] {
+            let s = Sighting {
+                site: site.into(),
+                host: IpAddr::from([10, 0, 0, n]),
+                window_start_ns: 1_709_539_200_000_000_000,
+                window_end_ns: 1_709_539_200_000_000_000 + 900_000_000_000,
+                bytes_out: 5_000_000,
+                via: Vec::new(),
+            };
+            state::record(&mut entry, &s, &config);
+        }
+        let alert = state::seen_alert(&entry, Finding::Endpoint, &config).unwrap();
+        for style in [
+            Style::plain(100),
+            Style::plain(60),
+            Style {
+                width: 80,
+                colour: true,
+            },
+        ] {
+            let mut out = Vec::new();
+            write_table_rows(&mut out, std::slice::from_ref(&alert), style, true).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            let plain = strip_ansi(&text);
+            assert!(plain.lines().all(|l| width(l) <= style.width), "{plain}");
+            assert!(plain.starts_with("TIME (UTC)"), "{plain}");
+            assert!(plain.contains(&alert.id), "{plain}");
+            assert!(plain.contains("SharedRelayEndpoint"), "{plain}");
+            assert_eq!(text != plain, style.colour, "{text}");
+            if style.width == 100 {
+                assert!(plain.contains("198.51.100.7:443"), "{plain}");
+            }
+        }
+    }
+}
