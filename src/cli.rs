@@ -104,6 +104,32 @@ pub enum Command {
         #[command(flatten)]
         common: RunArgs,
     },
+    /// Fleet mode: read the sensors' window summaries and alerts from NATS JetStream, publish
+    /// each window's fleet baseline and raise fleet alerts, until SIGINT or SIGTERM.
+    ///
+    /// State is kept in a JetStream key-value bucket ([aggregate] state_bucket): a restart
+    /// resumes where the durable consumer stopped, and aggregators sharing a durable name
+    /// share the messages and agree. Fleet alerts go to stdout and the fleet alerts stream.
+    Aggregate {
+        /// Config file (TOML); built-in defaults when absent. [fleet] and [aggregate] apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// NATS server URL(s), comma-separated; overrides [fleet] url.
+        #[arg(long, value_name = "URL")]
+        fleet: Option<String>,
+        /// Durable consumer name; overrides [aggregate] durable.
+        #[arg(long, value_name = "NAME")]
+        durable: Option<String>,
+        /// Also write fleet alerts as JSON lines to this file (appended).
+        #[arg(long, value_name = "FILE")]
+        alerts: Option<PathBuf>,
+        /// Fleet alerts on stdout: a table, or JSON lines. Default: table on a terminal.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Exit once no message came for this many seconds (batch runs, tests).
+        #[arg(long, value_name = "SECONDS")]
+        idle_exit: Option<u64>,
+    },
     /// Validate a config file (and its proxyware list), print the effective config, and exit.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -585,6 +611,76 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = result?;
             let syslog = output.finish()?;
             print_summary(&report.stats, &syslog);
+            Ok(())
+        }
+        Command::Aggregate {
+            config,
+            fleet,
+            durable,
+            alerts,
+            format,
+            idle_exit,
+        } => {
+            let config = load_config(config.as_ref())?;
+            let url = fleet.unwrap_or_else(|| config.fleet.url.clone());
+            if url.trim().is_empty() {
+                anyhow::bail!("no NATS server: give --fleet URL or [fleet] url");
+            }
+            let format = format.unwrap_or(if io::stdout().is_terminal() {
+                Format::Table
+            } else {
+                Format::Json
+            });
+            // Appended: a restarted aggregator adds to what the earlier run wrote.
+            let mut file = match &alerts {
+                Some(path) => Some(BufWriter::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .with_context(|| format!("cannot open {}", path.display()))?,
+                )),
+                None => None,
+            };
+            let options = crate::fleet::aggregate::Options {
+                url,
+                durable: durable.unwrap_or_else(|| config.aggregate.durable.clone()),
+                idle_exit: idle_exit.map(std::time::Duration::from_secs),
+            };
+            let style = crate::alert::text::Style::for_stdout();
+            let mut rows = 0usize;
+            let summary = crate::fleet::aggregate::run(
+                &config.fleet,
+                &config.aggregate,
+                &options,
+                &mut |alert| {
+                    let stdout = io::stdout();
+                    let mut out = stdout.lock();
+                    if let Some(f) = file.as_mut() {
+                        serde_json::to_writer(&mut *f, alert)?;
+                        f.write_all(b"\n")?;
+                        f.flush()?;
+                    }
+                    match format {
+                        Format::Json => {
+                            serde_json::to_writer(&mut out, alert)?;
+                            out.write_all(b"\n")?;
+                        }
+                        Format::Table => crate::fleet::aggregate::write_table_rows(
+                            &mut out,
+                            std::slice::from_ref(alert),
+                            style,
+                            rows == 0,
+                        )?,
+                    }
+                    rows += 1;
+                    out.flush()
+                },
+            )?;
+            if format == Format::Table && rows == 0 {
+                println!("No fleet alerts.");
+            }
+            eprintln!("egresswatch: aggregate: {}", summary.line());
             Ok(())
         }
         Command::CheckConfig { config } => {

@@ -70,6 +70,8 @@ pub struct Config {
     pub report: ReportConfig,
     /// Fleet mode: publishing to NATS JetStream (`[fleet]`).
     pub fleet: crate::fleet::FleetConfig,
+    /// `egresswatch aggregate` (`[aggregate]`).
+    pub aggregate: crate::fleet::aggregate::AggregateConfig,
 }
 
 /// One table per behavioural detector; thresholds are DET0028's mutable elements.
@@ -106,6 +108,7 @@ impl Default for Config {
             syslog: Vec::new(),
             report: ReportConfig::default(),
             fleet: crate::fleet::FleetConfig::default(),
+            aggregate: crate::fleet::aggregate::AggregateConfig::default(),
         }
     }
 }
@@ -390,6 +393,7 @@ impl Config {
             }
         }
         self.fleet.validate().map_err(ConfigError::Invalid)?;
+        self.aggregate.validate().map_err(ConfigError::Invalid)?;
         for target in &self.syslog {
             crate::alert::syslog::transport::Endpoint::parse(&target.url)
                 .map_err(|e| ConfigError::Invalid(format!("syslog url {e}")))?;

@@ -2,6 +2,7 @@
 //! aggregate` computes the fleet's population baseline and cross-site findings from them and
 //! sends the baseline back. The bus and its storage (streams, a durable consumer, a key-value
 //! bucket) are NATS's; nothing here is a cluster of its own.
+pub mod aggregate;
 pub mod bus;
 pub mod link;
 pub mod schema;

@@ -54,7 +54,10 @@ pub enum Body {
         alert: serde_json::Value,
     },
     Baseline(FleetBaseline),
-    FleetAlert(FleetAlert),
+    /// Nested like `Alert`: the fleet alert's own `kind` would clash with the envelope's.
+    FleetAlert {
+        alert: Box<FleetAlert>,
+    },
 }
 
 /// One site's closed window: every host that sent unallowlisted traffic in it (the

@@ -1,43 +1,49 @@
-//! A real nats-server with JetStream, of the test's own, on loopback; and reading what its
-//! streams hold. Test binaries mount it beside `common/syslog.rs` as `syslog_helpers`.
+//! A real nats-server with JetStream of the test's own, on loopback and a free port, its
+//! store in a temporary directory; killed when dropped. Installed by scripts/setup.sh --test.
+//! Also reads what its streams hold.
 #![allow(dead_code)]
-use crate::syslog_helpers::{free_tcp_port, wait_for};
 use async_nats::jetstream::{self, consumer};
 use egresswatch::fleet::schema::Message;
 use futures_util::StreamExt;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub const INSTALL: &str = "apt-get install nats-server";
 
 pub struct NatsServer {
-    child: Option<Child>,
     pub port: u16,
-    store: PathBuf,
-    log: PathBuf,
+    dir: PathBuf,
+    child: Option<Child>,
 }
 
 impl NatsServer {
-    /// Starts `nats-server -js` on a free loopback port with its store under `dir`.
+    /// Starts `nats-server -js` storing in `dir` and waits until it takes connections.
     pub fn start(dir: &Path) -> NatsServer {
-        NatsServer::start_on(dir, free_tcp_port())
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        NatsServer::start_on(dir, port)
     }
 
+    /// On a given port (a test that starts its clients before the server).
     pub fn start_on(dir: &Path, port: u16) -> NatsServer {
-        let store = dir.join("jetstream");
-        let log = dir.join("nats-server.log");
         let mut server = NatsServer {
-            child: None,
             port,
-            store,
-            log,
+            dir: dir.to_path_buf(),
+            child: None,
         };
-        server.spawn();
+        server.restart();
         server
     }
 
-    fn spawn(&mut self) {
-        let log = std::fs::File::create(&self.log).unwrap();
+    /// Starts it (again: same port and store).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        std::fs::create_dir_all(self.dir.join("store")).unwrap();
         let child = Command::new("nats-server")
             .args([
                 "-js",
@@ -47,16 +53,31 @@ impl NatsServer {
                 &self.port.to_string(),
                 "-sd",
             ])
-            .arg(&self.store)
+            .arg(self.dir.join("store"))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(std::fs::File::create(self.dir.join("nats-server.log")).unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("nats-server: {e} (install with `{INSTALL}`)"));
+            .unwrap_or_else(|e| panic!("cannot start nats-server ({e}); install it: {INSTALL}"));
         self.child = Some(child);
-        let log = self.log.clone();
-        wait_for("nats-server to be ready", || {
-            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Server is ready"))
-        });
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let log =
+                    std::fs::read_to_string(self.dir.join("nats-server.log")).unwrap_or_default();
+                panic!("nats-server exited ({status}): {log}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "nats-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn url(&self) -> String {
@@ -64,9 +85,9 @@ impl NatsServer {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
@@ -90,9 +111,8 @@ pub fn stream_messages(url: &str, stream: &str, filter: &str) -> Vec<Message> {
         let client = async_nats::connect(url).await.unwrap();
         let js = jetstream::new(client);
         let mut stream = js.get_stream(stream).await.unwrap();
-        let held = stream.info().await.unwrap().state.messages;
         let mut out = Vec::new();
-        if held == 0 {
+        if stream.info().await.unwrap().state.messages == 0 {
             return out;
         }
         let consumer = stream
@@ -105,7 +125,7 @@ pub fn stream_messages(url: &str, stream: &str, filter: &str) -> Vec<Message> {
             .unwrap();
         let mut messages = consumer.messages().await.unwrap();
         loop {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next());
+            let next = tokio::time::timeout(Duration::from_secs(5), messages.next());
             let Ok(Some(Ok(m))) = next.await else { break };
             out.push(serde_json::from_slice::<Message>(&m.payload).unwrap());
             if m.info().unwrap().pending == 0 {
