@@ -10,7 +10,7 @@ mod syslog_helpers;
 use common::TempDir;
 use egresswatch::fleet::schema::{Body, Message, Subjects};
 use nats::{NatsServer, stream_messages};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::{Command, Output};
@@ -227,6 +227,291 @@ fn sensor_catches_up_when_the_bus_comes_late_and_counts_what_did_not_fit() {
     let messages = site_messages(&nats.url());
     let of = |site: &str| messages.iter().filter(|m| m.site == site).count() as u64;
     assert_eq!((of("late"), of("small")), (queued, 4));
+}
+
+fn truth(site: u32) -> Value {
+    let path = repo(&format!("captures/site-{site}.truth.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The summary's "windows scored against the fleet p90: N".
+fn fleet_scored(stderr: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(stderr);
+    let what = "windows scored against the fleet p90: ";
+    let at = text
+        .find(what)
+        .unwrap_or_else(|| panic!("no fleet line in:\n{text}"))
+        + what.len();
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The aggregator's durable consumer: messages acknowledged so far (its ack floor).
+fn acknowledged_by(url: &str, durable: &str) -> u64 {
+    use async_nats::jetstream::{self, consumer};
+    nats::runtime().block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = jetstream::new(client);
+        let Ok(stream) = js.get_stream(subjects().sites_stream()).await else {
+            return 0;
+        };
+        match stream.get_consumer::<consumer::pull::Config>(durable).await {
+            Ok(mut c) => c.info().await.map_or(0, |i| i.ack_floor.stream_sequence),
+            Err(_) => 0,
+        }
+    })
+}
+
+fn aggregate(
+    config: &std::path::Path,
+    url: &str,
+    alerts: &std::path::Path,
+    idle_exit: Option<u64>,
+) -> std::process::Child {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(repo(""))
+        .args(["aggregate", "--format", "json", "--fleet", url])
+        .arg("--config")
+        .arg(config)
+        .arg("--alerts")
+        .arg(alerts)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(s) = idle_exit {
+        command.args(["--idle-exit", &s.to_string()]);
+    }
+    command.spawn().unwrap()
+}
+
+/// Three sensors replay three sites' captures in parallel into one nats-server while an
+/// aggregator consumes; the aggregator is killed mid-stream and restarted. The fleet alerts
+/// the sites' truth calls for are raised exactly once, every window's fleet baseline is the
+/// p90 over exactly what the three sensors published (nothing lost, nothing counted twice),
+/// and a sensor that replays again scores every window against those baselines.
+#[test]
+fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart() {
+    let dir = TempDir::new("fleet", "sites");
+    let nats = NatsServer::start(&dir.path(""));
+    let url = nats.url();
+    // Small batches and a short ack wait, so the kill lands between batches and what the
+    // killed aggregator had fetched but not acknowledged comes again soon.
+    let config = dir.path("fleet.toml");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(repo("captures/fleet.toml"))
+            .unwrap()
+            .replace(
+                "[aggregate]\n",
+                "[aggregate]\nbatch_messages = 4\nack_wait_seconds = 2\n",
+            ),
+    )
+    .unwrap();
+    let sensor = |n: u32| {
+        let capture = repo(&format!("captures/site-{n}.pcap"));
+        Command::new(BIN)
+            .current_dir(repo(""))
+            .args(["replay", "--format", "json", "--fleet", &url])
+            .args([
+                "--site",
+                &format!("site-{n}"),
+                "--sensor",
+                &format!("sensor-{n}"),
+            ])
+            .arg("--config")
+            .arg(&config)
+            .arg(capture)
+            .output()
+            .unwrap()
+    };
+    let first_alerts = dir.path("fleet-alerts-1.jsonl");
+    let mut first = aggregate(&config, &url, &first_alerts, None);
+    let durable = "egresswatch-aggregate";
+    let (outputs, acked_at_kill) = std::thread::scope(|scope| {
+        let sensors: Vec<_> = (1..=3).map(|n| scope.spawn(move || sensor(n))).collect();
+        // Kill the aggregator (SIGKILL: no goodbye) once it has acknowledged a batch.
+        let started = std::time::Instant::now();
+        while acknowledged_by(&url, durable) == 0 {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "the aggregator acknowledged nothing"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        first.kill().unwrap();
+        first.wait().unwrap();
+        let acked = acknowledged_by(&url, durable);
+        let outputs: Vec<Output> = sensors.into_iter().map(|s| s.join().unwrap()).collect();
+        (outputs, acked)
+    });
+    let mut published = 0;
+    for out in &outputs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (queued, stored, dropped) = fleet_counts(&out.stderr);
+        assert_eq!((stored, dropped), (queued, 0));
+        published += queued;
+    }
+    assert!(
+        acked_at_kill < published,
+        "the aggregator finished before it was killed ({acked_at_kill} of {published})"
+    );
+    let second_alerts = dir.path("fleet-alerts-2.jsonl");
+    let second = aggregate(&config, &url, &second_alerts, Some(4));
+    let second = second.wait_with_output().unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(acknowledged_by(&url, durable), published);
+
+    // Every window's baseline is the p90 over what the three sensors published for it.
+    let s = subjects();
+    let sent = stream_messages(&url, &s.sites_stream(), &s.all_sites());
+    assert_eq!(sent.len() as u64, published);
+    let mut expected: BTreeMap<u64, (Vec<u64>, std::collections::BTreeSet<String>)> =
+        BTreeMap::new();
+    for m in &sent {
+        if let Body::Window(w) = &m.body {
+            let entry = expected.entry(w.window_start_ns).or_default();
+            entry.0.extend(w.hosts.iter().map(|h| h.bytes_out));
+            entry.1.insert(m.site.clone());
+        }
+    }
+    let baselines_of = |url: &str| -> BTreeMap<u64, egresswatch::fleet::schema::FleetBaseline> {
+        stream_messages(url, &s.baselines_stream(), &s.all_baselines())
+            .into_iter()
+            .filter_map(|m| match m.body {
+                Body::Baseline(b) => Some((b.window_start_ns, b)),
+                _ => None,
+            })
+            .collect()
+    };
+    let baselines = baselines_of(&url);
+    assert_eq!(baselines.len(), 12);
+    assert_eq!(
+        baselines.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (start, (values, sites)) in &mut expected {
+        let b = &baselines[start];
+        assert_eq!(b.hosts, values.len() as u64, "window {start}");
+        assert_eq!(b.sites, sites.iter().cloned().collect::<Vec<_>>());
+        assert_eq!(
+            b.p90_bytes_out,
+            egresswatch::detect::windows::p90(values, 5)
+        );
+    }
+
+    // The fleet alerts: each once over both runs, and as the truth calls for.
+    let mut raised: Vec<Value> = [&first_alerts, &second_alerts]
+        .iter()
+        .flat_map(|p| json_lines(&std::fs::read(p).unwrap_or_default()))
+        .collect();
+    let mut ids: Vec<String> = raised
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort_unstable();
+    let unique = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), unique, "a fleet alert raised twice: {raised:#?}");
+    raised.sort_by_key(|a| a["kind"].as_str().unwrap().to_string());
+    let truths: Vec<Value> = (1..=3).map(|n| truth(n)["fleet"].clone()).collect();
+    let sites_where = |pred: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        truths
+            .iter()
+            .filter(|t| pred(t))
+            .map(|t| t["site"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let kinds: Vec<&str> = raised.iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ProxywareAcrossSites",
+            "SharedRelayAsn",
+            "SharedRelayEndpoint",
+            "SiteEgressShift"
+        ],
+        "{raised:#?}"
+    );
+    let of = |kind: &str| raised.iter().find(|a| a["kind"] == kind).unwrap();
+    let endpoint = "198.51.100.200:443";
+    let relay = of("SharedRelayEndpoint");
+    assert_eq!(
+        format!(
+            "{}:{}",
+            relay["DestinationIp"].as_str().unwrap(),
+            relay["DestinationPort"]
+        ),
+        endpoint
+    );
+    assert_eq!(
+        relay["sites"],
+        json!(sites_where(&|t| t["relay_endpoint"] == endpoint))
+    );
+    let asn = of("SharedRelayAsn");
+    assert_eq!(asn["asn"], truths[0]["relay_asn"]);
+    assert_eq!(asn["sites"], json!(sites_where(&|_| true)));
+    let proxyware = of("ProxywareAcrossSites");
+    assert_eq!(proxyware["service"], truths[0]["proxyware_service"]);
+    assert_eq!(
+        proxyware["sites"],
+        json!(sites_where(&|t| !t["proxyware_service"].is_null()))
+    );
+    let shift = of("SiteEgressShift");
+    let shifted = truths
+        .iter()
+        .find(|t| t["shifted_hosts"].as_array().is_some_and(|h| !h.is_empty()))
+        .unwrap();
+    assert_eq!(shift["sites"], json!([shifted["site"]]));
+    assert_eq!(shift["window_start"], shifted["shift_window_start"]);
+    let hosts: Vec<&str> = shift["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    let expected_hosts: Vec<&str> = shifted["shifted_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, expected_hosts);
+    // The fleet alerts stream holds the same alerts, once each.
+    let streamed: Vec<String> = stream_messages(&url, &s.fleet_alerts_stream(), &s.fleet_alerts())
+        .into_iter()
+        .filter_map(|m| match m.body {
+            Body::FleetAlert { alert } => Some(alert.id),
+            _ => None,
+        })
+        .collect();
+    let mut streamed_sorted = streamed.clone();
+    streamed_sorted.sort_unstable();
+    assert_eq!(streamed_sorted, ids);
+
+    // Site 1 again (yesterday's capture replayed): every window is scored against the fleet's
+    // p90, and publishing it again changes no baseline and raises nothing new.
+    let again = sensor(1);
+    assert!(again.status.success());
+    assert_eq!(fleet_scored(&again.stderr), 12);
+    let third_alerts = dir.path("fleet-alerts-3.jsonl");
+    let third = aggregate(&config, &url, &third_alerts, Some(3))
+        .wait_with_output()
+        .unwrap();
+    assert!(third.status.success());
+    assert!(json_lines(&std::fs::read(&third_alerts).unwrap_or_default()).is_empty());
+    assert_eq!(baselines_of(&url), baselines);
 }
 
 /// Throughput of the sensor's link into a real nats-server: window summaries (50 hosts each)
