@@ -288,18 +288,10 @@ fn aggregate(
     command.spawn().unwrap()
 }
 
-/// Three sensors replay three sites' captures in parallel into one nats-server while an
-/// aggregator consumes; the aggregator is killed mid-stream and restarted. The fleet alerts
-/// the sites' truth calls for are raised exactly once, every window's fleet baseline is the
-/// p90 over exactly what the three sensors published (nothing lost, nothing counted twice),
-/// and a sensor that replays again scores every window against those baselines.
-#[test]
-fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart() {
-    let dir = TempDir::new("fleet", "sites");
-    let nats = NatsServer::start(&dir.path(""));
-    let url = nats.url();
-    // Small batches and a short ack wait, so the kill lands between batches and what the
-    // killed aggregator had fetched but not acknowledged comes again soon.
+/// The fleet test config: captures/fleet.toml with small aggregator batches (so a kill lands
+/// between batches and two aggregators both get some) and a short ack wait (so what a killed
+/// aggregator fetched but did not acknowledge comes again soon).
+fn fleet_config(dir: &TempDir) -> std::path::PathBuf {
     let config = dir.path("fleet.toml");
     std::fs::write(
         &config,
@@ -311,71 +303,66 @@ fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart()
             ),
     )
     .unwrap();
-    let sensor = |n: u32| {
-        let capture = repo(&format!("captures/site-{n}.pcap"));
-        Command::new(BIN)
-            .current_dir(repo(""))
-            .args(["replay", "--format", "json", "--fleet", &url])
-            .args([
-                "--site",
-                &format!("site-{n}"),
-                "--sensor",
-                &format!("sensor-{n}"),
-            ])
-            .arg("--config")
-            .arg(&config)
-            .arg(capture)
-            .output()
-            .unwrap()
-    };
-    let first_alerts = dir.path("fleet-alerts-1.jsonl");
-    let mut first = aggregate(&config, &url, &first_alerts, None);
-    let durable = "egresswatch-aggregate";
-    let (outputs, acked_at_kill) = std::thread::scope(|scope| {
-        let sensors: Vec<_> = (1..=3).map(|n| scope.spawn(move || sensor(n))).collect();
-        // Kill the aggregator (SIGKILL: no goodbye) once it has acknowledged a batch.
-        let started = std::time::Instant::now();
-        while acknowledged_by(&url, durable) == 0 {
-            assert!(
-                started.elapsed().as_secs() < 60,
-                "the aggregator acknowledged nothing"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        first.kill().unwrap();
-        first.wait().unwrap();
-        let acked = acknowledged_by(&url, durable);
-        let outputs: Vec<Output> = sensors.into_iter().map(|s| s.join().unwrap()).collect();
-        (outputs, acked)
-    });
-    let mut published = 0;
-    for out in &outputs {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (queued, stored, dropped) = fleet_counts(&out.stderr);
-        assert_eq!((stored, dropped), (queued, 0));
-        published += queued;
-    }
-    assert!(
-        acked_at_kill < published,
-        "the aggregator finished before it was killed ({acked_at_kill} of {published})"
-    );
-    let second_alerts = dir.path("fleet-alerts-2.jsonl");
-    let second = aggregate(&config, &url, &second_alerts, Some(4));
-    let second = second.wait_with_output().unwrap();
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
-    assert_eq!(acknowledged_by(&url, durable), published);
+    config
+}
 
-    // Every window's baseline is the p90 over what the three sensors published for it.
+/// Replays site N's capture as sensor-N of site-N into the bus.
+fn site_sensor(config: &std::path::Path, url: &str, n: u32) -> Output {
+    let capture = repo(&format!("captures/site-{n}.pcap"));
+    let out = Command::new(BIN)
+        .current_dir(repo(""))
+        .args(["replay", "--format", "json", "--fleet", url])
+        .args([
+            "--site",
+            &format!("site-{n}"),
+            "--sensor",
+            &format!("sensor-{n}"),
+        ])
+        .arg("--config")
+        .arg(config)
+        .arg(capture)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Messages the sensors' runs stored, each run having stored all it queued.
+fn stored_by(outputs: &[Output]) -> u64 {
+    outputs
+        .iter()
+        .map(|out| {
+            let (queued, stored, dropped) = fleet_counts(&out.stderr);
+            assert_eq!((stored, dropped), (queued, 0));
+            stored
+        })
+        .sum()
+}
+
+type Baselines = BTreeMap<u64, egresswatch::fleet::schema::FleetBaseline>;
+
+fn baselines_of(url: &str) -> Baselines {
     let s = subjects();
-    let sent = stream_messages(&url, &s.sites_stream(), &s.all_sites());
+    stream_messages(url, &s.baselines_stream(), &s.all_baselines())
+        .into_iter()
+        .filter_map(|m| match m.body {
+            Body::Baseline(b) => Some((b.window_start_ns, b)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What the aggregators must have made of the three sites, whatever the order, kills and
+/// sharing: every window's baseline is the p90 over exactly what the sensors published (none
+/// lost, none counted twice), and the fleet alerts the sites' truth calls for, each raised
+/// once over all `alert_files` and once in the fleet alerts stream. Returns the baselines.
+fn check_fleet_outcome(url: &str, alert_files: &[&std::path::Path], published: u64) -> Baselines {
+    let s = subjects();
+    let sent = stream_messages(url, &s.sites_stream(), &s.all_sites());
     assert_eq!(sent.len() as u64, published);
     let mut expected: BTreeMap<u64, (Vec<u64>, std::collections::BTreeSet<String>)> =
         BTreeMap::new();
@@ -386,16 +373,7 @@ fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart()
             entry.1.insert(m.site.clone());
         }
     }
-    let baselines_of = |url: &str| -> BTreeMap<u64, egresswatch::fleet::schema::FleetBaseline> {
-        stream_messages(url, &s.baselines_stream(), &s.all_baselines())
-            .into_iter()
-            .filter_map(|m| match m.body {
-                Body::Baseline(b) => Some((b.window_start_ns, b)),
-                _ => None,
-            })
-            .collect()
-    };
-    let baselines = baselines_of(&url);
+    let baselines = baselines_of(url);
     assert_eq!(baselines.len(), 12);
     assert_eq!(
         baselines.keys().collect::<Vec<_>>(),
@@ -411,19 +389,36 @@ fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart()
         );
     }
 
-    // The fleet alerts: each once over both runs, and as the truth calls for.
-    let mut raised: Vec<Value> = [&first_alerts, &second_alerts]
-        .iter()
-        .flat_map(|p| json_lines(&std::fs::read(p).unwrap_or_default()))
+    // The fleet alerts stream is the record: each alert once. What the aggregators printed
+    // is in it, never twice (a kill between publishing and printing loses only the print).
+    let mut raised: Vec<Value> = stream_messages(url, &s.fleet_alerts_stream(), &s.fleet_alerts())
+        .into_iter()
+        .filter_map(|m| match m.body {
+            Body::FleetAlert { alert } => Some(serde_json::to_value(*alert).unwrap()),
+            _ => None,
+        })
         .collect();
-    let mut ids: Vec<String> = raised
+    let ids: std::collections::BTreeSet<String> = raised
         .iter()
         .map(|a| a["id"].as_str().unwrap().to_string())
         .collect();
-    ids.sort_unstable();
-    let unique = ids.len();
-    ids.dedup();
-    assert_eq!(ids.len(), unique, "a fleet alert raised twice: {raised:#?}");
+    assert_eq!(
+        ids.len(),
+        raised.len(),
+        "a fleet alert raised twice: {raised:#?}"
+    );
+    let printed: Vec<String> = alert_files
+        .iter()
+        .flat_map(|p| json_lines(&std::fs::read(p).unwrap_or_default()))
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    let printed_once: std::collections::BTreeSet<String> = printed.iter().cloned().collect();
+    assert_eq!(
+        printed_once.len(),
+        printed.len(),
+        "printed twice: {printed:?}"
+    );
+    assert!(printed_once.is_subset(&ids), "{printed:?} not in {ids:?}");
     raised.sort_by_key(|a| a["kind"].as_str().unwrap().to_string());
     let truths: Vec<Value> = (1..=3).map(|n| truth(n)["fleet"].clone()).collect();
     let sites_where = |pred: &dyn Fn(&Value) -> bool| -> Vec<String> {
@@ -475,35 +470,75 @@ fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart()
         .unwrap();
     assert_eq!(shift["sites"], json!([shifted["site"]]));
     assert_eq!(shift["window_start"], shifted["shift_window_start"]);
-    let hosts: Vec<&str> = shift["hosts"]
+    let hosts: Vec<&Value> = shift["hosts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| h["host"].as_str().unwrap())
+        .map(|h| &h["host"])
         .collect();
-    let expected_hosts: Vec<&str> = shifted["shifted_hosts"]
+    let expected_hosts: Vec<&Value> = shifted["shifted_hosts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| h.as_str().unwrap())
         .collect();
     assert_eq!(hosts, expected_hosts);
-    // The fleet alerts stream holds the same alerts, once each.
-    let streamed: Vec<String> = stream_messages(&url, &s.fleet_alerts_stream(), &s.fleet_alerts())
-        .into_iter()
-        .filter_map(|m| match m.body {
-            Body::FleetAlert { alert } => Some(alert.id),
-            _ => None,
-        })
-        .collect();
-    let mut streamed_sorted = streamed.clone();
-    streamed_sorted.sort_unstable();
-    assert_eq!(streamed_sorted, ids);
+    baselines
+}
+
+/// Three sensors replay three sites' captures in parallel into one nats-server while an
+/// aggregator consumes; the aggregator is killed mid-stream (SIGKILL) and restarted. Nothing
+/// is lost or counted twice, each fleet alert comes once, and a sensor that replays again
+/// scores every window against the fleet's baselines.
+#[test]
+fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart() {
+    let dir = TempDir::new("fleet", "sites");
+    let nats = NatsServer::start(&dir.path(""));
+    let url = nats.url();
+    let config = fleet_config(&dir);
+    let first_alerts = dir.path("fleet-alerts-1.jsonl");
+    let mut first = aggregate(&config, &url, &first_alerts, None);
+    let durable = "egresswatch-aggregate";
+    let (outputs, acked_at_kill) = std::thread::scope(|scope| {
+        let sensors: Vec<_> = (1..=3)
+            .map(|n| {
+                let (config, url) = (&config, &url);
+                scope.spawn(move || site_sensor(config, url, n))
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        while acknowledged_by(&url, durable) == 0 {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "the aggregator acknowledged nothing"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        first.kill().unwrap();
+        first.wait().unwrap();
+        let acked = acknowledged_by(&url, durable);
+        let outputs: Vec<Output> = sensors.into_iter().map(|s| s.join().unwrap()).collect();
+        (outputs, acked)
+    });
+    let published = stored_by(&outputs);
+    assert!(
+        acked_at_kill < published,
+        "the aggregator finished before it was killed ({acked_at_kill} of {published})"
+    );
+    let second_alerts = dir.path("fleet-alerts-2.jsonl");
+    let second = aggregate(&config, &url, &second_alerts, Some(4))
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(acknowledged_by(&url, durable), published);
+    let baselines = check_fleet_outcome(&url, &[&first_alerts, &second_alerts], published);
 
     // Site 1 again (yesterday's capture replayed): every window is scored against the fleet's
     // p90, and publishing it again changes no baseline and raises nothing new.
-    let again = sensor(1);
-    assert!(again.status.success());
+    let again = site_sensor(&config, &url, 1);
     assert_eq!(fleet_scored(&again.stderr), 12);
     let third_alerts = dir.path("fleet-alerts-3.jsonl");
     let third = aggregate(&config, &url, &third_alerts, Some(3))
@@ -512,6 +547,48 @@ fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart()
     assert!(third.status.success());
     assert!(json_lines(&std::fs::read(&third_alerts).unwrap_or_default()).is_empty());
     assert_eq!(baselines_of(&url), baselines);
+}
+
+/// Two aggregators on one durable consumer (JetStream's pull-consumer work sharing, its queue
+/// group) split the three sites' messages and together make the same fleet picture as one.
+#[test]
+fn two_aggregators_share_the_work_and_agree() {
+    let dir = TempDir::new("fleet", "shared");
+    let nats = NatsServer::start(&dir.path(""));
+    let url = nats.url();
+    let config = fleet_config(&dir);
+    let outputs: Vec<Output> = (1..=3).map(|n| site_sensor(&config, &url, n)).collect();
+    let published = stored_by(&outputs);
+    let files = [dir.path("a.jsonl"), dir.path("b.jsonl")];
+    let runs: Vec<_> = files
+        .iter()
+        .map(|f| aggregate(&config, &url, f, Some(3)))
+        .collect();
+    let mut processed = Vec::new();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let summary = stderr
+            .lines()
+            .rev()
+            .find(|l| l.contains(" messages ("))
+            .unwrap_or_else(|| panic!("no summary in {stderr}"));
+        let n: u64 = summary
+            .split("aggregate: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{summary}"));
+        processed.push(n);
+    }
+    assert!(
+        processed.iter().all(|&n| n > 0),
+        "{processed:?} of {published}"
+    );
+    assert_eq!(processed.iter().sum::<u64>(), published);
+    let [a, b] = &files;
+    check_fleet_outcome(&url, &[a, b], published);
 }
 
 /// Throughput of the sensor's link into a real nats-server: window summaries (50 hosts each)

@@ -190,6 +190,14 @@ enum StoreError {
 }
 
 /// Waits for SIGINT or SIGTERM.
+/// The bucket's record of a raised fleet alert.
+#[derive(Serialize, Deserialize)]
+struct Alerted {
+    /// False between creating the record and the alert's publish being acknowledged.
+    published: bool,
+    alert: FleetAlert,
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
@@ -615,43 +623,60 @@ impl Aggregator<'_> {
         }
     }
 
-    /// Publishes the alert unless some aggregator raised it before.
+    /// Publishes the alert unless some aggregator raised it before. The bucket's
+    /// `alerted.<id>` is created as pending, the alert is published (its id is the message id,
+    /// so a repeat within the stream's duplicate window is stored once), then marked published.
+    /// An aggregator killed in between leaves it pending: the batch comes again and the next
+    /// one publishes it, so a fleet alert is neither lost nor raised twice.
     async fn raise(
         &mut self,
         alert: Option<FleetAlert>,
         raised: &mut Vec<FleetAlert>,
     ) -> Result<(), StoreError> {
         let Some(alert) = alert else { return Ok(()) };
-        let value = serde_json::to_vec(&alert).map_err(|e| StoreError::Permanent(e.to_string()))?;
-        match self
-            .kv
-            .create(state::alerted_key(&alert.id), value.into())
-            .await
-        {
+        let key = state::alerted_key(&alert.id);
+        let entry = |published: bool| {
+            serde_json::to_vec(&Alerted {
+                published,
+                alert: alert.clone(),
+            })
+            .map_err(|e| StoreError::Permanent(e.to_string()))
+        };
+        match self.kv.create(&key, entry(false)?.into()).await {
             Ok(_) => {}
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => return Ok(()),
-            Err(e) => return Err(StoreError::Transient(format!("alerted.{}: {e}", alert.id))),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                let held = self
+                    .kv
+                    .get(&key)
+                    .await
+                    .map_err(|e| StoreError::Transient(format!("{key}: {e}")))?;
+                let published = held
+                    .and_then(|v| serde_json::from_slice::<Alerted>(&v).ok())
+                    .is_none_or(|a| a.published);
+                if published {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(StoreError::Transient(format!("{key}: {e}"))),
         }
-        // Stored as raised first: if publishing fails now, the batch comes again, finds the
-        // key and does not publish; the alert is in the bucket and was logged here.
         let subject = self.subjects.fleet_alerts();
         let event_time = chrono::DateTime::parse_from_rfc3339(&alert.time)
             .ok()
             .and_then(|t| t.timestamp_nanos_opt())
             .map_or(0, |t| t.max(0) as u64);
-        if let Err(e) = self
-            .publish(
-                subject,
-                &alert.id.clone(),
-                event_time,
-                Body::FleetAlert {
-                    alert: Box::new(alert.clone()),
-                },
-            )
+        self.publish(
+            subject,
+            &alert.id.clone(),
+            event_time,
+            Body::FleetAlert {
+                alert: Box::new(alert.clone()),
+            },
+        )
+        .await?;
+        self.kv
+            .put(&key, entry(true)?.into())
             .await
-        {
-            eprintln!("egresswatch: aggregate: fleet alert {}: {e}", alert.id);
-        }
+            .map_err(|e| StoreError::Transient(format!("{key}: {e}")))?;
         self.summary.fleet_alerts += 1;
         raised.push(alert);
         Ok(())
