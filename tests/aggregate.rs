@@ -648,3 +648,47 @@ fn sigterm_acknowledges_what_was_processed() {
     assert_eq!(counter(&again.stderr, "messages"), 0, "{}", again.stderr);
     assert!(again.alerts.is_empty());
 }
+
+/// Two aggregators on one durable share the messages and agree: each finding raised once
+/// over both, the baselines those of all the messages.
+#[test]
+fn two_aggregators_share_the_work() {
+    let dir = TempDir::new("aggregate", "shared");
+    let server = NatsServer::start(&dir.0);
+    let rt = runtime();
+    let js = rt.block_on(jetstream(&server.url()));
+    let fleet = fleet();
+    // Created before the aggregators start, so both pull from the first message.
+    let a = TempDir::new("aggregate", "shared-a");
+    let b = TempDir::new("aggregate", "shared-b");
+    let url = server.url();
+    let (ra, rb) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| aggregate(&a.0, &url, "shared"));
+        let second = scope.spawn(|| aggregate(&b.0, &url, "shared"));
+        // Published while both run, a few messages at a time.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for chunk in fleet.messages.chunks(2) {
+            rt.block_on(publish(&js, chunk));
+        }
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    let total = counter(&ra.stderr, "messages") + counter(&rb.stderr, "messages");
+    assert_eq!(
+        total,
+        fleet.messages.len() as u64,
+        "{}\n{}",
+        ra.stderr,
+        rb.stderr
+    );
+    let mut all = ra.alerts.clone();
+    all.extend(rb.alerts.clone());
+    let kinds = by_kind(&all);
+    assert_eq!(kinds.len(), 4, "{all:#?}");
+    assert!(kinds.values().all(|v| v.len() == 1), "{all:#?}");
+    for (&start, values) in &fleet.populations {
+        let mut values = values.clone();
+        let got = rt.block_on(baseline(&js, start));
+        assert_eq!(got.hosts, values.len() as u64);
+        assert_eq!(got.p90_bytes_out, p90(&mut values, 5));
+    }
+}

@@ -189,6 +189,9 @@ enum StoreError {
     Transient(String),
 }
 
+/// Header of a baseline message: the revision of the window's state it was computed from.
+const STATE_REVISION: &str = "Egresswatch-State-Revision";
+
 /// Waits for SIGINT or SIGTERM.
 /// The bucket's record of a raised fleet alert.
 #[derive(Serialize, Deserialize)]
@@ -231,6 +234,8 @@ struct Aggregator<'a> {
     config: &'a AggregateConfig,
     js: jetstream::Context,
     kv: kv::Store,
+    /// The baselines stream: read for the revision of the latest figure of a window.
+    baselines: jetstream::stream::Stream,
     subjects: Subjects,
     name: String,
     /// Largest value written to the bucket (the server's max_payload less room for headers).
@@ -286,11 +291,16 @@ async fn run_async(
         options.durable,
         config.state_bucket
     );
+    let baselines = js
+        .get_stream(subjects.baselines_stream())
+        .await
+        .map_err(|e| anyhow::anyhow!("stream {}: {e}", subjects.baselines_stream()))?;
     let max_payload = client.server_info().max_payload;
     let mut agg = Aggregator {
         config,
         js,
         kv,
+        baselines,
         subjects,
         name,
         max_value: max_payload.saturating_sub(4096).max(1024),
@@ -554,7 +564,7 @@ impl Aggregator<'_> {
         raised: &mut Vec<FleetAlert>,
     ) -> Result<(), StoreError> {
         let config = self.config;
-        let stored: Option<WindowEntry> = match self
+        let stored: Option<(WindowEntry, u64)> = match self
             .read_modify_write(key, |entry: &mut WindowEntry| {
                 for (site, sensor, w) in parts {
                     state::merge_part(entry, site, sensor, w, config);
@@ -573,14 +583,13 @@ impl Aggregator<'_> {
             }
             Err(e) => return Err(e),
         };
-        let Some(entry) = stored else { return Ok(()) };
+        let Some((entry, revision)) = stored else {
+            return Ok(());
+        };
         let baseline = state::window_baseline(&entry, config.population_min_hosts);
-        let subject = self.subjects.baseline(baseline.window_start_ns);
-        let msg_id = state::baseline_msg_id(&baseline);
-        let event_time = baseline.window_end_ns;
-        self.publish(subject, &msg_id, event_time, Body::Baseline(baseline))
-            .await?;
-        self.summary.baselines += 1;
+        if self.publish_baseline(baseline, revision).await? {
+            self.summary.baselines += 1;
+        }
         // The sites this batch touched: a site's shift is judged when its parts arrive.
         let touched: BTreeSet<&str> = parts.iter().map(|p| p.0).collect();
         let shifts = state::shifted_sites(&entry, config);
@@ -613,7 +622,7 @@ impl Aggregator<'_> {
             })
             .await;
         match result {
-            Ok(entry) => Ok(state::seen_alert(&entry, finding, config)),
+            Ok((entry, _)) => Ok(state::seen_alert(&entry, finding, config)),
             Err(StoreError::Permanent(why)) => {
                 self.summary.store_failures += 1;
                 self.log_once(&format!("store {key}"), || format!("{key}: {why}"));
@@ -689,6 +698,25 @@ impl Aggregator<'_> {
         event_time_ns: u64,
         body: Body,
     ) -> Result<(), StoreError> {
+        self.publish_with(
+            subject,
+            async_nats::HeaderMap::new(),
+            msg_id,
+            event_time_ns,
+            body,
+        )
+        .await
+        .map_err(|e| StoreError::Transient(e.to_string()))
+    }
+
+    async fn publish_with(
+        &mut self,
+        subject: String,
+        mut headers: async_nats::HeaderMap,
+        msg_id: &str,
+        event_time_ns: u64,
+        body: Body,
+    ) -> Result<(), jetstream::context::PublishError> {
         self.seq += 1;
         let message = Message {
             schema: schema::SCHEMA.into(),
@@ -700,28 +728,87 @@ impl Aggregator<'_> {
             dropped: 0,
             body,
         };
-        let payload =
-            serde_json::to_vec(&message).map_err(|e| StoreError::Permanent(e.to_string()))?;
-        let mut headers = async_nats::HeaderMap::new();
+        // Plain data: serialising cannot fail.
+        let payload = serde_json::to_vec(&message).unwrap_or_default();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-        let ack = self
-            .js
-            .publish_with_headers(subject.clone(), headers, payload.into())
-            .await
-            .map_err(|e| StoreError::Transient(format!("{subject}: {e}")))?;
-        ack.await
-            .map_err(|e| StoreError::Transient(format!("{subject}: {e}")))?;
+        self.js
+            .publish_with_headers(subject, headers, payload.into())
+            .await?
+            .await?;
         Ok(())
+    }
+
+    /// Publishes a window's figure unless a figure from the same or a later state of the
+    /// window is there already: with several aggregators, publishes may arrive out of order,
+    /// and the stream keeps the last one. The state's revision goes in a header; the publish
+    /// expects the subject's last message to be the one read (else reads again).
+    async fn publish_baseline(
+        &mut self,
+        baseline: schema::FleetBaseline,
+        revision: u64,
+    ) -> Result<bool, StoreError> {
+        const ATTEMPTS: usize = 20;
+        let subject = self.subjects.baseline(baseline.window_start_ns);
+        let msg_id = state::baseline_msg_id(&baseline);
+        for _ in 0..ATTEMPTS {
+            let (last_seq, last_revision) = match self
+                .baselines
+                .get_last_raw_message_by_subject(&subject)
+                .await
+            {
+                Ok(m) => (
+                    m.sequence,
+                    m.headers
+                        .get(STATE_REVISION)
+                        .and_then(|v| v.as_str().parse::<u64>().ok()),
+                ),
+                Err(e)
+                    if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    (0, None)
+                }
+                Err(e) => return Err(StoreError::Transient(format!("{subject}: {e}"))),
+            };
+            if last_revision.is_some_and(|r| r >= revision) {
+                return Ok(false);
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(STATE_REVISION, revision.to_string().as_str());
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                last_seq.to_string().as_str(),
+            );
+            let event_time = baseline.window_end_ns;
+            match self
+                .publish_with(
+                    subject.clone(),
+                    headers,
+                    &msg_id,
+                    event_time,
+                    Body::Baseline(baseline.clone()),
+                )
+                .await
+            {
+                Ok(()) => return Ok(true),
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                    self.summary.conflicts += 1;
+                }
+                Err(e) => return Err(StoreError::Transient(format!("{subject}: {e}"))),
+            }
+        }
+        Err(StoreError::Transient(format!(
+            "{subject}: still conflicting after {ATTEMPTS} attempts"
+        )))
     }
 
     /// Reads `key` (absent: the default), applies `change` (false: nothing changed, nothing
     /// written) and writes it back if the key is still at the revision read; on a conflict
-    /// reads again. Returns the value stored.
+    /// reads again. Returns the value stored and its revision.
     async fn read_modify_write<T>(
         &mut self,
         key: &str,
         mut change: impl FnMut(&mut T) -> bool,
-    ) -> Result<T, StoreError>
+    ) -> Result<(T, u64), StoreError>
     where
         T: Default + Serialize + serde::de::DeserializeOwned,
     {
@@ -743,7 +830,7 @@ impl Aggregator<'_> {
                 None => (T::default(), 0),
             };
             if !change(&mut value) {
-                return Ok(value);
+                return Ok((value, revision));
             }
             let bytes =
                 serde_json::to_vec(&value).map_err(|e| StoreError::Permanent(e.to_string()))?;
@@ -755,7 +842,7 @@ impl Aggregator<'_> {
                 )));
             }
             match self.kv.update(key, bytes.into(), revision).await {
-                Ok(_) => return Ok(value),
+                Ok(written) => return Ok((value, written)),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                     self.summary.conflicts += 1;
                 }
