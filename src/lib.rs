@@ -11,6 +11,7 @@ pub mod detect;
 pub mod docs;
 pub mod enrich;
 pub mod export;
+pub mod fleet;
 pub mod floor;
 pub mod flow;
 pub mod fuzz_seeds;

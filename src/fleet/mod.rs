@@ -1,0 +1,2 @@
+#[cfg(feature = "kafka")]
+pub mod kafka;
