@@ -257,3 +257,67 @@ impl KafkaExport {
         let _ = self.producer.flush(timeout);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut KafkaConfig)) -> KafkaConfig {
+        let mut c = KafkaConfig {
+            brokers: "127.0.0.1:9".into(),
+            ..KafkaConfig::default()
+        };
+        f(&mut c);
+        c
+    }
+
+    fn error(c: &KafkaConfig) -> String {
+        KafkaExport::start(c).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn toml_defaults_and_unknown_keys() {
+        let c: KafkaConfig = toml::from_str("brokers = \"b:9092\"").unwrap();
+        assert_eq!(
+            c,
+            KafkaConfig {
+                brokers: "b:9092".into(),
+                ..KafkaConfig::default()
+            }
+        );
+        let c: KafkaConfig =
+            toml::from_str("brokers = \"b:9092\"\n[properties]\n\"compression.type\" = \"lz4\"\n")
+                .unwrap();
+        assert_eq!(c.properties["compression.type"], "lz4");
+        assert!(toml::from_str::<KafkaConfig>("broker = \"b:9092\"").is_err());
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        assert!(error(&with(|c| c.brokers = " ".into())).starts_with("kafka.brokers"));
+        for bad in ["", "a/b", "été", &"x".repeat(242)] {
+            let e = error(&with(|c| c.topic_prefix = bad.into()));
+            assert!(e.starts_with("kafka.topic_prefix"), "{bad:?}: {e}");
+        }
+        assert!(error(&with(|c| c.queue_messages = 0)).starts_with("kafka.queue_messages"));
+        let reserved = |key: &str| {
+            error(&with(|c| {
+                c.properties.insert(key.into(), "x".into());
+            }))
+        };
+        assert!(reserved("bootstrap.servers").contains("kafka.brokers"));
+        assert!(reserved("queue.buffering.max.messages").contains("kafka.queue_messages"));
+        // librdkafka's own checks, reported under the property's name.
+        assert!(reserved("no.such.property").starts_with("kafka.properties.\"no.such.property\""));
+        assert!(reserved("compression.type").starts_with("kafka.properties.\"compression.type\""));
+    }
+
+    #[test]
+    fn longest_prefix_and_extra_kinds_are_accepted() {
+        let export = KafkaExport::start(&with(|c| c.topic_prefix = "x".repeat(241))).unwrap();
+        // Nothing listens on port 9: queued, not delivered, never dropped while there is room.
+        assert!(export.send("windows", "s", b"w"));
+        assert!(export.send("baseline", "s", b"b"));
+        assert_eq!(export.counters().queued, 2);
+    }
+}
