@@ -299,13 +299,19 @@ fn catches_up_after_the_broker_returns() {
 
 /// Throughput of ~1 KB messages into the broker, delivered (acks=all): run with
 /// `cargo test --release --features kafka --test kafka -- --ignored --nocapture`.
+/// KAFKA_BENCH_BROKERS=host:port measures against a broker of your own instead (topic
+/// "ew-bench.windows" must exist there).
 #[test]
 #[ignore]
 fn throughput() {
-    let broker = Broker::start();
     let prefix = "ew-bench";
-    broker.create_topics(prefix);
-    let export = KafkaExport::start(&config(&broker.addr, prefix)).unwrap();
+    let mut broker = None;
+    let addr = std::env::var("KAFKA_BENCH_BROKERS").unwrap_or_else(|_| {
+        let b = broker.insert(Broker::start());
+        b.create_topics(prefix);
+        b.addr.clone()
+    });
+    let export = KafkaExport::start(&config(&addr, prefix)).unwrap();
     let n: u64 = std::env::var("KAFKA_BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())

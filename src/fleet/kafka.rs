@@ -249,9 +249,8 @@ impl KafkaExport {
         self.shared.last_error.lock().ok().and_then(|l| l.clone())
     }
 
-    /// End of run: waits up to `timeout` for queued messages to be delivered. What is still
-    /// queued after it is purged when the export is dropped (and counted as failed until then
-    /// it shows as queued minus delivered minus failed).
+    /// End of run: waits up to `timeout` for queued messages to be delivered. Read the
+    /// counters after it: dropping the export purges what is still queued.
     pub fn flush(&self, timeout: Duration) {
         // A timeout only means messages are still outstanding, which the counters show.
         let _ = self.producer.flush(timeout);
