@@ -16,15 +16,20 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${KAFKA_PEER_ROOT:-${CARGO_TARGET_DIR:-$repo/target}/tools}
 bin=$root/bin/tansu
 
-installed() { [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -qx "tansu $VERSION"; }
+# Written after a complete install with the features below (a plain `tansu` is not enough).
+stamp=$root/.tansu-$VERSION-dynostore
+installed() { [ -x "$bin" ] && [ -e "$stamp" ]; }
 
 case "${1:-}" in
 install)
     if ! installed; then
         # Its own target dir, so it neither shares nor blocks the project's build lock.
+        # dynostore: the in-memory storage engine (memory://) the tests use.
         CARGO_TARGET_DIR="$root/build" cargo install tansu --version "$VERSION" --locked \
+            --features dynostore \
             --root "$root" --quiet
         rm -rf "$root/build"
+        touch "$stamp"
     fi
     echo "$bin"
     ;;
