@@ -344,3 +344,27 @@ fn throughput() {
     );
     assert_eq!(c.delivered, n);
 }
+
+/// What `send` costs the packet path, without a broker to drain the queue (unreachable, queue
+/// large enough for all): run as `throughput` above, with `send_cost`.
+#[test]
+#[ignore]
+fn send_cost() {
+    let n = 200_000;
+    let mut cfg = config(&format!("127.0.0.1:{}", free_tcp_port()), "ew-cost");
+    cfg.queue_messages = n;
+    let export = KafkaExport::start(&cfg).unwrap();
+    let body = vec![b'x'; 1000];
+    let start = Instant::now();
+    for i in 0..n {
+        export.send("windows", ["site-a", "site-b"][i % 2], &body);
+    }
+    let took = start.elapsed();
+    println!(
+        "{n} sends of {} B: {:.0} ns/send; {:?}",
+        body.len(),
+        took.as_nanos() as f64 / n as f64,
+        export.counters()
+    );
+    assert_eq!(export.counters().queued, n as u64);
+}

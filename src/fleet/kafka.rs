@@ -223,10 +223,10 @@ impl KafkaExport {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 // Queue full is the expected refusal; anything else (a message over
                 // message.max.bytes, a bad topic) is remembered for status output.
-                if error.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
-                    if let Ok(mut last) = self.shared.last_error.lock() {
-                        *last = Some(format!("send to {topic}: {error}"));
-                    }
+                if error.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull)
+                    && let Ok(mut last) = self.shared.last_error.lock()
+                {
+                    *last = Some(format!("send to {topic}: {error}"));
                 }
                 false
             }
