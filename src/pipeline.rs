@@ -685,7 +685,7 @@ impl Run {
         if options.report {
             engine.record_report(&config.report);
         }
-        if config.fleet.enabled() {
+        if config.fleet.linked() {
             let link =
                 crate::fleet::link::FleetLink::start(&config.fleet, config.windows.window_ns())?;
             engine.link_fleet(link);

@@ -352,8 +352,14 @@ impl Stats {
                 c.baselines_received,
                 c.windows_fleet_scored,
                 c.windows_site_scored,
-                if c.connected { "" } else { " (bus never reached)" },
+                if c.connected || f.counters.kafka.is_some() { "" } else { " (bus never reached)" },
             ));
+            if let Some(k) = &c.kafka {
+                s.push_str(&format!(
+                    "kafka: {} messages queued, {} delivered, {} failed, {} dropped\n",
+                    k.queued, k.delivered, k.failed, k.dropped
+                ));
+            }
         }
         if self.drops.is_empty() {
             s.push_str("drops: none\n");

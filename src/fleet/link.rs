@@ -41,6 +41,18 @@ pub struct LinkCounters {
     pub windows_site_scored: u64,
     /// The bus answered at least once.
     pub connected: bool,
+    /// Kafka export (`[fleet.kafka]`), when on.
+    pub kafka: Option<KafkaTotals>,
+}
+
+/// The Kafka export's counters (`fleet::kafka::KafkaCounters`), kept here so the summary and
+/// metrics need no feature gate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KafkaTotals {
+    pub queued: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dropped: u64,
 }
 
 #[derive(Default)]
@@ -70,6 +82,8 @@ pub struct FleetLink {
     tx: Option<tokio::sync::mpsc::Sender<Outgoing>>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    #[cfg(feature = "kafka")]
+    kafka: Option<super::kafka::KafkaExport>,
     queued: u64,
     dropped: u64,
     windows_fleet_scored: u64,
@@ -90,26 +104,40 @@ impl FleetLink {
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let (tx, rx) = tokio::sync::mpsc::channel(config.buffer_messages.max(1));
         let shared = Arc::new(Shared::default());
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let thread = {
-            let shared = shared.clone();
-            let config = config.clone();
-            let name = format!("egresswatch-{}-{sensor}", config.site);
-            std::thread::Builder::new()
-                .name("fleet-link".into())
-                .spawn(move || publisher_thread(config, name, rx, shared, ready_tx))
-                .map_err(|e| bus::BusError::Other(format!("fleet link thread: {e}")))?
+        let (tx, thread) = if config.enabled() {
+            let (tx, rx) = tokio::sync::mpsc::channel(config.buffer_messages.max(1));
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let thread = {
+                let shared = shared.clone();
+                let config = config.clone();
+                let name = format!("egresswatch-{}-{sensor}", config.site);
+                std::thread::Builder::new()
+                    .name("fleet-link".into())
+                    .spawn(move || publisher_thread(config, name, rx, shared, ready_tx))
+                    .map_err(|e| bus::BusError::Other(format!("fleet link thread: {e}")))?
+            };
+            let wait = Duration::from_secs(config.startup_sync_seconds);
+            if !wait.is_zero() && ready_rx.recv_timeout(wait).is_err() {
+                eprintln!(
+                    "egresswatch: fleet: {} not ready after {}s; detecting locally and publishing when it is",
+                    config.url,
+                    wait.as_secs()
+                );
+            }
+            (Some(tx), Some(thread))
+        } else {
+            (None, None)
         };
-        let wait = Duration::from_secs(config.startup_sync_seconds);
-        if !wait.is_zero() && ready_rx.recv_timeout(wait).is_err() {
-            eprintln!(
-                "egresswatch: fleet: {} not ready after {}s; detecting locally and publishing when it is",
-                config.url,
-                wait.as_secs()
-            );
-        }
+        #[cfg(feature = "kafka")]
+        let kafka = if config.kafka_enabled() {
+            Some(
+                super::kafka::KafkaExport::start(&config.kafka)
+                    .map_err(|e| bus::BusError::Other(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         Ok(FleetLink {
             site: config.site.clone(),
             sensor,
@@ -118,9 +146,11 @@ impl FleetLink {
             subjects: config.subjects(),
             config: config.clone(),
             window_ns,
-            tx: Some(tx),
+            tx,
             shared,
-            thread: Some(thread),
+            thread,
+            #[cfg(feature = "kafka")]
+            kafka,
             queued: 0,
             dropped: 0,
             windows_fleet_scored: 0,
@@ -159,7 +189,7 @@ impl FleetLink {
                 hosts,
             });
             let subject = self.subjects.windows(&self.site);
-            self.send(subject, closed.end_ns, body);
+            self.send("windows", subject, closed.end_ns, body);
         }
         match fleet {
             Some(b) => {
@@ -184,7 +214,7 @@ impl FleetLink {
                 .and_then(|t| t.timestamp_nanos_opt())
                 .map_or(0, |ns| ns.max(0) as u64);
             let subject = self.subjects.alerts(&self.site);
-            self.send(subject, event_time, Body::Alert { alert: value });
+            self.send("alerts", subject, event_time, Body::Alert { alert: value });
         }
     }
 
@@ -206,7 +236,8 @@ impl FleetLink {
             .cloned()
     }
 
-    fn send(&mut self, subject: String, event_time_ns: u64, body: Body) {
+    /// `kind` names the Kafka topic ("windows", "alerts").
+    fn send(&mut self, kind: &str, subject: String, event_time_ns: u64, body: Body) {
         self.seq += 1;
         let message = Message {
             schema: SCHEMA.into(),
@@ -222,16 +253,20 @@ impl FleetLink {
             self.dropped += 1;
             return;
         };
+        #[cfg(feature = "kafka")]
+        if let Some(kafka) = &self.kafka {
+            // Counted by the export itself (queued or dropped).
+            kafka.send(kind, &self.site, &payload);
+        }
+        #[cfg(not(feature = "kafka"))]
+        let _ = kind;
+        let Some(tx) = &self.tx else { return };
         let outgoing = Outgoing {
             subject,
             msg_id: message.msg_id(),
             payload: Bytes::from(payload),
         };
-        let sent = self
-            .tx
-            .as_ref()
-            .is_some_and(|tx| tx.try_send(outgoing).is_ok());
-        if sent {
+        if tx.try_send(outgoing).is_ok() {
             self.queued += 1;
         } else {
             self.dropped += 1;
@@ -249,13 +284,36 @@ impl FleetLink {
             windows_fleet_scored: self.windows_fleet_scored,
             windows_site_scored: self.windows_site_scored,
             connected: s.connected.load(Ordering::Relaxed),
+            kafka: self.kafka_totals(),
         }
+    }
+
+    #[cfg(feature = "kafka")]
+    fn kafka_totals(&self) -> Option<KafkaTotals> {
+        self.kafka.as_ref().map(|k| {
+            let c = k.counters();
+            KafkaTotals {
+                queued: c.queued,
+                delivered: c.delivered,
+                failed: c.failed,
+                dropped: c.dropped,
+            }
+        })
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    fn kafka_totals(&self) -> Option<KafkaTotals> {
+        None
     }
 
     /// End of run: closes the buffer and waits (up to `flush_seconds`) for what it holds to be
     /// stored; what is left is counted as dropped.
     pub fn finish(&mut self) -> LinkCounters {
         self.tx = None;
+        #[cfg(feature = "kafka")]
+        if let Some(kafka) = &self.kafka {
+            kafka.flush(Duration::from_secs(self.config.flush_seconds));
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

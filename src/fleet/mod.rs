@@ -4,6 +4,8 @@
 //! bucket) are NATS's; nothing here is a cluster of its own.
 pub mod aggregate;
 pub mod bus;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod link;
 pub mod schema;
 
@@ -39,6 +41,9 @@ pub struct FleetConfig {
     pub stream_replicas: usize,
     /// How long the streams keep messages.
     pub stream_max_age_hours: u64,
+    /// Kafka export of the same messages (`--features kafka`): `[fleet.kafka]`.
+    #[cfg(feature = "kafka")]
+    pub kafka: kafka::KafkaConfig,
 }
 
 impl Default for FleetConfig {
@@ -56,13 +61,29 @@ impl Default for FleetConfig {
             flush_seconds: 10,
             stream_replicas: 1,
             stream_max_age_hours: 72,
+            #[cfg(feature = "kafka")]
+            kafka: kafka::KafkaConfig::default(),
         }
     }
 }
 
 impl FleetConfig {
+    /// Publishing to NATS.
     pub fn enabled(&self) -> bool {
         !self.url.trim().is_empty()
+    }
+
+    /// Exporting to Kafka (built with `--features kafka` and `[fleet.kafka] brokers` set).
+    pub fn kafka_enabled(&self) -> bool {
+        #[cfg(feature = "kafka")]
+        return !self.kafka.brokers.trim().is_empty();
+        #[cfg(not(feature = "kafka"))]
+        false
+    }
+
+    /// The sensor has a link: to NATS, Kafka or both.
+    pub fn linked(&self) -> bool {
+        self.enabled() || self.kafka_enabled()
     }
 
     pub fn subjects(&self) -> schema::Subjects {
@@ -80,12 +101,12 @@ impl FleetConfig {
 
     /// Checks what `check-config` and the start of a run check.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.enabled() {
+        if !self.linked() {
             return Ok(());
         }
         if !schema::valid_name(&self.site) {
             return Err(format!(
-                "fleet.site {:?}: required with fleet.url; letters, digits, '-' and '_' only (it is a NATS subject token)",
+                "fleet.site {:?}: required with fleet.url or fleet.kafka; letters, digits, '-' and '_' only (it is a NATS subject token)",
                 self.site
             ));
         }
