@@ -511,10 +511,10 @@ async fn follow_baselines(
         let result = async {
             let mut stream = js.get_stream(subjects.baselines_stream()).await?;
             let held = stream.info().await?.state.messages;
-            if held == 0 {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
+            if held == 0
+                && let Some(r) = ready.take()
+            {
+                let _ = r.send(());
             }
             let consumer = stream
                 .create_consumer(consumer::pull::OrderedConfig {
@@ -527,21 +527,20 @@ async fn follow_baselines(
             while let Some(message) = messages.next().await {
                 let message = message?;
                 let caught_up = message.info().map(|i| i.pending == 0).unwrap_or(false);
-                if let Ok(m) = serde_json::from_slice::<Message>(&message.payload) {
-                    if let (true, Body::Baseline(b)) = (m.is_current(), m.body) {
-                        shared.baselines_received.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut map) = shared.baselines.lock() {
-                            map.insert(b.window_start_ns, b);
-                            while map.len() > MAX_BASELINES {
-                                map.pop_first();
-                            }
+                if let Ok(m) = serde_json::from_slice::<Message>(&message.payload)
+                    && m.is_current()
+                    && let Body::Baseline(b) = m.body
+                {
+                    shared.baselines_received.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut map) = shared.baselines.lock() {
+                        map.insert(b.window_start_ns, b);
+                        while map.len() > MAX_BASELINES {
+                            map.pop_first();
                         }
                     }
                 }
-                if caught_up {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
+                if caught_up && let Some(r) = ready.take() {
+                    let _ = r.send(());
                 }
             }
             Ok::<(), async_nats::Error>(())
