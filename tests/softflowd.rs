@@ -4,6 +4,8 @@
 //! hosts and branches as the alerts from the packets, except TorrentSeeding: it needs the
 //! BitTorrent handshake, DHT or uTP payload, which flow export does not carry.
 mod common;
+#[path = "common/nats.rs"]
+mod nats;
 
 use egresswatch::config::Config;
 use egresswatch::pipeline::{ReplayOptions, replay};
@@ -388,5 +390,72 @@ fn metrics_follow_a_softflowd_export() {
             );
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `collect` in fleet mode: the windows and every alert of a softflowd export reach a real
+/// nats-server, the alerts exactly as the collector wrote them, all stored at the stop.
+#[test]
+fn collector_publishes_to_the_fleet() {
+    use egresswatch::fleet::schema::{Body, Subjects};
+    let dir = temp_dir("fleet");
+    let server = nats::NatsServer::start(&dir);
+    let collector = start_collector_with(
+        &dir,
+        1,
+        &[
+            "--fleet",
+            &server.url(),
+            "--site",
+            "branch",
+            "--sensor",
+            "router-1",
+        ],
+    );
+    softflowd(
+        &repo("captures/behaviour.pcap"),
+        &collector.addrs[0],
+        &["-v", "9", "-t", "maxlife=300"],
+        &dir,
+    );
+    let (summary, _, alerts) = collector.stop(&dir);
+    let prefix = "fleet: site branch sensor router-1: ";
+    let line = summary
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("{summary}"));
+    let queued: u64 = line
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        line.contains(&format!("{queued} stored by the bus, 0 dropped")),
+        "{line}"
+    );
+    let subjects = Subjects {
+        prefix: "egresswatch".into(),
+    };
+    let messages = nats::stream_messages(
+        &server.url(),
+        &subjects.sites_stream(),
+        &subjects.all_sites(),
+    );
+    assert_eq!(messages.len() as u64, queued);
+    let published: Vec<Value> = messages
+        .iter()
+        .filter_map(|m| match &m.body {
+            Body::Alert { alert } => Some(alert.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!alerts.is_empty());
+    assert_eq!(published, alerts);
+    let windows = messages
+        .iter()
+        .filter(|m| matches!(m.body, Body::Window(_)))
+        .count();
+    assert!(windows > 1, "{windows}");
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
