@@ -507,6 +507,7 @@ async fn follow_baselines(
     ready: mpsc::Sender<()>,
 ) {
     let mut ready = Some(ready);
+    let mut last_error: Option<String> = None;
     loop {
         let result = async {
             let mut stream = js.get_stream(subjects.baselines_stream()).await?;
@@ -546,8 +547,13 @@ async fn follow_baselines(
             Ok::<(), async_nats::Error>(())
         }
         .await;
+        // Told once per kind of failure, not every retry of a long outage.
         if let Err(e) = result {
-            eprintln!("egresswatch: fleet: baselines: {e}; retrying");
+            let e = e.to_string();
+            if last_error.as_deref() != Some(e.as_str()) {
+                eprintln!("egresswatch: fleet: baselines: {e}; retrying");
+                last_error = Some(e);
+            }
         }
         tokio::time::sleep(RETRY_PAUSE * 4).await;
     }
