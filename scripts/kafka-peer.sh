@@ -5,7 +5,8 @@
 #
 #   scripts/kafka-peer.sh install             build it once (cargo install, a few minutes)
 #   scripts/kafka-peer.sh path                print the broker's path (fails if not installed)
-#   scripts/kafka-peer.sh start HOST:PORT     run a broker there, in the foreground (exec)
+#   scripts/kafka-peer.sh start HOST:PORT [ADVERTISED]   run a broker there, in the foreground
+#                                             (exec); ADVERTISED: the address clients are told
 #   scripts/kafka-peer.sh topic HOST:PORT NAME PARTITIONS   create a topic
 #
 # Installed under $KAFKA_PEER_ROOT, by default the target directory's tools/ (the tests find
@@ -39,8 +40,9 @@ path)
     ;;
 start)
     installed || { echo "tansu $VERSION is not installed: run $0 install" >&2; exit 1; }
-    addr=${2:?usage: $0 start HOST:PORT}
-    exec "$bin" broker --listener-url "tcp://$addr" --advertised-listener-url "tcp://$addr" \
+    addr=${2:?usage: $0 start HOST:PORT [ADVERTISED]}
+    advertised=${3:-$addr}
+    exec "$bin" broker --listener-url "tcp://$addr" --advertised-listener-url "tcp://$advertised" \
         --storage-engine memory://tansu/
     ;;
 topic)
@@ -49,7 +51,7 @@ topic)
         "${3:?NAME}"
     ;;
 *)
-    sed -n '2,12p' "$0" >&2
+    sed -n '2,13p' "$0" >&2
     exit 2
     ;;
 esac

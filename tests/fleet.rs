@@ -9,7 +9,7 @@ mod syslog_helpers;
 
 use common::TempDir;
 use egresswatch::fleet::schema::{Body, Message, Subjects};
-use nats::{NatsServer, stream_messages};
+use nats::{NatsServer, fleet_counts, published_alerts, stream_messages};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -39,32 +39,6 @@ fn json_lines(bytes: &[u8]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-/// The summary's fleet line: "fleet: site S sensor N: Q messages queued, A stored by the
-/// bus, D dropped, ..." as (queued, stored, dropped).
-fn fleet_counts(stderr: &[u8]) -> (u64, u64, u64) {
-    let text = String::from_utf8_lossy(stderr);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("fleet: site"))
-        .unwrap_or_else(|| panic!("no fleet line in:\n{text}"));
-    let number_before = |what: &str| -> u64 {
-        let at = line
-            .find(what)
-            .unwrap_or_else(|| panic!("{what} in {line}"));
-        line[..at]
-            .split_whitespace()
-            .last()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (
-        number_before(" messages queued"),
-        number_before(" stored by the bus"),
-        number_before(" dropped"),
-    )
 }
 
 fn site_messages(url: &str) -> Vec<Message> {
@@ -126,14 +100,7 @@ fn sensor_publishes_every_window_and_alert_and_detects_as_alone() {
             .all(|m| m.site == "hq" && m.sensor == "span-1" && m.dropped == 0)
     );
     // Every alert went out as it was printed.
-    let published: Vec<Value> = messages
-        .iter()
-        .filter_map(|m| match &m.body {
-            Body::Alert { alert } => Some(alert.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(published, alerts);
+    assert_eq!(published_alerts(&messages), alerts);
     // The window summaries add up to each host's egress in the generator's truth.
     let truth: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("captures/office.truth.json")).unwrap())
@@ -507,6 +474,11 @@ fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart()
             .collect();
         let started = std::time::Instant::now();
         while acknowledged_by(&url, durable) == 0 {
+            if let Ok(Some(status)) = first.try_wait() {
+                let mut stderr = String::new();
+                let _ = std::io::Read::read_to_string(first.stderr.as_mut().unwrap(), &mut stderr);
+                panic!("the aggregator exited ({status}) before acknowledging: {stderr}");
+            }
             assert!(
                 started.elapsed().as_secs() < 60,
                 "the aggregator acknowledged nothing"

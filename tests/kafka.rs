@@ -42,18 +42,26 @@ impl Broker {
     }
 
     fn start_on(port: u16) -> Broker {
+        let addr = format!("127.0.0.1:{port}");
+        Broker::start_advertising(&addr, &addr)
+    }
+
+    /// Listens on `addr`, telling clients to connect to `advertised` (a relay in front of it).
+    fn start_advertising(addr: &str, advertised: &str) -> Broker {
         let status = peer(&["path"]).stdout(Stdio::null()).status().unwrap();
         assert!(
             status.success(),
             "no Kafka peer: run `bash scripts/kafka-peer.sh install` first"
         );
-        let addr = format!("127.0.0.1:{port}");
-        let child = peer(&["start", &addr])
+        let child = peer(&["start", addr, advertised])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut broker = Broker { addr, child };
+        let mut broker = Broker {
+            addr: addr.to_string(),
+            child,
+        };
         wait_for("the broker to listen", || {
             assert!(broker.child.try_wait().unwrap().is_none(), "broker exited");
             TcpStream::connect(&broker.addr).is_ok()
@@ -263,23 +271,30 @@ fn unreachable_broker_never_blocks_and_counts() {
 /// meanwhile (within the bound) is delivered after it returns, with nothing lost or doubled.
 #[test]
 fn catches_up_after_the_broker_returns() {
-    let port = free_tcp_port();
+    // The outage is a relay in front of the broker going away: restarting Tansu would lose its
+    // in-memory topics, and a producer retrying into a broker still creating them races it.
+    let relay = Relay::start();
     let prefix = "ew-return";
-    let broker = Broker::start_on(port);
+    let broker = Broker::start_advertising(&format!("127.0.0.1:{}", free_tcp_port()), &relay.addr);
+    relay.forward_to(&broker.addr);
     broker.create_topics(prefix);
-    let export = KafkaExport::start(&config(&broker.addr, prefix)).unwrap();
+    let export = KafkaExport::start(&config(&relay.addr, prefix)).unwrap();
     assert!(export.send("windows", "site-a", b"before"));
     export.flush(PATIENCE);
     assert_eq!(export.counters().delivered, 1);
-    drop(broker);
+    relay.cut();
 
     let outage: Vec<Vec<u8>> = (0..20).map(|i| payload("windows", "site-a", i)).collect();
     for p in &outage {
         assert!(export.send("windows", "site-a", p));
     }
-    // In-memory storage: the new broker starts empty, so only the outage's messages are there.
-    let broker = Broker::start_on(port);
-    broker.create_topics(prefix);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        export.counters().delivered,
+        1,
+        "delivered through a cut relay"
+    );
+    relay.forward_to(&broker.addr);
     export.flush(PATIENCE);
     assert_eq!(
         export.counters(),
@@ -290,11 +305,70 @@ fn catches_up_after_the_broker_returns() {
             dropped: 0
         }
     );
-    let got = consume(&broker.addr, &[format!("{prefix}.windows")], outage.len());
-    let mut got: Vec<Received> = got;
-    got.sort();
+    let mut got = consume(
+        &broker.addr,
+        &[format!("{prefix}.windows")],
+        outage.len() + 1,
+    );
+    got.sort_by_key(|r| (r.partition, r.offset));
     let payloads: Vec<Vec<u8>> = got.into_iter().map(|r| r.payload).collect();
-    assert_eq!(payloads, outage);
+    let mut expected = vec![b"before".to_vec()];
+    expected.extend(outage);
+    assert_eq!(payloads, expected);
+}
+
+/// A loopback TCP relay that can be cut (every connection closed, new ones refused at once)
+/// and restored, to take a broker away from its clients without restarting it.
+struct Relay {
+    addr: String,
+    /// Where accepted connections go; None: cut.
+    upstream: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Relay {
+            addr: listener.local_addr().unwrap().to_string(),
+            upstream: Default::default(),
+            open: Default::default(),
+        };
+        let (upstream, open) = (relay.upstream.clone(), relay.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let target = upstream.lock().unwrap().clone();
+                let Some(server) = target.and_then(|t| TcpStream::connect(t).ok()) else {
+                    continue; // dropped: the client sees the connection close
+                };
+                let mut open = open.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    fn forward_to(&self, addr: &str) {
+        *self.upstream.lock().unwrap() = Some(addr.to_string());
+    }
+
+    fn cut(&self) {
+        *self.upstream.lock().unwrap() = None;
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 /// Throughput of ~1 KB messages into the broker, delivered (acks=all): run with

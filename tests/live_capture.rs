@@ -925,17 +925,27 @@ fn metrics_are_served_while_capturing() {
 
     wait_replay(lab.replay(&theirs, &repo("captures/office.pcap")));
     let frames = |m: &BTreeMap<String, f64>| m.get("egresswatch_frames_total").copied();
+    // The kernel's counters (pcap_stats) are read on their own cadence, so they may trail the
+    // frame count by one refresh; both must arrive.
+    let received = |m: &BTreeMap<String, f64>| {
+        m.get(&format!(
+            "egresswatch_interface_received_total{{interface=\"{ours}\"}}"
+        ))
+        .copied()
+    };
     let start = Instant::now();
     let samples = loop {
         let (status, body) = scrape("/metrics");
         assert_eq!(status, 200, "{body}");
         let samples = common::metric_samples(&body);
-        if frames(&samples) == Some(OFFICE_FRAMES as f64) {
+        if frames(&samples) == Some(OFFICE_FRAMES as f64)
+            && received(&samples) == Some(OFFICE_FRAMES as f64)
+        {
             break samples;
         }
         assert!(
             start.elapsed() < HANG_GUARD,
-            "frames never reached {OFFICE_FRAMES}: {body}"
+            "frames or interface counters never reached {OFFICE_FRAMES}: {body}"
         );
         std::thread::sleep(Duration::from_millis(200));
     };

@@ -419,20 +419,12 @@ fn collector_publishes_to_the_fleet() {
         &dir,
     );
     let (summary, _, alerts) = collector.stop(&dir);
-    let prefix = "fleet: site branch sensor router-1: ";
-    let line = summary
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("{summary}"));
-    let queued: u64 = line
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
     assert!(
-        line.contains(&format!("{queued} stored by the bus, 0 dropped")),
-        "{line}"
+        summary.contains("fleet: site branch sensor router-1: "),
+        "{summary}"
     );
+    let (queued, stored, dropped) = nats::fleet_counts(summary.as_bytes());
+    assert_eq!((stored, dropped), (queued, 0));
     let subjects = Subjects {
         prefix: "egresswatch".into(),
     };
@@ -442,15 +434,8 @@ fn collector_publishes_to_the_fleet() {
         &subjects.all_sites(),
     );
     assert_eq!(messages.len() as u64, queued);
-    let published: Vec<Value> = messages
-        .iter()
-        .filter_map(|m| match &m.body {
-            Body::Alert { alert } => Some(alert.clone()),
-            _ => None,
-        })
-        .collect();
     assert!(!alerts.is_empty());
-    assert_eq!(published, alerts);
+    assert_eq!(nats::published_alerts(&messages), alerts);
     let windows = messages
         .iter()
         .filter(|m| matches!(m.body, Body::Window(_)))

@@ -73,18 +73,7 @@ pub enum KafkaError {
     Client(String),
 }
 
-/// What happened to the messages given to `send`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KafkaCounters {
-    /// Accepted into librdkafka's queue.
-    pub queued: u64,
-    /// Acknowledged by the brokers (per the producer's acks, librdkafka's default "all").
-    pub delivered: u64,
-    /// Queued but given up on: message.timeout.ms passed, a broker refused it, or purged.
-    pub failed: u64,
-    /// Refused by `send` without queueing: queue full (or a message librdkafka rejects).
-    pub dropped: u64,
-}
+pub use super::KafkaCounters;
 
 #[derive(Default)]
 struct Shared {

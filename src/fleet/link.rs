@@ -42,17 +42,7 @@ pub struct LinkCounters {
     /// The bus answered at least once.
     pub connected: bool,
     /// Kafka export (`[fleet.kafka]`), when on.
-    pub kafka: Option<KafkaTotals>,
-}
-
-/// The Kafka export's counters (`fleet::kafka::KafkaCounters`), kept here so the summary and
-/// metrics need no feature gate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KafkaTotals {
-    pub queued: u64,
-    pub delivered: u64,
-    pub failed: u64,
-    pub dropped: u64,
+    pub kafka: Option<super::KafkaCounters>,
 }
 
 #[derive(Default)]
@@ -289,20 +279,12 @@ impl FleetLink {
     }
 
     #[cfg(feature = "kafka")]
-    fn kafka_totals(&self) -> Option<KafkaTotals> {
-        self.kafka.as_ref().map(|k| {
-            let c = k.counters();
-            KafkaTotals {
-                queued: c.queued,
-                delivered: c.delivered,
-                failed: c.failed,
-                dropped: c.dropped,
-            }
-        })
+    fn kafka_totals(&self) -> Option<super::KafkaCounters> {
+        self.kafka.as_ref().map(|k| k.counters())
     }
 
     #[cfg(not(feature = "kafka"))]
-    fn kafka_totals(&self) -> Option<KafkaTotals> {
+    fn kafka_totals(&self) -> Option<super::KafkaCounters> {
         None
     }
 

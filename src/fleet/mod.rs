@@ -11,6 +11,20 @@ pub mod schema;
 
 use serde::{Deserialize, Serialize};
 
+/// What happened to the messages given to the Kafka export's `send` (here, not in the
+/// feature-gated `kafka` module, so the summary and metrics need no feature gate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KafkaCounters {
+    /// Accepted into librdkafka's queue.
+    pub queued: u64,
+    /// Acknowledged by the brokers (per the producer's acks, librdkafka's default "all").
+    pub delivered: u64,
+    /// Queued but given up on: message.timeout.ms passed, a broker refused it, or purged.
+    pub failed: u64,
+    /// Refused by `send` without queueing: queue full (or a message librdkafka rejects).
+    pub dropped: u64,
+}
+
 /// `[fleet]`: the sensor's link to the bus (`live`, `collect`, `replay`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]

@@ -3,7 +3,7 @@
 //! Also reads what its streams hold.
 #![allow(dead_code)]
 use async_nats::jetstream::{self, consumer};
-use egresswatch::fleet::schema::Message;
+use egresswatch::fleet::schema::{Body, Message};
 use futures_util::StreamExt;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -134,4 +134,41 @@ pub fn stream_messages(url: &str, stream: &str, filter: &str) -> Vec<Message> {
         }
         out
     })
+}
+
+/// The summary's fleet line: "fleet: site S sensor N: Q messages queued, A stored by the
+/// bus, D dropped, ..." as (queued, stored, dropped).
+pub fn fleet_counts(stderr: &[u8]) -> (u64, u64, u64) {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fleet: site"))
+        .unwrap_or_else(|| panic!("no fleet line in:\n{text}"));
+    let number_before = |what: &str| -> u64 {
+        let at = line
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} in {line}"));
+        line[..at]
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        number_before(" messages queued"),
+        number_before(" stored by the bus"),
+        number_before(" dropped"),
+    )
+}
+
+/// The alerts among a sensor's messages, as it printed them.
+pub fn published_alerts(messages: &[Message]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .filter_map(|m| match &m.body {
+            Body::Alert { alert } => Some(alert.clone()),
+            _ => None,
+        })
+        .collect()
 }

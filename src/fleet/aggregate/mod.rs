@@ -266,35 +266,17 @@ async fn run_async(
     let subjects = fleet.subjects();
     let client = bus::connect(&options.url, &format!("egresswatch-aggregate-{name}")).await?;
     let js = jetstream::new(client.clone());
-    bus::ensure_streams(&js, &subjects, fleet.streams()).await?;
-    let kv = open_bucket(&js, config, fleet).await?;
-    let stream = js
-        .get_stream(subjects.sites_stream())
-        .await
-        .map_err(|e| anyhow::anyhow!("stream {}: {e}", subjects.sites_stream()))?;
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &options.durable,
-            consumer::pull::Config {
-                durable_name: Some(options.durable.clone()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(config.ack_wait_seconds.max(1)),
-                max_ack_pending: config.max_ack_pending.max(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("consumer {}: {e}", options.durable))?;
+    let Bound {
+        kv,
+        consumer,
+        baselines,
+    } = bind_with_retries(&js, &subjects, config, fleet, options).await?;
     eprintln!(
         "egresswatch: aggregating {} (durable consumer {}, state bucket {}) as {name}",
         subjects.sites_stream(),
         options.durable,
         config.state_bucket
     );
-    let baselines = js
-        .get_stream(subjects.baselines_stream())
-        .await
-        .map_err(|e| anyhow::anyhow!("stream {}: {e}", subjects.baselines_stream()))?;
     let max_payload = client.server_info().max_payload;
     let mut agg = Aggregator {
         config,
@@ -405,6 +387,80 @@ async fn fetch(
         }
     }
     Ok(out)
+}
+
+/// What the aggregator works on once bound to the bus.
+struct Bound {
+    kv: kv::Store,
+    consumer: consumer::PullConsumer,
+    baselines: jetstream::stream::Stream,
+}
+
+/// How long start-up keeps trying to declare its streams, bucket and consumer.
+const BIND_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Binds to the bus, retrying: a JetStream API request can time out on a busy server, and
+/// aggregators and sensors starting together race to declare the same streams. Told once;
+/// gives up after [`BIND_PATIENCE`] with the last error.
+async fn bind_with_retries(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    config: &AggregateConfig,
+    fleet: &FleetConfig,
+    options: &Options,
+) -> anyhow::Result<Bound> {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match bind(js, subjects, config, fleet, options).await {
+            Ok(bound) => return Ok(bound),
+            Err(e) if started.elapsed() >= BIND_PATIENCE => return Err(e),
+            Err(e) => {
+                if !told {
+                    eprintln!("egresswatch: aggregate: setting up on the bus: {e}; retrying");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn bind(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    config: &AggregateConfig,
+    fleet: &FleetConfig,
+    options: &Options,
+) -> anyhow::Result<Bound> {
+    bus::ensure_streams(js, subjects, fleet.streams()).await?;
+    let kv = open_bucket(js, config, fleet).await?;
+    let stream = js
+        .get_stream(subjects.sites_stream())
+        .await
+        .map_err(|e| anyhow::anyhow!("stream {}: {e}", subjects.sites_stream()))?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &options.durable,
+            consumer::pull::Config {
+                durable_name: Some(options.durable.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(config.ack_wait_seconds.max(1)),
+                max_ack_pending: config.max_ack_pending.max(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer {}: {e}", options.durable))?;
+    let baselines = js
+        .get_stream(subjects.baselines_stream())
+        .await
+        .map_err(|e| anyhow::anyhow!("stream {}: {e}", subjects.baselines_stream()))?;
+    Ok(Bound {
+        kv,
+        consumer,
+        baselines,
+    })
 }
 
 /// The state bucket, created if missing. Its stream is declared here as a KV bucket's is
