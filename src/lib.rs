@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod detect;
+pub mod endpoint;
 pub mod docs;
 pub mod enrich;
 pub mod export;
