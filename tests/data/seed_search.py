@@ -81,6 +81,22 @@ Semantics decisions, each with its reason and source
 10. Export lines with "preview": true or without a result (messages, metadata) are skipped
     and counted on stderr. A line that is not JSON, or whose result is not an object, is an
     error naming the file and line; the exit status is then 2.
+
+Self-test (tests/seed_oracle.rs): seed_search_sample.json, hand-made, one event per line;
+seed_search_sample.expected.ndjson was derived by hand from the SPL before this script ran.
+   1 Sysmon 1 Honeygain.exe                    -> row, KnownProxywareBinary
+   2 Sysmon 3 Honeygain to api.honeygain.com   -> row, ProxywareDomainConnection (binary counts on 1 only)
+   3 Sysmon 3 to notpawns.app.example.net      -> row: the unanchored regex matches the look-alike
+   4 Sysmon 3 to Proxy.PacketStream.IO         -> row; same _time as 3, so it comes before 3
+   5 Sysmon 22 DNS query for api.iproyal.com   -> none (EventCode)
+   6 Sysmon 13 registry write by earnapp.exe   -> none (EventCode)
+   7 Security 4688, sourcetype XmlWinEventLog:Security -> none (sourcetype)
+   8 Sysmon 1 Bitping under sourcetype XmlWinEventLog  -> none (sourcetype)
+   9 Sysmon 3 repocket.exe, DestinationHostname "-"    -> none
+  10 Sysmon 1 upper-case TRAFFMONETIZER path, sourcetype in lower case, _time at +01:00,
+     empty CommandLine element, &amp; in ParentCommandLine -> row without CommandLine
+  11 Sysmon 1 earnapp.exe in index main        -> none (index)
+  12 bare result, Sysmon 3 without Image to node7.bitping.com -> row without Image
 """
 
 import datetime
