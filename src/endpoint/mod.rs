@@ -2,5 +2,6 @@
 //! XmlWinEventLog rendering, Sysmon for Linux syslog) read beside the network, detected on
 //! alone, correlated with network alerts, and the seed Splunk search reproduced.
 pub mod event;
+pub mod read;
 
 pub use event::{Platform, SysmonEvent};
