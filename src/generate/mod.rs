@@ -31,6 +31,7 @@ mod bench;
 mod blocks;
 mod concurrent;
 mod conv;
+pub(crate) mod evtx;
 mod frames;
 mod hostile;
 mod office;
