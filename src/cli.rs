@@ -192,6 +192,9 @@ pub enum Command {
         out: PathBuf,
         #[arg(long)]
         truth: Option<PathBuf>,
+        /// Endpoint scenario: directory for the Sysmon files (default: endpoint/ beside --out).
+        #[arg(long, value_name = "DIR")]
+        endpoint_dir: Option<PathBuf>,
     },
     /// Benchmark floor: read captures, slice headers, count 5-tuples; nothing else.
     #[command(hide = true)]
@@ -707,6 +710,7 @@ pub fn run(cli: Cli) -> Result<()> {
             snaplen,
             out,
             truth,
+            endpoint_dir,
         } => {
             let scenario = scenario.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             let options = crate::generate::GenerateOptions {
@@ -715,6 +719,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 packets,
                 flows,
                 snaplen,
+                endpoint_dir,
             };
             let summary = crate::generate::generate(&options, &out, truth.as_deref())
                 .with_context(|| format!("cannot write {}", out.display()))?;
@@ -724,6 +729,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 summary.packets,
                 summary.bytes
             );
+            if options.scenario == crate::generate::Scenario::Endpoint {
+                let dir = crate::generate::endpoint_dir(&options, &out);
+                eprintln!("wrote the Sysmon files into {}", dir.display());
+            }
             Ok(())
         }
         Command::Explain {
