@@ -848,7 +848,19 @@ fn seed_search_rows_follow_the_seed_logic() {
         mysterium|myst\\.exe";
     const DOMAINS: &str = "honeygain|iproyal|pawns\\.app|peer2profit|packetstream|\
         traffmonetizer|earnapp|repocket|bitping|mysterium";
+    // The seed's `table` columns that come from EventData.
+    const TABLE: [&str; 8] = [
+        "User",
+        "Image",
+        "CommandLine",
+        "ParentImage",
+        "ParentCommandLine",
+        "DestinationIp",
+        "DestinationHostname",
+        "DestinationPort",
+    ];
     let mut rows = Vec::new();
+    let mut columns = Vec::new();
     for line in lines(&committed("splunk.json")) {
         let v: Value = serde_json::from_str(&line).unwrap();
         let x = parse_event_xml(v["result"]["_raw"].as_str().unwrap());
@@ -870,6 +882,13 @@ fn seed_search_rows_follow_the_seed_logic() {
             branch.to_string(),
             field("Image").to_string(),
         ));
+        columns.push(
+            TABLE
+                .iter()
+                .filter(|c| x.data.iter().any(|(k, _)| k == *c))
+                .map(|c| (c.to_string(), field(c).to_string()))
+                .collect::<BTreeMap<String, String>>(),
+        );
     }
     let truth = read_json(&repo("captures/endpoint.truth.json"));
     let listed: Vec<(u64, u16, String, String)> = truth["seed_search"]
@@ -879,13 +898,25 @@ fn seed_search_rows_follow_the_seed_logic() {
         .map(|r| {
             (
                 r["record_id"].as_u64().unwrap(),
-                r["EventCode"].as_u64().unwrap() as u16,
+                r["EventCode"].as_str().unwrap().parse().unwrap(),
                 r["DetectionBranch"].as_str().unwrap().to_string(),
                 r["Image"].as_str().unwrap().to_string(),
             )
         })
         .collect();
     assert_eq!(rows, listed);
+    let listed_columns: Vec<BTreeMap<String, String>> = truth["seed_search"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            TABLE
+                .iter()
+                .filter_map(|c| Some((c.to_string(), r.get(*c)?.as_str()?.to_string())))
+                .collect()
+        })
+        .collect();
+    assert_eq!(columns, listed_columns);
     let summary: BTreeMap<(String, String), usize> =
         rows.iter()
             .fold(BTreeMap::new(), |mut m, (_, _, b, image)| {

@@ -1253,23 +1253,41 @@ pub(super) struct HostDoc {
     traffic: HostTally,
 }
 
-/// One row the seed search (SPL) returns on the Splunk export.
+/// One row the seed search (SPL) returns on the Splunk export, identified by computer and
+/// record id; the rest are the columns of its `table`, as Splunk's export writes them
+/// (strings; fields the event lacks are left out).
 #[derive(Serialize)]
 pub(super) struct SeedRow {
+    computer: &'static str,
+    record_id: u64,
     #[serde(rename = "_time")]
     time: String,
     host: &'static str,
-    computer: &'static str,
-    record_id: u64,
+    #[serde(rename = "User")]
+    user: Option<String>,
     #[serde(rename = "EventCode")]
-    event_code: u16,
+    event_code: String,
     #[serde(rename = "Image")]
-    image: String,
+    image: Option<String>,
+    #[serde(rename = "CommandLine", skip_serializing_if = "Option::is_none")]
+    command_line: Option<String>,
+    #[serde(rename = "ParentImage", skip_serializing_if = "Option::is_none")]
+    parent_image: Option<String>,
+    #[serde(rename = "ParentCommandLine", skip_serializing_if = "Option::is_none")]
+    parent_command_line: Option<String>,
+    #[serde(rename = "DestinationIp", skip_serializing_if = "Option::is_none")]
+    destination_ip: Option<String>,
     #[serde(
         rename = "DestinationHostname",
         skip_serializing_if = "Option::is_none"
     )]
     destination_hostname: Option<String>,
+    #[serde(rename = "DestinationPort", skip_serializing_if = "Option::is_none")]
+    destination_port: Option<String>,
+    #[serde(rename = "KnownProxywareBinary")]
+    known_proxyware_binary: &'static str,
+    #[serde(rename = "ProxywareDomain")]
+    proxyware_domain: &'static str,
     #[serde(rename = "DetectionBranch")]
     detection_branch: &'static str,
 }
@@ -1425,14 +1443,24 @@ pub(super) fn run<W: Write>(
         .zip(&events)
         .filter_map(|(d, e)| {
             let branch = d.tag.seed?;
+            let field = |name: &str| e.raw(name).map(str::to_string);
+            let binary = branch == "KnownProxywareBinary";
             Some(SeedRow {
-                time: splunk_time(ns_to_ms(e.time_ns)),
-                host: HOSTS[d.host].short,
                 computer: HOSTS[d.host].computer,
                 record_id: e.record_id.unwrap_or(0),
-                event_code: e.event_id,
-                image: e.raw("Image").unwrap_or("").to_string(),
-                destination_hostname: e.raw("DestinationHostname").map(str::to_string),
+                time: splunk_time(ns_to_ms(e.time_ns)),
+                host: HOSTS[d.host].short,
+                user: field("User"),
+                event_code: e.event_id.to_string(),
+                image: field("Image"),
+                command_line: field("CommandLine"),
+                parent_image: field("ParentImage"),
+                parent_command_line: field("ParentCommandLine"),
+                destination_ip: field("DestinationIp"),
+                destination_hostname: field("DestinationHostname"),
+                destination_port: field("DestinationPort"),
+                known_proxyware_binary: if binary { "1" } else { "0" },
+                proxyware_domain: if binary { "0" } else { "1" },
                 detection_branch: branch,
             })
         })
