@@ -644,18 +644,20 @@ impl Planner {
         account: Account,
         pe: Pe,
     ) -> Proc {
-        let spec = &HOSTS[host];
-        match self.machines.get_mut(host) {
-            Some(m) => m.spawn(&mut self.rng, spec, t_ms, image, command_line, account, pe),
-            None => unreachable_machine(),
-        }
+        // Host indexes are the HOSTS constants; `machines` has one per host.
+        self.machines[host].spawn(
+            &mut self.rng,
+            &HOSTS[host],
+            t_ms,
+            image,
+            command_line,
+            account,
+            pe,
+        )
     }
 
     fn client(&mut self, host: usize) -> Endpoint {
-        match self.machines.get_mut(host) {
-            Some(m) => m.net.client(&mut self.rng),
-            None => unreachable_machine(),
-        }
+        self.machines[host].net.client(&mut self.rng)
     }
 
     fn push(&mut self, host: usize, t_ms: u64, event_id: u16, data: Data, net: Net, tag: Tag) {
@@ -672,10 +674,7 @@ impl Planner {
     /// explorer.exe, an svchost and chrome, started at logon (no events of their own here).
     fn desktop(&mut self, host: usize) -> Desktop {
         let build = HOSTS[host].build;
-        let logon_ms = self
-            .machines
-            .get(host)
-            .map_or(START_MS, |m| m.logon_s * SEC_MS);
+        let logon_ms = self.machines[host].logon_s * SEC_MS;
         let explorer = self.spawn(
             host,
             logon_ms + 4_000,
@@ -1074,10 +1073,7 @@ impl Planner {
     fn build2(&mut self) {
         let h = BUILD2;
         let spec = &HOSTS[h];
-        let logon_ms = self
-            .machines
-            .get(h)
-            .map_or(START_MS, |m| m.logon_s * SEC_MS);
+        let logon_ms = self.machines[h].logon_s * SEC_MS;
         let bash = self.spawn(h, logon_ms, "/usr/bin/bash", "-bash", Account::User, NO_PE);
         for (k, (name, service, addr)) in DIG_NAMES.into_iter().enumerate() {
             let t1 = self.at(360 + 8 * k as u64, 3);
@@ -1141,11 +1137,6 @@ impl Planner {
         let d = self.desktop(h);
         self.windows_noise(h, &d, &DESK08_EXTRA);
     }
-}
-
-/// The planner only ever indexes hosts it made; this marks the impossible branch.
-fn unreachable_machine() -> ! {
-    unreachable!("every host index has a machine")
 }
 
 /// An inside host's socket with a fixed port.
