@@ -19,12 +19,13 @@ if [ "${1:-}" = "--test" ]; then
     # rsyslogd receives syslog export over UDP, TCP and TLS (GnuTLS driver).
     command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
     dpkg -s rsyslog-gnutls >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
-    # nats-server (JetStream) carries fleet mode's messages (tests/aggregate.rs).
-    command -v nats-server >/dev/null || missing+=(nats-server)
     # groff renders the generated man pages; script (bsdutils, essential) gives tests a pty.
     command -v groff >/dev/null || missing+=(groff-base)
     # nats-server (JetStream) is the bus of the fleet tests (tests/fleet.rs, tests/aggregate.rs).
     command -v nats-server >/dev/null || missing+=(nats-server)
+    # python-evtx reads the generator's EVTX files as an independent reader (src/generate/evtx.rs);
+    # python3 also runs the seed search's oracle (tests/data/seed_search.py).
+    dpkg -s python3-evtx >/dev/null 2>&1 || missing+=(python3-evtx)
     # Headless Chromium opens the HTML report (tests/report.rs).
     command -v chromium >/dev/null || missing+=(chromium)
 fi
