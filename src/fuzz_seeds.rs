@@ -36,6 +36,33 @@ impl Corpus {
     }
 }
 
+/// `endpoint_text`: the hand-written samples of every text format the endpoint readers know.
+const ENDPOINT_SAMPLES: [&[u8]; 7] = [
+    include_bytes!("../tests/data/endpoint/wevtutil.xml"),
+    include_bytes!("../tests/data/endpoint/saved-log.xml"),
+    include_bytes!("../tests/data/endpoint/winlogbeat.ndjson"),
+    include_bytes!("../tests/data/endpoint/elastic-agent.ndjson"),
+    include_bytes!("../tests/data/endpoint/splunk.json"),
+    include_bytes!("../tests/data/endpoint/sysmon-linux.log"),
+    include_bytes!("../tests/data/endpoint/sysmon-linux-5424.log"),
+];
+
+/// `endpoint_evtx`: an empty chunk's header after its magic (libyal's EVTX documentation):
+/// record numbers 1..1, header size 128, the last record and the free space at 512, where
+/// records start; no strings or templates yet.
+fn evtx_chunk_header() -> Vec<u8> {
+    let mut chunk = vec![0u8; 512 - 8];
+    let mut put =
+        |at: usize, bytes: &[u8]| chunk[at - 8..at - 8 + bytes.len()].copy_from_slice(bytes);
+    for at in [8, 16, 24, 32] {
+        put(at, &1u64.to_le_bytes());
+    }
+    put(40, &128u32.to_le_bytes());
+    put(44, &512u32.to_le_bytes());
+    put(48, &512u32.to_le_bytes());
+    chunk
+}
+
 /// A length-prefixed record: `head` bytes, a 2-byte big-endian length, the bytes.
 fn record(out: &mut Vec<u8>, head: u8, bytes: &[u8]) {
     let bytes = bytes.get(..usize::from(u16::MAX)).unwrap_or(bytes);
@@ -71,6 +98,10 @@ pub fn write(out: &Path, captures: &[PathBuf], configs: &[PathBuf]) -> anyhow::R
         record(&mut seed, head, &crypto);
         corpus.add("quic", seed);
     }
+    for sample in ENDPOINT_SAMPLES {
+        corpus.add("endpoint_text", sample.to_vec());
+    }
+    corpus.add("endpoint_evtx", evtx_chunk_header());
     let mut report = String::new();
     for (target, seeds) in &corpus.seeds {
         let dir = out.join(target);
@@ -240,6 +271,8 @@ mod tests {
             "capture_file",
             "config",
             "quic",
+            "endpoint_text",
+            "endpoint_evtx",
         ] {
             assert!(!seeds(target).is_empty(), "no seeds for {target}");
         }

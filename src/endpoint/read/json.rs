@@ -179,7 +179,7 @@ pub(super) fn classify(doc: &Json) -> Option<InputFormat> {
     if !doc.has_group("winlog") {
         return None;
     }
-    let ecs = doc.get("winlog.event_data").is_none() && !doc.has_group("winlog.event_data")
+    let ecs = (doc.get("winlog.event_data").is_none() && !doc.has_group("winlog.event_data"))
         || ECS_GROUPS.iter().any(|g| doc.has_group(g));
     Some(if ecs {
         InputFormat::ElasticEcsJson
@@ -193,13 +193,13 @@ pub(super) fn outcome(doc: &Json) -> Outcome {
     if let Some(result) = splunk_result(doc) {
         return splunk(result);
     }
-    match doc.has_group("winlog") {
-        true => winlog_event(doc),
-        false => Outcome::Unsupported(
-            "a JSON object with neither winlog (Winlogbeat, Elastic Agent) nor _raw (Splunk)"
-                .to_string(),
-        ),
+    if doc.has_group("winlog") {
+        return winlog_event(doc);
     }
+    Outcome::Unsupported(
+        "a JSON object with neither winlog (Winlogbeat, Elastic Agent) nor _raw (Splunk)"
+            .to_string(),
+    )
 }
 
 fn splunk(result: &Json) -> Outcome {
