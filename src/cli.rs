@@ -202,6 +202,9 @@ pub enum Command {
         out: PathBuf,
         #[arg(long)]
         truth: Option<PathBuf>,
+        /// Endpoint scenario: directory for the Sysmon files (default: endpoint/ beside --out).
+        #[arg(long, value_name = "DIR")]
+        endpoint_dir: Option<PathBuf>,
     },
     /// Benchmark floor: read captures, slice headers, count 5-tuples; nothing else.
     #[command(hide = true)]
@@ -468,7 +471,11 @@ fn run_seed_search(paths: &[PathBuf], format: Option<Format>) -> Result<()> {
     out.flush()?;
     let mut summary = stats.summary();
     // Detection did not run: only the reading lines apply.
-    summary = summary.lines().filter(|l| !l.contains(" hits, ")).map(|l| format!("{l}\n")).collect();
+    summary = summary
+        .lines()
+        .filter(|l| !l.contains(" hits, "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     eprint!(
         "{summary}seed search: {} rows from {} events\n",
         rows.len(),
@@ -778,6 +785,7 @@ pub fn run(cli: Cli) -> Result<()> {
             snaplen,
             out,
             truth,
+            endpoint_dir,
         } => {
             let scenario = scenario.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             let options = crate::generate::GenerateOptions {
@@ -786,6 +794,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 packets,
                 flows,
                 snaplen,
+                endpoint_dir,
             };
             let summary = crate::generate::generate(&options, &out, truth.as_deref())
                 .with_context(|| format!("cannot write {}", out.display()))?;
@@ -795,6 +804,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 summary.packets,
                 summary.bytes
             );
+            if options.scenario == crate::generate::Scenario::Endpoint {
+                let dir = crate::generate::endpoint_dir(&options, &out);
+                eprintln!("wrote the Sysmon files into {}", dir.display());
+            }
             Ok(())
         }
         Command::Explain {

@@ -14,12 +14,25 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-const WINDOWS_FORMATS: [&str; 4] = [
-    "captures/endpoint/sysmon.evtx",
-    "captures/endpoint/winlogbeat.ndjson",
-    "captures/endpoint/splunk.json",
-    "captures/endpoint/elastic-agent.ndjson",
+/// The Windows events in each format; EVTX is one log per computer.
+const EVTX: [&str; 4] = [
+    "captures/endpoint/sysmon-WIN-DESK-07.evtx",
+    "captures/endpoint/sysmon-WIN-DESK-08.evtx",
+    "captures/endpoint/sysmon-WIN-LAB-03.evtx",
+    "captures/endpoint/sysmon-WIN-SRV-12.evtx",
 ];
+const WINLOGBEAT: &str = "captures/endpoint/winlogbeat.ndjson";
+const SPLUNK: &str = "captures/endpoint/splunk.json";
+const ELASTIC: &str = "captures/endpoint/elastic-agent.ndjson";
+const WINDOWS_FORMATS: [&[&str]; 4] = [&EVTX, &[WINLOGBEAT], &[SPLUNK], &[ELASTIC]];
+
+/// `--endpoint-events` for each file.
+fn endpoint_args<'a>(files: &[&'a str]) -> Vec<&'a str> {
+    files
+        .iter()
+        .flat_map(|f| ["--endpoint-events", f])
+        .collect()
+}
 const LINUX: &str = "captures/endpoint/sysmon-linux.log";
 
 fn truth() -> Value {
@@ -27,16 +40,18 @@ fn truth() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn read(path: &str) -> Vec<SysmonEvent> {
-    let mut counters = ReadCounters::default();
-    let mut problems = Vec::new();
+fn read(paths: &[&str]) -> Vec<SysmonEvent> {
     let mut events = Vec::new();
-    read_events(&repo(path), &mut counters, &mut problems, &mut |e| {
-        events.push(e)
-    })
-    .unwrap();
-    assert!(problems.is_empty(), "{path}: {problems:?}");
-    assert_eq!(counters.malformed, 0, "{path}");
+    for path in paths {
+        let mut counters = ReadCounters::default();
+        let mut problems = Vec::new();
+        read_events(&repo(path), &mut counters, &mut problems, &mut |e| {
+            events.push(e)
+        })
+        .unwrap();
+        assert!(problems.is_empty(), "{path}: {problems:?}");
+        assert_eq!(counters.malformed, 0, "{path}");
+    }
     events
 }
 
@@ -79,23 +94,31 @@ fn by_record(events: &[SysmonEvent]) -> Seen {
 #[test]
 fn every_format_reads_to_the_same_events() {
     let truth = truth();
-    let evtx = by_record(&read(WINDOWS_FORMATS[0]));
+    let evtx = by_record(&read(&EVTX));
     assert_eq!(evtx.len() as u64, truth["windows_events"].as_u64().unwrap());
-    for path in &WINDOWS_FORMATS[1..3] {
-        assert_eq!(by_record(&read(path)), evtx, "{path} differs from the EVTX");
+    for path in [WINLOGBEAT, SPLUNK] {
+        assert_eq!(
+            by_record(&read(&[path])),
+            evtx,
+            "{path} differs from the EVTX"
+        );
     }
     // Elastic Agent keeps only the fields its ECS mapping names: each is the EVTX's value.
-    let ecs = read(WINDOWS_FORMATS[3]);
+    let ecs = read(&[ELASTIC]);
     assert_eq!(ecs.len(), evtx.len());
     for e in &ecs {
         let (id, ms, computer, fields) = &evtx[&e.record_id.unwrap()];
         assert_eq!((e.event_id, e.time_ns / 1_000_000), (*id, *ms));
         assert_eq!(&e.computer, computer);
         for field in &e.data {
-            assert!(fields.contains(field), "ECS {field:?} not in record {:?}", e.record_id);
+            assert!(
+                fields.contains(field),
+                "ECS {field:?} not in record {:?}",
+                e.record_id
+            );
         }
     }
-    let linux = read(LINUX);
+    let linux = read(&[LINUX]);
     assert_eq!(linux.len() as u64, truth["linux_events"].as_u64().unwrap());
     assert!(
         linux
@@ -150,16 +173,12 @@ fn default_mode_finds_each_behaviour_from_every_format() {
     let truth = truth();
     let want = expected(&truth, "expect_endpoint");
     assert!(want.iter().any(|f| f.1 == "ProxywarePersistence"));
-    for path in WINDOWS_FORMATS {
-        let (alerts, err) = egresswatch(&[
-            "replay",
-            "--endpoint-events",
-            path,
-            "--endpoint-events",
-            LINUX,
-            "--format",
-            "json",
-        ]);
+    for files in WINDOWS_FORMATS {
+        let path = files[0];
+        let mut args = vec!["replay", "--format", "json"];
+        args.extend(endpoint_args(files));
+        args.extend(endpoint_args(&[LINUX]));
+        let (alerts, err) = egresswatch(&args);
         assert_eq!(findings(&alerts), want, "{path}\n{err}");
         for a in &alerts {
             let host = a["host"].as_str().unwrap();
@@ -177,7 +196,10 @@ fn default_mode_finds_each_behaviour_from_every_format() {
             assert!(a["reason"].as_str().unwrap().contains("(Sysmon)"));
         }
         let text = serde_json::to_string(&alerts).unwrap();
-        assert!(!text.contains("mysterium-notes") && !text.contains("notpawns"), "{path}");
+        assert!(
+            !text.contains("mysterium-notes") && !text.contains("notpawns"),
+            "{path}"
+        );
         assert!(err.contains("endpoint: "), "{err}");
     }
 }
@@ -186,16 +208,9 @@ fn default_mode_finds_each_behaviour_from_every_format() {
 fn with_the_capture_network_alerts_name_their_process_and_rise() {
     let truth = truth();
     let (alone, _) = egresswatch(&["replay", "captures/endpoint.pcap", "--format", "json"]);
-    let args = [
-        "replay",
-        "captures/endpoint.pcap",
-        "--endpoint-events",
-        WINDOWS_FORMATS[0],
-        "--endpoint-events",
-        LINUX,
-        "--format",
-        "json",
-    ];
+    let mut args = vec!["replay", "captures/endpoint.pcap", "--format", "json"];
+    args.extend(endpoint_args(&EVTX));
+    args.extend(endpoint_args(&[LINUX]));
     let (both, err) = egresswatch(&args);
     let (threaded, _) = egresswatch(&[&args[..], &["--threads", "2"]].concat());
     assert_eq!(both, threaded, "results depend on --threads");
@@ -217,7 +232,10 @@ fn with_the_capture_network_alerts_name_their_process_and_rise() {
             .iter()
             .find(|e| e["branch"] == branch)
             .unwrap();
-        assert_eq!(with["process"]["Image"], expect["process"], "{host} {branch}");
+        assert_eq!(
+            with["process"]["Image"], expect["process"],
+            "{host} {branch}"
+        );
         assert!(
             with["score"].as_u64() > a["score"].as_u64() || with["score"] == 100,
             "{host} {branch}: {} -> {}",
@@ -260,7 +278,12 @@ fn order_of_keys(line: &str) -> Vec<String> {
         .as_object()
         .unwrap()
         .keys()
-        .map(|k| (line.find(&format!("{}:", Value::from(k.as_str()))).unwrap(), k.clone()))
+        .map(|k| {
+            (
+                line.find(&format!("{}:", Value::from(k.as_str()))).unwrap(),
+                k.clone(),
+            )
+        })
         .collect();
     keys.sort();
     keys.into_iter().map(|(_, k)| k).collect()
@@ -269,31 +292,44 @@ fn order_of_keys(line: &str) -> Vec<String> {
 #[test]
 fn seed_search_returns_what_the_seed_would() {
     let truth = truth();
-    let splunk = WINDOWS_FORMATS[2];
+    let splunk = SPLUNK;
     let oracle = Command::new("python3")
         .arg(repo("tests/data/seed_search.py"))
         .arg(repo(splunk))
         .output()
         .expect("python3 runs the seed oracle");
-    assert!(oracle.status.success(), "{}", String::from_utf8_lossy(&oracle.stderr));
+    assert!(
+        oracle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oracle.stderr)
+    );
     let oracle = rows(&String::from_utf8(oracle.stdout).unwrap());
-    let ours = |path: &str| {
+    let ours = |files: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
-            .args(["replay", "--seed-search", "--format", "json", "--endpoint-events", path])
+            .args(["replay", "--seed-search", "--format", "json"])
+            .args(endpoint_args(files))
             .current_dir(repo(""))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         rows(&String::from_utf8(out.stdout).unwrap())
     };
-    assert_eq!(ours(splunk), oracle);
+    assert_eq!(ours(&[splunk]), oracle);
     // The truth's rows: the generator's own account of what the seed keeps.
     let truth_rows: Vec<Vec<(String, Value)>> = truth["seed_search"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| rows(&r.to_string()).remove(0))
-        .map(|r| r.into_iter().filter(|(k, _)| k != "computer" && k != "record_id").collect())
+        .map(|r| {
+            r.into_iter()
+                .filter(|(k, _)| k != "computer" && k != "record_id")
+                .collect()
+        })
         .collect();
     assert_eq!(oracle, truth_rows);
     // The look-alikes are among them: the seed's substring matching, kept on purpose.
@@ -305,8 +341,15 @@ fn seed_search_returns_what_the_seed_would() {
             .map(|row| row.into_iter().filter(|(k, _)| k != "host").collect())
             .collect()
     };
-    for path in [WINDOWS_FORMATS[0], WINDOWS_FORMATS[1]] {
-        assert_eq!(without_host(ours(path)), without_host(oracle.clone()), "{path}");
+    for files in [&EVTX[..], &[WINLOGBEAT]] {
+        assert_eq!(
+            without_host(ours(files)),
+            without_host(oracle.clone()),
+            "{files:?}"
+        );
     }
-    assert!(ours(LINUX).is_empty(), "the seed's sourcetype is Windows Sysmon's");
+    assert!(
+        ours(&[LINUX]).is_empty(),
+        "the seed's sourcetype is Windows Sysmon's"
+    );
 }

@@ -61,7 +61,11 @@ impl EndpointStats {
             "endpoint: {} Sysmon events from {} (event ids {}); {} not Sysmon, {} unreadable, {} unsupported lines\n",
             r.events,
             formats.join(", "),
-            if ids.is_empty() { "-".to_string() } else { ids.join(" ") },
+            if ids.is_empty() {
+                "-".to_string()
+            } else {
+                ids.join(" ")
+            },
             r.not_sysmon,
             r.malformed,
             r.unsupported_lines,
@@ -70,7 +74,12 @@ impl EndpointStats {
             "endpoint: {} hits, {} endpoint alerts ({} told inside a network alert); network alerts with their process: {}, raised by an endpoint hit: {}\n",
             c.hits, c.alerts, c.merged, c.network_with_process, c.network_boosted
         ));
-        if c.connections_dropped + c.processes_dropped + c.flows_dropped + c.computers_without_address > 0 {
+        if c.connections_dropped
+            + c.processes_dropped
+            + c.flows_dropped
+            + c.computers_without_address
+            > 0
+        {
             s.push_str(&format!(
                 "endpoint: dropped {} connections, {} processes, {} flows past their bounds; {} computers without an address (their alerts show 0.0.0.0)\n",
                 c.connections_dropped, c.processes_dropped, c.flows_dropped, c.computers_without_address
@@ -121,9 +130,7 @@ pub fn read_all(
     };
     for path in paths {
         let format = read::read_events(path, &mut stats.read, &mut problems, &mut count)?;
-        stats
-            .files
-            .push((display(path), format!("{format:?}")));
+        stats.files.push((display(path), format!("{format:?}")));
     }
     stats.problems = problems.iter().map(|p| p.to_string()).collect();
     Ok(())

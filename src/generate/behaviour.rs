@@ -441,6 +441,18 @@ impl Sim {
         rtt: u64,
     ) -> Result<(Tcp, u64), GenerateError> {
         let c = h.client(&mut self.rng);
+        self.tls_open_from(c, t, sni, server, rtt)
+    }
+
+    /// `tls_open` from a given client endpoint (a port the scenario had to fix beforehand).
+    pub(super) fn tls_open_from(
+        &mut self,
+        c: Endpoint,
+        t: u64,
+        sni: Option<&str>,
+        server: Endpoint,
+        rtt: u64,
+    ) -> Result<(Tcp, u64), GenerateError> {
         let (mut tcp, t) = self.f.tcp_open(&mut self.rng, c, server, t, rtt)?;
         let mut sid = [0u8; 32];
         self.rng.fill(&mut sid);

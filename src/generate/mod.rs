@@ -25,12 +25,20 @@
 //! * `site`: three hours of one of three sites of an organisation (`--seed` 1, 2 or 3 is the
 //!   site), for fleet mode: what each site shows alone and what only the three together
 //!   show (see `site`); committed as `captures/site-N.pcap`.
+//! * `endpoint`: ten minutes of five hosts seen by Sysmon and on the wire on one clock (see
+//!   `endpoint`). Besides the pcap and truth it writes the Sysmon events in every format the
+//!   endpoint readers take — `sysmon.evtx`, `winlogbeat.ndjson`, `elastic-agent.ndjson`,
+//!   `splunk.json` (Windows events) and `sysmon-linux.log` (Linux events) — into
+//!   `--endpoint-dir DIR`, by default the directory `endpoint/` beside `--out`. Committed:
+//!   `egresswatch generate --scenario endpoint --seed 1 --out captures/endpoint.pcap
+//!   --truth captures/endpoint.truth.json` (files in `captures/endpoint/`).
 
 mod behaviour;
 mod bench;
 mod blocks;
 mod concurrent;
 mod conv;
+mod endpoint;
 pub(crate) mod evtx;
 mod frames;
 mod hostile;
@@ -69,6 +77,7 @@ pub enum Scenario {
     HiddenNames,
     Hostile(Attack),
     Site,
+    Endpoint,
 }
 
 impl Scenario {
@@ -87,6 +96,7 @@ impl Scenario {
             Scenario::Hostile(Attack::FragmentFlood) => "fragment-flood",
             Scenario::Hostile(Attack::TemplateStorm) => "template-storm",
             Scenario::Site => "site",
+            Scenario::Endpoint => "endpoint",
         }
     }
 }
@@ -100,7 +110,8 @@ impl fmt::Display for Scenario {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown scenario {0:?} (expected office, bench, quic-bench, behaviour, flood, concurrent, \
-     hidden-names, syn-flood, dns-flood, tiny-hello, fragment-flood, template-storm or site)"
+     hidden-names, syn-flood, dns-flood, tiny-hello, fragment-flood, template-storm, site or \
+     endpoint)"
 )]
 pub struct UnknownScenario(pub String);
 
@@ -122,6 +133,7 @@ impl FromStr for Scenario {
             "fragment-flood" => Ok(Scenario::Hostile(Attack::FragmentFlood)),
             "template-storm" => Ok(Scenario::Hostile(Attack::TemplateStorm)),
             "site" => Ok(Scenario::Site),
+            "endpoint" => Ok(Scenario::Endpoint),
             _ => Err(UnknownScenario(s.to_string())),
         }
     }
@@ -139,6 +151,9 @@ pub struct GenerateOptions {
     /// Cut each captured frame to this many bytes, keeping the original length in the
     /// record header: a sliced capture whose volumes must still be measurable.
     pub snaplen: Option<u32>,
+    /// Where the endpoint scenario writes its Sysmon files; None: `endpoint/` beside the
+    /// pcap. Ignored by the other scenarios.
+    pub endpoint_dir: Option<PathBuf>,
 }
 
 impl Default for GenerateOptions {
@@ -149,6 +164,7 @@ impl Default for GenerateOptions {
             packets: DEFAULT_BENCH_PACKETS,
             flows: DEFAULT_CONCURRENT_FLOWS,
             snaplen: None,
+            endpoint_dir: None,
         }
     }
 }
@@ -252,6 +268,7 @@ enum Output {
     Roles(behaviour::RoleScenario),
     Hostile(ScenarioTruth, hostile::AttackTruth),
     Site(Box<site::SiteScenario>),
+    Endpoint(Box<endpoint::EndpointScenario>, PathBuf),
 }
 
 /// The CLI invocation that reproduces these files (recorded in the truth file).
@@ -276,7 +293,26 @@ fn generator_command(opts: &GenerateOptions, pcap_out: &Path, truth_out: Option<
     if let Some(s) = opts.snaplen {
         cmd.push_str(&format!(" --snaplen {s}"));
     }
+    if let (Scenario::Endpoint, Some(dir)) = (opts.scenario, &opts.endpoint_dir) {
+        cmd.push_str(&format!(" --endpoint-dir {}", dir.display()));
+    }
     cmd
+}
+
+/// Where the endpoint scenario's Sysmon files go: `--endpoint-dir`, else `endpoint/` in the
+/// pcap's directory.
+pub fn endpoint_dir(opts: &GenerateOptions, pcap_out: &Path) -> PathBuf {
+    match &opts.endpoint_dir {
+        Some(dir) => dir.clone(),
+        None => pcap_out.parent().unwrap_or(Path::new("")).join("endpoint"),
+    }
+}
+
+/// The Sysmon events of the endpoint scenario for `seed`, in time order: the list every file
+/// of the scenario is written from (the capture is built and discarded).
+pub fn endpoint_events(seed: u64) -> Result<Vec<crate::endpoint::SysmonEvent>, GenerateError> {
+    let mut w = PcapWriter::new(std::io::sink(), Path::new("(discarded capture)"), None)?;
+    Ok(endpoint::run(seed, &mut w)?.events)
 }
 
 /// Generates the scenario into `pcap_out` and, when asked, its ground truth into
@@ -343,6 +379,12 @@ pub fn generate(
             Output::Hostile(office, attack)
         }
         Scenario::Site => Output::Site(Box::new(site::run(opts.seed, &mut w)?)),
+        Scenario::Endpoint => {
+            let dir = endpoint_dir(opts, pcap_out);
+            let scenario = endpoint::run(opts.seed, &mut w)?;
+            endpoint::write_files(&dir, &scenario.events)?;
+            Output::Endpoint(Box::new(scenario), dir)
+        }
     };
     let summary = GenerateSummary {
         packets: w.packets,
@@ -397,6 +439,10 @@ pub fn generate(
             }
             Output::Site(site) => {
                 serde_json::to_writer_pretty(&mut out, &site.into_doc(command, summary.packets))?;
+            }
+            Output::Endpoint(scenario, dir) => {
+                let doc = scenario.into_doc(command, summary.packets, &dir);
+                serde_json::to_writer_pretty(&mut out, &doc)?;
             }
         }
         out.write_all(b"\n")
