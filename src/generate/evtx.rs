@@ -10,13 +10,13 @@
 //!   space offsets, CRC32 of the records, the common-string and template tables, CRC32 of
 //!   bytes 0..120 and 128..512), then records, zeros after the last one;
 //! * each record: `**\0\0`, size, record id, FILETIME, Binary XML, size again;
-//! * each record's Binary XML is a fragment holding one template instance, as Windows writes
-//!   them: the first record of a chunk that uses a template carries its definition inline,
-//!   later ones point back at it, and element and attribute names are likewise stored once per
-//!   chunk (inline on first use, linked into the string table) and referenced by offset after.
-//!   python-evtx only renders records made of a template instance, and a plain element tree
-//!   outside a template is read differently by readers (the dependency id that template
-//!   definitions carry), so every record uses one.
+//! * each record's Binary XML is a fragment holding one template instance and its values,
+//!   then an end-of-file token, as Windows writes them: the first record of a chunk that uses
+//!   a template carries its definition inline, later ones point back at it, and element and
+//!   attribute names are likewise stored once per chunk (inline on first use, linked into the
+//!   string table) and referenced by offset after. python-evtx only renders records made of a
+//!   template instance, and a plain element tree outside a template is read differently by
+//!   readers (the dependency id that template definitions carry), so every record uses one.
 //!
 //! The template is the whole `<Event>`: System values are typed substitutions as Windows
 //! types them (EventID and Task UInt16, Version/Level/Opcode UInt8, Keywords HexInt64,
@@ -28,6 +28,9 @@
 //!
 //! Events the format or the readers cannot carry faithfully are refused with an
 //! `InvalidInput` error naming the event, never written approximately or with a panic.
+//!
+//! The tests read what this writes with three independent readers, each checking every
+//! checksum: the `evtx` crate, python-evtx and libevtx (evtxinfo/evtxexport).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -135,13 +138,14 @@ pub(crate) fn sysmon_version(event_id: u16) -> Option<u8> {
 }
 
 /// Write `events` as an EVTX log of Sysmon's channel: one record each, in order, over as
-/// many 64 KiB chunks as they need. Record ids are the events' `record_id`, or one past the
-/// previous record's when absent (the first is 1); they must increase, as a log's do.
+/// many 64 KiB chunks as they need. Record ids are consecutive, as a log's are: the first
+/// event's `record_id` (1 when absent), then one more per event; an event that carries a
+/// record id must carry that one (libevtx calls a log with gaps corrupted).
 ///
 /// Refused (`InvalidInput`, naming the event): an event id whose Sysmon version is unknown, a
-/// time that is not a whole 100 ns (FILETIME's resolution), a record id that does not
-/// increase, a Data name other than ASCII letters, digits and `_`, text with a character XML
-/// cannot carry, a value over 32767 UTF-16 units, or a record too big for one chunk.
+/// time that is not a whole 100 ns (FILETIME's resolution), a record id that is 0 or breaks
+/// the sequence, a Data name other than ASCII letters, digits and `_`, text with a character
+/// XML cannot carry, a value over 32767 UTF-16 units, or a record too big for one chunk.
 // The endpoint scenario (written beside this) is the caller; until it lands only tests are.
 #[cfg_attr(not(test), allow(dead_code))]
 pub fn write_evtx(out: &mut impl Write, events: &[SysmonEvent]) -> io::Result<()> {
@@ -149,19 +153,25 @@ pub fn write_evtx(out: &mut impl Write, events: &[SysmonEvent]) -> io::Result<()
     let mut chunk = Chunk::new();
     let mut previous_id: Option<u64> = None;
     for (index, event) in events.iter().enumerate() {
-        let record_id = match (event.record_id, previous_id) {
-            (Some(id), Some(prev)) if id <= prev => {
-                return Err(refuse(
-                    index,
-                    Some(id),
-                    &format!("record id does not increase (previous {prev})"),
-                ));
-            }
-            (Some(id), _) => id,
-            (None, Some(prev)) => prev
-                .checked_add(1)
-                .ok_or_else(|| refuse(index, None, "record id overflows"))?,
+        let record_id = match (previous_id, event.record_id) {
             (None, None) => 1,
+            (None, Some(0)) => return Err(refuse(index, Some(0), "record ids start at 1")),
+            (None, Some(id)) => id,
+            (Some(prev), given) => {
+                let next = prev
+                    .checked_add(1)
+                    .ok_or_else(|| refuse(index, None, "record id overflows"))?;
+                match given {
+                    Some(id) if id != next => {
+                        return Err(refuse(
+                            index,
+                            Some(id),
+                            &format!("record id does not follow {prev} (a log's are consecutive)"),
+                        ));
+                    }
+                    _ => next,
+                }
+            }
         };
         let record = RecordInput::new(event, record_id)
             .map_err(|why| refuse(index, Some(record_id), &why))?;
@@ -575,6 +585,9 @@ impl<'c> RecordEncoder<'c> {
         self.out.extend_from_slice(&FRAGMENT_HEADER);
         self.template_instance(record);
         self.out.extend_from_slice(&record.instance_data);
+        // MS-EVEN6: a document ends with an EOF token; libevtx reads on past the values
+        // for one (evtx and python-evtx stop after the template instance either way).
+        self.u8(token::END_OF_FILE);
 
         let size = u32::try_from(self.out.len() + RECORD_TRAILER_SIZE).unwrap_or(u32::MAX);
         self.patch_u32(size_at, size);
@@ -958,8 +971,8 @@ mod tests {
     }
 
     /// `count` events over five computers and the five event ids the scenario uses, enough
-    /// to fill several chunks; every tenth has an explicit record id with a gap before it.
-    fn many_events(count: u64) -> Vec<SysmonEvent> {
+    /// to fill several chunks; ids from `first_id`, carried by the first and every tenth.
+    fn many_events(count: u64, first_id: u64) -> Vec<SysmonEvent> {
         let computers = [
             "WIN-DESK-07.corp.example",
             "WIN-LAB-03.corp.example",
@@ -967,7 +980,6 @@ mod tests {
             "WIN-DESK-08.corp.example",
             "ubuntu-build-2",
         ];
-        let mut next_id = 100;
         (0..count)
             .map(|i| {
                 let event_id = [1u16, 3, 11, 13, 22][(i % 5) as usize];
@@ -990,9 +1002,8 @@ mod tests {
                         ("DestinationIp", &address),
                     ],
                 );
-                next_id += if i % 10 == 0 { 5 } else { 1 };
                 if i % 10 == 0 {
-                    e.record_id = Some(next_id);
+                    e.record_id = Some(first_id + i);
                 }
                 e
             })
@@ -1249,7 +1260,7 @@ mod tests {
 
     #[test]
     fn evtx_crate_reads_thousands_of_events_over_several_chunks() {
-        let events = many_events(3000);
+        let events = many_events(3000, 100);
         let file = write(&events);
         let chunks = (file.len() - FILE_HEADER_SIZE) / CHUNK_SIZE;
         assert!(
@@ -1331,12 +1342,12 @@ mod tests {
         // Two values of 30000 UTF-16 units each: 120 KB, no chunk holds it.
         let huge = "y".repeat(30_000);
         let too_big = with(&|e| {
-            e.record_id = Some(7);
+            e.record_id = Some(2);
             e.data = vec![("A".into(), huge.clone()), ("B".into(), huge.clone())];
         });
         let message = refused(&too_big);
         assert!(
-            message.contains("event 1 (record id 7)") && message.contains("chunk"),
+            message.contains("event 1 (record id 2)") && message.contains("chunk"),
             "{message}"
         );
 
@@ -1352,7 +1363,16 @@ mod tests {
         assert!(refused(&odd_time).contains("100 ns"));
 
         let going_back = with(&|e| e.record_id = Some(1));
-        assert!(refused(&going_back).contains("record id does not increase"));
+        assert!(refused(&going_back).contains("record id does not follow 1"));
+        let gap = with(&|e| e.record_id = Some(5));
+        assert!(refused(&gap).contains("event 1 (record id 5): record id does not follow 1"));
+        assert!(
+            refused(&[SysmonEvent {
+                record_id: Some(0),
+                ..ok()
+            }])
+            .contains("start at 1")
+        );
 
         let bad_name = with(&|e| e.data = vec![("Na\"me".into(), "v".into())]);
         assert!(refused(&bad_name).contains("Data name"));
@@ -1419,22 +1439,102 @@ with evtx.Evtx(sys.argv[1]) as log:
             .collect()
     }
 
+    /// Write `events` to a fresh file in the temp dir for an outside reader; the directory
+    /// goes when the guard drops.
+    struct TempLog(std::path::PathBuf);
+
+    impl TempLog {
+        fn new(name: &str, events: &[SysmonEvent]) -> TempLog {
+            let dir = std::env::temp_dir()
+                .join(format!("egresswatch-evtx-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            std::fs::write(dir.join("sysmon.evtx"), write(events)).expect("write file");
+            TempLog(dir)
+        }
+
+        fn path(&self) -> std::path::PathBuf {
+            self.0.join("sysmon.evtx")
+        }
+    }
+
+    impl Drop for TempLog {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+
+    /// Run one of libevtx's tools; missing, the test setup has not been run.
+    fn libevtx_tool(tool: &str, args: &[&str], path: &Path) -> String {
+        let output = Command::new(tool).args(args).arg(path).output().unwrap_or_else(|e| {
+            panic!("cannot run {tool} ({e}): run `bash scripts/setup.sh --test` to install libevtx-utils")
+        });
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{tool} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// libevtx (Debian's libevtx-utils, by the author of the format document that this
+    /// writer follows): evtxinfo checks the file header, both CRC32s of every chunk and the
+    /// record sequence, and says "Is corrupted" when one fails; evtxexport renders XML.
+    #[test]
+    fn libevtx_reads_what_we_wrote() {
+        // libevtx 20181227 decodes a UTF-16 surrogate pair wrongly (U+1F600 comes out as
+        // U+1F201), so its events keep to the Basic Multilingual Plane.
+        let mut events = awkward_events();
+        for event in &mut events {
+            for (_, value) in &mut event.data {
+                *value = value.replace('\u{1F600}', "\u{263A}");
+            }
+        }
+        let next_id = events.len() as u64 + 1;
+        events.extend(many_events(1500, next_id));
+        let log = TempLog::new("libevtx", &events);
+
+        let info = libevtx_tool("evtxinfo", &[], &log.path());
+        assert!(info.contains("Version\t\t\t\t: 3.1"), "{info}");
+        assert!(
+            info.contains(&format!("Number of records\t\t: {}", events.len())),
+            "{info}"
+        );
+        assert!(
+            !info.contains("corrupted"),
+            "libevtx finds the log corrupted:\n{info}"
+        );
+
+        let xml = libevtx_tool("evtxexport", &["-f", "xml"], &log.path());
+        let documents: Vec<&str> = xml
+            .split("<Event ")
+            .skip(1)
+            .map(|rest| rest.split_once("</Event>").map_or(rest, |(event, _)| event))
+            .collect();
+        assert_eq!(documents.len(), events.len());
+        for ((document, event), id) in documents.iter().zip(&events).zip(expected_ids(&events)) {
+            let rendered = parse_rendered(&format!("<Event {document}</Event>"));
+            assert_record_matches(&rendered, event, id, "libevtx");
+            let time = &rendered.system["TimeCreated@SystemTime"];
+            assert_eq!(
+                parse_time_ns(time),
+                i128::from(event.time_ns),
+                "libevtx time {time}"
+            );
+        }
+    }
+
     #[test]
     fn python_evtx_reads_what_we_wrote() {
         let mut events = awkward_events();
-        let base = events.len() as u64;
-        events.extend(many_events(1500).into_iter().map(|mut e| {
+        let next_id = events.len() as u64 + 1;
+        events.extend(many_events(1500, next_id).into_iter().map(|mut e| {
             e.time_ns += 10_000_000_000;
-            e.record_id = e.record_id.map(|id| id + base + 1000);
             e
         }));
         let ids = expected_ids(&events);
-        let dir = std::env::temp_dir().join(format!("egresswatch-evtx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("sysmon.evtx");
-        std::fs::write(&path, write(&events)).expect("write file");
-        let lines = python_evtx(&path);
-        std::fs::remove_dir_all(&dir).ok();
+        let log = TempLog::new("python", &events);
+        let lines = python_evtx(&log.path());
 
         let header = &lines[0];
         assert_eq!(
