@@ -39,6 +39,7 @@ mod blocks;
 mod concurrent;
 mod conv;
 mod endpoint;
+pub(crate) mod evtx;
 mod frames;
 mod hostile;
 mod office;
