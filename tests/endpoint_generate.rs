@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-const FILES: [&str; 4] = [
+const FILES: [&str; 5] = [
+    "sysmon.evtx",
     "winlogbeat.ndjson",
     "elastic-agent.ndjson",
     "splunk.json",
@@ -564,6 +565,32 @@ fn syslog_holds_exactly_the_linux_events() {
         assert_eq!(x.channel, "Linux-Sysmon/Operational");
         assert!(x.system_time.ends_with("000000Z") && x.system_time.len() == 30);
         assert_xml_is(x, e);
+    }
+}
+
+/// sysmon.evtx, read with the evtx crate (checksums checked): one record per Windows event,
+/// the hosts' logs one after another in record-id order.
+#[test]
+fn evtx_holds_exactly_the_windows_events() {
+    let events = events();
+    let mut want = windows(&events);
+    want.sort_by_key(|e| e.record_id);
+    let file = std::fs::read(committed("sysmon.evtx")).unwrap();
+    let mut parser = evtx::EvtxParser::from_buffer(file)
+        .unwrap()
+        .with_configuration(
+            evtx::ParserSettings::new()
+                .validate_checksums(true)
+                .num_threads(1),
+        );
+    let records: Vec<_> = parser.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), want.len());
+    for (record, e) in records.iter().zip(want) {
+        assert_eq!(Some(record.event_record_id), e.record_id);
+        assert_eq!(record.timestamp.as_nanosecond(), i128::from(e.time_ns));
+        let x = parse_event_xml(&record.data);
+        assert_eq!(x.channel, "Microsoft-Windows-Sysmon/Operational");
+        assert_xml_is(&x, e);
     }
 }
 

@@ -3,7 +3,8 @@
 //! the timeline below; the capture's flows carry the same 5-tuples as its network events, and
 //! the list is written in every format the endpoint readers take:
 //!
-//! * `sysmon.evtx`: the Windows events as the Sysmon/Operational channel stores them;
+//! * `sysmon.evtx`: the Windows events as the Sysmon/Operational channel stores them (written
+//!   by `evtx::write_evtx`), the four hosts' logs one after the other in record-id order;
 //! * `winlogbeat.ndjson`: the Windows events as Winlogbeat 8 writes them (no ingest pipeline);
 //! * `elastic-agent.ndjson`: the Windows events as Elastic Agent's Windows integration
 //!   (`windows.sysmon_operational`) indexes them: ECS fields, the rest left in event_data;
@@ -1362,6 +1363,8 @@ pub(super) fn run<W: Write>(
 ) -> Result<EndpointScenario, GenerateError> {
     let mut rng = Rng::new(seed);
     let machines = HOSTS.iter().map(|h| Machine::new(&mut rng, h)).collect();
+    // EventRecordID counts per computer; each host's range lies above the previous host's,
+    // so record ids are unique across the scenario and the shared EVTX can keep them.
     let record_bases: Vec<u64> = (0..HOSTS.len() as u64)
         .map(|i| (i + 1) * 10_000 + rng.below(5_000))
         .collect();
@@ -2404,11 +2407,14 @@ pub(crate) fn write_files(dir: &Path, events: &[SysmonEvent]) -> Result<(), Gene
         )
     })?;
     write_file(&dir.join(SYSLOG_FILE), |out| write_syslog(out, &linux))?;
-    // EVTX CALL SITE: the writer is `super::evtx::write_evtx` (helper evtxw, branch h-evtxw).
-    // Until that branch is merged, sysmon.evtx is not written.
-    let owned: Vec<SysmonEvent> = windows.into_iter().cloned().collect();
-    let _ = (&owned, EVTX_FILE);
-    // write_file(&dir.join(EVTX_FILE), |out| super::evtx::write_evtx(out, &owned))?;
+    // One log holds the four Windows hosts' records: record ids must increase through an
+    // EVTX file, and each host's ids lie above the previous host's (see `run`), so in record
+    // order the hosts' logs follow one another, each in its own time order.
+    let mut evtx: Vec<SysmonEvent> = windows.into_iter().cloned().collect();
+    evtx.sort_by_key(|e| e.record_id);
+    write_file(&dir.join(EVTX_FILE), |out| {
+        super::evtx::write_evtx(out, &evtx)
+    })?;
     Ok(())
 }
 
