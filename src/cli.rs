@@ -46,8 +46,18 @@ pub enum Command {
         #[command(flatten)]
         common: RunArgs,
         /// Capture files (pcap, pcapng) and VPC flow log files.
-        #[arg(required = true, value_name = "FILE")]
+        #[arg(required_unless_present = "endpoint_events", value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Sysmon events to read beside the captures (repeatable): Windows EVTX, Winlogbeat or
+        /// Elastic Agent JSON lines, Splunk's XmlWinEventLog export, Sysmon for Linux syslog
+        /// (the format is recognised from the content; gzip is fine). Endpoint hits raise
+        /// their own alerts, network alerts gain the process behind their flows.
+        #[arg(long = "endpoint-events", value_name = "FILE")]
+        endpoint_events: Vec<PathBuf>,
+        /// Instead of detecting, run the seed Splunk search on the --endpoint-events and print
+        /// its result rows, false positives and all (compatibility mode; see the README).
+        #[arg(long, requires = "endpoint_events", conflicts_with_all = ["files", "report"])]
+        seed_search: bool,
         /// Packet-path worker threads (decode, flows, reassembly); the reading and detecting
         /// thread comes on top. 1 (default) runs everything on one thread; 0 one per core.
         /// Results do not depend on it.
@@ -412,6 +422,7 @@ impl RunArgs {
             threads: 1,
             report: false,
             telemetry: None,
+            endpoint_events: Vec::new(),
         }
     }
 }
@@ -419,6 +430,60 @@ impl RunArgs {
 /// `--threads`: 0 means one worker per core (one thread in all on a single core).
 /// The end-of-run summary on stderr: counters, the peak memory, then the syslog targets'.
 /// Returns it (the HTML report shows the same).
+/// `replay --seed-search`: the seed search's rows, newest first, as Splunk's JSON export
+/// writes them or as a table.
+fn run_seed_search(paths: &[PathBuf], format: Option<Format>) -> Result<()> {
+    use crate::endpoint::seed;
+    let mut rows = Vec::new();
+    let mut order = 0u64;
+    let mut stats = crate::endpoint::EndpointStats::default();
+    crate::endpoint::read_all(paths, &mut stats, &mut |ev| {
+        rows.extend(seed::evaluate(&ev, order));
+        order += 1;
+    })?;
+    seed::sort(&mut rows);
+    let format = format.unwrap_or(if io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Json
+    });
+    let mut out = io::stdout().lock();
+    match format {
+        Format::Json => {
+            for row in &rows {
+                writeln!(out, "{}", row.to_json())?;
+            }
+        }
+        Format::Table => {
+            let columns = ["_time", "host", "EventCode", "DetectionBranch", "User"];
+            writeln!(out, "{}  Image / DestinationHostname", columns.join("  "))?;
+            for row in &rows {
+                let cells: Vec<&str> = columns.iter().map(|c| row.get(c).unwrap_or("-")).collect();
+                let what = row
+                    .get("DestinationHostname")
+                    .filter(|_| row.get("EventCode") == Some("3"))
+                    .or(row.get("Image"))
+                    .unwrap_or("-");
+                writeln!(out, "{}  {what}", cells.join("  "))?;
+            }
+        }
+    }
+    out.flush()?;
+    let mut summary = stats.summary();
+    // Detection did not run: only the reading lines apply.
+    summary = summary
+        .lines()
+        .filter(|l| !l.contains(" hits, "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    eprint!(
+        "{summary}seed search: {} rows from {} events\n",
+        rows.len(),
+        order
+    );
+    Ok(())
+}
+
 fn print_summary(stats: &crate::stats::Stats, syslog: &str) -> String {
     let text = format!(
         "{}{}{syslog}",
@@ -456,9 +521,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Replay {
             common,
             files,
+            endpoint_events,
+            seed_search,
             threads,
             report: report_path,
         } => {
+            if seed_search {
+                return run_seed_search(&endpoint_events, common.format);
+            }
             let config = common.config()?;
             let mut output = AlertOutput::new(&common, &config, false)?;
             // A progress bar only on a terminal: otherwise the run publishes nothing.
@@ -480,6 +550,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 threads: worker_threads(threads),
                 telemetry,
                 report: report_file.is_some(),
+                endpoint_events,
                 ..common.options()
             };
             let report = pipeline::replay(&config, &files, &options, &mut |b| match &progress {
@@ -510,7 +581,11 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             // Problems with nothing read at all: every file was unusable (the summary above
             // names each with its offset).
-            if stats.frames == 0 && stats.export.vpc_lines == 0 && !stats.file_problems.is_empty() {
+            if stats.frames == 0
+                && stats.export.vpc_lines == 0
+                && !files.is_empty()
+                && !stats.file_problems.is_empty()
+            {
                 anyhow::bail!("nothing could be read from {} file(s)", files.len());
             }
             Ok(())

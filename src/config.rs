@@ -72,6 +72,8 @@ pub struct Config {
     pub fleet: crate::fleet::FleetConfig,
     /// `egresswatch aggregate` (`[aggregate]`).
     pub aggregate: crate::fleet::aggregate::AggregateConfig,
+    /// Sysmon evidence (`replay --endpoint-events`, `[endpoint]`).
+    pub endpoint: crate::endpoint::EndpointConfig,
 }
 
 /// One table per behavioural detector; thresholds are DET0028's mutable elements.
@@ -109,6 +111,7 @@ impl Default for Config {
             report: ReportConfig::default(),
             fleet: crate::fleet::FleetConfig::default(),
             aggregate: crate::fleet::aggregate::AggregateConfig::default(),
+            endpoint: crate::endpoint::EndpointConfig::default(),
         }
     }
 }

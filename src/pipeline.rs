@@ -66,6 +66,8 @@ pub enum PipelineError {
     DomainList { path: String, reason: String },
     #[error("fleet: {0}")]
     Fleet(#[from] crate::fleet::bus::BusError),
+    #[error("{0}")]
+    Endpoint(crate::endpoint::EndpointError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,6 +83,8 @@ pub struct ReplayOptions {
     pub report: bool,
     /// Where the run publishes its counters while it goes (progress bar, metrics endpoint).
     pub telemetry: Option<Arc<Telemetry>>,
+    /// Sysmon event files read before the captures (`--endpoint-events`).
+    pub endpoint_events: Vec<PathBuf>,
 }
 
 /// A finished flow as tshark's conversation table counts it; `a` is the originator.
@@ -162,6 +166,8 @@ struct Sensor {
     naming: NameCoverage,
     /// Live flows whose ClientHello offered ECH (bounded by max_flows).
     ech_flows: rustc_hash::FxHashSet<Uid>,
+    /// Sysmon evidence, when the run has endpoint events.
+    endpoint: Option<Box<crate::endpoint::evidence::EndpointEvidence>>,
 }
 
 impl Sensor {
@@ -381,6 +387,9 @@ impl FlowSink for Sensor {
         self.detector
             .flow_update(&update, kind == UpdateKind::Final);
         self.engine.flow_update(&update);
+        if let Some(endpoint) = self.endpoint.as_mut() {
+            endpoint.flow(&update);
+        }
         if kind == UpdateKind::Interim {
             return;
         }
@@ -595,6 +604,9 @@ impl RecordSink for Sensor {
         let last = update.kind == UpdateKind::Final;
         self.detector.flow_update(update, last);
         self.engine.flow_update(update);
+        if let Some(endpoint) = self.endpoint.as_mut() {
+            endpoint.flow(update);
+        }
         if !last {
             return;
         }
@@ -721,6 +733,7 @@ impl Run {
             })?,
             naming: NameCoverage::new(config.dns.max_naming_hosts),
             ech_flows: Default::default(),
+            endpoint: None,
         };
         Ok(Run {
             config: shared,
@@ -1053,7 +1066,6 @@ impl Run {
             .expire(now_ns, &|ip| config.is_inside(ip), &mut self.sensor);
         let mut batch = self.sensor.detector.close_windows(now_ns);
         self.sensor.segment_policy(&mut batch);
-        self.emit(batch, on_alerts)?;
         // Counters up to now reach the windows before they close.
         if checkpoint {
             self.path.checkpoint(&mut self.sensor);
@@ -1062,11 +1074,33 @@ impl Run {
             self.sensor.apply(event);
         }
         if self.sensor.engine.window_due(now_ns).is_some() {
-            let batch = self.sensor.engine.close_window();
-            self.emit(batch, on_alerts)?;
+            batch.extend(self.sensor.engine.close_window());
         }
+        let batch = self.with_endpoint(batch, Some(now_ns));
+        self.emit(batch, on_alerts)?;
         self.next_tick = next_tick(now_ns);
         Ok(())
+    }
+
+    /// Endpoint alerts whose window ended by `now_ns` (all at the end: None) meet the network
+    /// batch: merged where they are the same finding, the network alerts enriched.
+    fn with_endpoint(&mut self, network: Vec<Alert>, now_ns: Option<u64>) -> Vec<Alert> {
+        let Some(mut endpoint) = self.sensor.endpoint.take() else {
+            return network;
+        };
+        let mut due = match now_ns {
+            Some(now) => endpoint.due(now),
+            None => endpoint.rest(),
+        };
+        self.sensor.segment_policy(&mut due);
+        let batch = endpoint.combine(network, due);
+        self.sensor.endpoint = Some(endpoint);
+        batch
+    }
+
+    /// Attaches what was read from endpoint event files.
+    pub fn attach_endpoint(&mut self, evidence: crate::endpoint::evidence::EndpointEvidence) {
+        self.sensor.endpoint = Some(Box::new(evidence));
     }
 
     fn emit(
@@ -1104,6 +1138,7 @@ impl Run {
         let mut batch = self.sensor.detector.finish();
         self.sensor.segment_policy(&mut batch);
         batch.extend(self.sensor.engine.finish());
+        let batch = self.with_endpoint(batch, None);
         self.emit(batch, on_alerts)?;
         if let Some(path) = &self.state {
             self.sensor.engine.save_state(path)?;
@@ -1164,6 +1199,9 @@ impl Run {
         stats.hosts_evicted = sensor.engine.hosts_evicted();
         stats.geo = sensor.engine.geo().describe();
         stats.alerts = self.alerts.len() as u64;
+        if let (Some(e), Some(endpoint)) = (stats.endpoint.as_mut(), &sensor.endpoint) {
+            e.counters = endpoint.counters.clone();
+        }
         let ingest = &self.ingest;
         let nf = &ingest.netflow.counters;
         let rt = &ingest.table.counters;
@@ -1242,6 +1280,12 @@ pub fn replay(
         paths.iter().cloned().partition(|p| vpc::is_vpc_flow_log(p));
     let mut run = Run::new(config, options)?;
     run.sensor.stats.files = paths.len() as u64;
+    if !options.endpoint_events.is_empty() {
+        let loaded = crate::endpoint::load(&run.config, &options.endpoint_events)
+            .map_err(PipelineError::Endpoint)?;
+        run.sensor.stats.endpoint = Some(loaded.stats);
+        run.attach_endpoint(loaded.evidence);
+    }
     let mut problems = Vec::new();
     let mut reader_counters = None;
     if !capture_paths.is_empty() {

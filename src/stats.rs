@@ -58,6 +58,8 @@ pub struct Stats {
     pub live: Vec<InterfaceStats>,
     /// Fleet mode: the link to the bus (None when off).
     pub fleet: Option<FleetStats>,
+    /// Sysmon evidence (`--endpoint-events`; None without).
+    pub endpoint: Option<crate::endpoint::EndpointStats>,
 }
 
 /// The sensor's fleet link, for the summary and the metrics.
@@ -338,6 +340,9 @@ impl Stats {
         }
         if self.config_reloads > 0 {
             s.push_str(&format!("config reloads: {}\n", self.config_reloads));
+        }
+        if let Some(e) = &self.endpoint {
+            s.push_str(&e.summary());
         }
         if let Some(f) = &self.fleet {
             let c = &f.counters;

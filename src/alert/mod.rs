@@ -41,6 +41,32 @@ pub struct Alert {
     pub count: u64,
     pub reason: String,
     pub evidence: serde_json::Value,
+    /// The program behind the alert, from Sysmon (`--endpoint-events`): the process of an
+    /// endpoint hit, or the one whose connections match the alert's flows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Box<Process>>,
+}
+
+/// A process as Sysmon names it (field names as in its events, so SIEM searches written for
+/// Sysmon work on the alert's `process` object).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Process {
+    /// The Sysmon event's Computer.
+    pub computer: String,
+    #[serde(rename = "Image")]
+    pub image: Option<String>,
+    #[serde(rename = "CommandLine")]
+    pub command_line: Option<String>,
+    #[serde(rename = "User")]
+    pub user: Option<String>,
+    #[serde(rename = "ParentImage")]
+    pub parent_image: Option<String>,
+    #[serde(rename = "ParentCommandLine")]
+    pub parent_command_line: Option<String>,
+    #[serde(rename = "ProcessId")]
+    pub process_id: Option<u32>,
+    #[serde(rename = "ProcessGuid")]
+    pub process_guid: Option<String>,
 }
 
 /// Hex digits of an alert id: 64 bits, so ids of one run never collide in practice.
@@ -66,6 +92,12 @@ pub fn severity(score: u8) -> &'static str {
         50..=79 => "medium",
         _ => "low",
     }
+}
+
+/// Nanoseconds since the epoch from an RFC 3339 time (an alert's `time`, `window_start`, ...).
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    u64::try_from(t.timestamp_nanos_opt()?).ok()
 }
 
 /// RFC 3339 UTC with microseconds from nanoseconds since the epoch.

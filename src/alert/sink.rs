@@ -203,6 +203,7 @@ mod tests {
             count: 12_345,
             reason: reason.into(),
             evidence: json!({}),
+            process: None,
         }
     }
 

@@ -803,6 +803,7 @@ mod tests {
             count: 1,
             reason: format!("alert {n}"),
             evidence: serde_json::json!({"pad": "x".repeat(3000)}),
+            process: None,
         }
     }
 

@@ -288,6 +288,7 @@ impl ProxywareDetector {
                 "first_seen": rfc3339(acc.first_ns),
                 "last_seen": rfc3339(acc.last_ns),
             }),
+            process: None,
         }
     }
 }

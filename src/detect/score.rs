@@ -208,6 +208,7 @@ impl Scorer {
                 "findings": findings,
                 "modifiers": modifiers,
             }),
+            process: None,
         };
         // Only alerts that would have been emitted count as suppressed; a lowered score may
         // fall below the minimum.

@@ -217,7 +217,7 @@ impl DomainMatcher {
 
 /// Cuts a `#` comment. Only a `#` at the start or after whitespace counts, so
 /// URL fragments in a source survive.
-fn strip_comment(line: &str) -> &str {
+pub(crate) fn strip_comment(line: &str) -> &str {
     let mut after_space = true;
     for (i, c) in line.char_indices() {
         if c == '#' && after_space {

@@ -3,8 +3,8 @@
 //! the timeline below; the capture's flows carry the same 5-tuples as its network events, and
 //! the list is written in every format the endpoint readers take:
 //!
-//! * `sysmon.evtx`: the Windows events as the Sysmon/Operational channel stores them (written
-//!   by `evtx::write_evtx`), the four hosts' logs one after the other in record-id order;
+//! * `sysmon-<host>.evtx`: each Windows computer's events as its Sysmon/Operational channel
+//!   stores them (written by `evtx::write_evtx`);
 //! * `winlogbeat.ndjson`: the Windows events as Winlogbeat 8 writes them (no ingest pipeline);
 //! * `elastic-agent.ndjson`: the Windows events as Elastic Agent's Windows integration
 //!   (`windows.sysmon_operational`) indexes them: ECS fields, the rest left in event_data;
@@ -62,7 +62,11 @@ const DURATION_MS: u64 = 600_000;
 const SEC_MS: u64 = 1_000;
 
 /// The files written into the endpoint directory.
-pub(crate) const EVTX_FILE: &str = "sysmon.evtx";
+/// One EVTX per Windows computer (`sysmon-<host>.evtx`): a log's record ids are one sequence,
+/// each machine's own, as when each machine's Sysmon/Operational log is exported.
+pub(crate) fn evtx_file(host: &str) -> String {
+    format!("sysmon-{host}.evtx")
+}
 pub(crate) const WINLOGBEAT_FILE: &str = "winlogbeat.ndjson";
 pub(crate) const ELASTIC_AGENT_FILE: &str = "elastic-agent.ndjson";
 pub(crate) const SPLUNK_FILE: &str = "splunk.json";
@@ -1295,7 +1299,7 @@ pub(crate) struct EndpointScenario {
 #[derive(Serialize)]
 struct EndpointFiles {
     dir: String,
-    evtx: &'static str,
+    evtx: Vec<String>,
     winlogbeat: &'static str,
     elastic_agent: &'static str,
     splunk: &'static str,
@@ -1343,7 +1347,15 @@ impl EndpointScenario {
             end: iso_ms(START_MS + DURATION_MS),
             files: EndpointFiles {
                 dir: dir.display().to_string(),
-                evtx: EVTX_FILE,
+                evtx: {
+                    let hosts: std::collections::BTreeSet<&str> = self
+                        .events
+                        .iter()
+                        .filter(|e| e.platform == Platform::Windows)
+                        .map(|e| e.host_name())
+                        .collect();
+                    hosts.into_iter().map(evtx_file).collect()
+                },
                 winlogbeat: WINLOGBEAT_FILE,
                 elastic_agent: ELASTIC_AGENT_FILE,
                 splunk: SPLUNK_FILE,
@@ -1364,7 +1376,7 @@ pub(super) fn run<W: Write>(
     let mut rng = Rng::new(seed);
     let machines = HOSTS.iter().map(|h| Machine::new(&mut rng, h)).collect();
     // EventRecordID counts per computer; each host's range lies above the previous host's,
-    // so record ids are unique across the scenario and the shared EVTX can keep them.
+    // so record ids are also unique across the scenario.
     let record_bases: Vec<u64> = (0..HOSTS.len() as u64)
         .map(|i| (i + 1) * 10_000 + rng.below(5_000))
         .collect();
@@ -1729,14 +1741,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Text (and the plain attribute values used here) as Windows renders event XML: `&`, `<` and
+/// `>` become entities, quotes stay (public XmlWinEventLog events show CommandLine values as
+/// `<Data Name='CommandLine'>"C:\...\x.exe" ...</Data>`), which is also what the seed
+/// search's field extraction sees.
 fn xml_escape(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
             c => out.push(c),
         }
     }
@@ -2407,14 +2421,16 @@ pub(crate) fn write_files(dir: &Path, events: &[SysmonEvent]) -> Result<(), Gene
         )
     })?;
     write_file(&dir.join(SYSLOG_FILE), |out| write_syslog(out, &linux))?;
-    // One log holds the four Windows hosts' records: record ids must increase through an
-    // EVTX file, and each host's ids lie above the previous host's (see `run`), so in record
-    // order the hosts' logs follow one another, each in its own time order.
-    let mut evtx: Vec<SysmonEvent> = windows.into_iter().cloned().collect();
-    evtx.sort_by_key(|e| e.record_id);
-    write_file(&dir.join(EVTX_FILE), |out| {
-        super::evtx::write_evtx(out, &evtx)
-    })?;
+    let mut by_host: std::collections::BTreeMap<&str, Vec<SysmonEvent>> = Default::default();
+    for e in windows {
+        by_host.entry(e.host_name()).or_default().push(e.clone());
+    }
+    for (host, mut log) in by_host {
+        log.sort_by_key(|e| e.record_id);
+        write_file(&dir.join(evtx_file(host)), |out| {
+            super::evtx::write_evtx(out, &log)
+        })?;
+    }
     Ok(())
 }
 
@@ -2452,9 +2468,9 @@ mod tests {
     }
 
     #[test]
-    fn xml_escapes_the_five_entities() {
+    fn xml_escapes_as_windows_renders_text() {
         let mut s = String::new();
         xml_escape(r#"a&b<c>d'e"f"#, &mut s);
-        assert_eq!(s, "a&amp;b&lt;c&gt;d&apos;e&quot;f");
+        assert_eq!(s, r#"a&amp;b&lt;c&gt;d'e"f"#);
     }
 }

@@ -103,12 +103,6 @@ const SCRIPT: &str = r#"
 })();
 "#;
 
-/// Nanoseconds from an alert's RFC 3339 time.
-fn parse_time(text: &str) -> Option<u64> {
-    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
-    u64::try_from(t.timestamp_nanos_opt()?).ok()
-}
-
 /// "2024-03-04 16:30:00" from an RFC 3339 time.
 fn short_time(text: &str) -> String {
     text.get(..19).unwrap_or(text).replace('T', " ")
@@ -324,7 +318,12 @@ fn hosts_section(out: &mut String, input: &ReportInput<'_>) {
         );
         let spans: Vec<(u64, u64)> = alerts
             .iter()
-            .filter_map(|a| Some((parse_time(&a.window_start)?, parse_time(&a.window_end)?)))
+            .filter_map(|a| {
+                Some((
+                    crate::alert::parse_rfc3339(&a.window_start)?,
+                    crate::alert::parse_rfc3339(&a.window_end)?,
+                ))
+            })
             .collect();
         let record = d.host(*ip);
         let points: Vec<super::Point> =

@@ -77,6 +77,7 @@ fn alert(last: u8) -> Alert {
         count: 1,
         reason: String::new(),
         evidence: serde_json::Value::Null,
+        process: None,
     }
 }
 

@@ -445,6 +445,7 @@ mod tests {
             count: 5,
             reason: "saw \"x\" \\ [y] a=b|c\nnext".into(),
             evidence: json!({"via": ["dns"], "note": "a]b"}),
+            process: None,
         }
     }
 
