@@ -132,9 +132,11 @@ fn findings(alerts: &[Value]) -> BTreeSet<(String, String, String)> {
     alerts
         .iter()
         .map(|a| {
-            let key = a["evidence"]["key"]
+            // Services tell names apart; fan-out is one finding per host and window.
+            let key = a["evidence"]["service"]
                 .as_str()
-                .or(a["evidence"]["service"].as_str())
+                .or(a["evidence"]["key"].as_str())
+                .filter(|_| a["DetectionBranch"] != "FanOut")
                 .unwrap_or("");
             (
                 a["host"].as_str().unwrap().to_string(),
@@ -145,7 +147,7 @@ fn findings(alerts: &[Value]) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
-/// What the truth expects: (host, branch, service) per service, or the branch's own key.
+/// What the truth expects: (host, branch, service) per service; fan-out has none.
 fn expected(truth: &Value, list: &str) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for (host, h) in truth["hosts"].as_object().unwrap() {
@@ -158,7 +160,7 @@ fn expected(truth: &Value, list: &str) -> BTreeSet<(String, String, String)> {
                 .map(|s| s.as_str().unwrap())
                 .collect();
             if services.is_empty() {
-                out.insert((host.clone(), branch, "tcp/80".into()));
+                out.insert((host.clone(), branch.clone(), String::new()));
             }
             for s in services {
                 out.insert((host.clone(), branch.clone(), s.to_string()));

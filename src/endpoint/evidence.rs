@@ -604,15 +604,17 @@ impl EndpointEvidence {
         ) else {
             return;
         };
-        if alert.process.is_none()
-            && let Some((process, matched_by, connections, listed)) =
-                self.process_for(alert, start, end)
+        // Matching the alert's own flows beats the process a merged endpoint alert brought.
+        if let Some((process, matched_by, connections, listed)) =
+            self.process_for(alert, start, end)
         {
             alert.process = Some(Box::new(self.processes[process as usize].clone()));
-            self.counters.network_with_process += 1;
             set_endpoint_evidence(alert, "process_matched_by", json!(matched_by));
             set_endpoint_evidence(alert, "connections_matched", json!(connections));
             set_endpoint_evidence(alert, "processes", json!(listed));
+        }
+        if alert.process.is_some() {
+            self.counters.network_with_process += 1;
         }
         let slack = self.c().correlation_seconds * NS;
         let hits: Vec<&HostHit> = self
