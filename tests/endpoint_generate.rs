@@ -14,7 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-const FILES: [&str; 4] = [
+const FILES: [&str; 8] = [
+    "sysmon-WIN-DESK-07.evtx",
+    "sysmon-WIN-LAB-03.evtx",
+    "sysmon-WIN-SRV-12.evtx",
+    "sysmon-WIN-DESK-08.evtx",
     "winlogbeat.ndjson",
     "elastic-agent.ndjson",
     "splunk.json",
@@ -565,6 +569,42 @@ fn syslog_holds_exactly_the_linux_events() {
         assert!(x.system_time.ends_with("000000Z") && x.system_time.len() == 30);
         assert_xml_is(x, e);
     }
+}
+
+/// sysmon-<host>.evtx, read with the evtx crate (checksums checked): one log per Windows
+/// computer holding exactly its events, in record-id order.
+#[test]
+fn evtx_logs_hold_exactly_the_windows_events() {
+    let events = events();
+    let mut read = 0;
+    for file in FILES.iter().filter(|f| f.ends_with(".evtx")) {
+        let host = file.trim_start_matches("sysmon-").trim_end_matches(".evtx");
+        let mut want: Vec<&SysmonEvent> = windows(&events)
+            .into_iter()
+            .filter(|e| e.host.as_deref() == Some(host))
+            .collect();
+        want.sort_by_key(|e| e.record_id);
+        let bytes = std::fs::read(committed(file)).unwrap();
+        let mut parser = evtx::EvtxParser::from_buffer(bytes)
+            .unwrap()
+            .with_configuration(
+                evtx::ParserSettings::new()
+                    .validate_checksums(true)
+                    .num_threads(1),
+            );
+        let records: Vec<_> = parser.records().map(|r| r.unwrap()).collect();
+        assert_eq!(records.len(), want.len(), "{file}");
+        assert!(!records.is_empty(), "{file}");
+        for (record, e) in records.iter().zip(want) {
+            assert_eq!(Some(record.event_record_id), e.record_id);
+            assert_eq!(record.timestamp.as_nanosecond(), i128::from(e.time_ns));
+            let x = parse_event_xml(&record.data);
+            assert_eq!(x.channel, "Microsoft-Windows-Sysmon/Operational");
+            assert_xml_is(&x, e);
+        }
+        read += records.len();
+    }
+    assert_eq!(read, windows(&events).len());
 }
 
 /// elastic-agent.ndjson: one document per Windows event with the integration's ECS fields.

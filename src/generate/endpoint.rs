@@ -3,7 +3,8 @@
 //! the timeline below; the capture's flows carry the same 5-tuples as its network events, and
 //! the list is written in every format the endpoint readers take:
 //!
-//! * `sysmon.evtx`: the Windows events as the Sysmon/Operational channel stores them;
+//! * `sysmon-<host>.evtx`: each Windows computer's events as its Sysmon/Operational channel
+//!   stores them (written by `evtx::write_evtx`);
 //! * `winlogbeat.ndjson`: the Windows events as Winlogbeat 8 writes them (no ingest pipeline);
 //! * `elastic-agent.ndjson`: the Windows events as Elastic Agent's Windows integration
 //!   (`windows.sysmon_operational`) indexes them: ECS fields, the rest left in event_data;
@@ -1374,6 +1375,8 @@ pub(super) fn run<W: Write>(
 ) -> Result<EndpointScenario, GenerateError> {
     let mut rng = Rng::new(seed);
     let machines = HOSTS.iter().map(|h| Machine::new(&mut rng, h)).collect();
+    // EventRecordID counts per computer; each host's range lies above the previous host's,
+    // so record ids are also unique across the scenario.
     let record_bases: Vec<u64> = (0..HOSTS.len() as u64)
         .map(|i| (i + 1) * 10_000 + rng.below(5_000))
         .collect();

@@ -27,8 +27,9 @@
 //!   show (see `site`); committed as `captures/site-N.pcap`.
 //! * `endpoint`: ten minutes of five hosts seen by Sysmon and on the wire on one clock (see
 //!   `endpoint`). Besides the pcap and truth it writes the Sysmon events in every format the
-//!   endpoint readers take — `sysmon.evtx`, `winlogbeat.ndjson`, `elastic-agent.ndjson`,
-//!   `splunk.json` (Windows events) and `sysmon-linux.log` (Linux events) — into
+//!   endpoint readers take — `sysmon-<host>.evtx` (one per Windows computer),
+//!   `winlogbeat.ndjson`, `elastic-agent.ndjson`, `splunk.json` (Windows events) and
+//!   `sysmon-linux.log` (Linux events) — into
 //!   `--endpoint-dir DIR`, by default the directory `endpoint/` beside `--out`. Committed:
 //!   `egresswatch generate --scenario endpoint --seed 1 --out captures/endpoint.pcap
 //!   --truth captures/endpoint.truth.json` (files in `captures/endpoint/`).
