@@ -26,6 +26,8 @@ if [ "${1:-}" = "--test" ]; then
     # python-evtx reads the generator's EVTX files as an independent reader (src/generate/evtx.rs);
     # python3 also runs the seed search's oracle (tests/data/seed_search.py).
     dpkg -s python3-evtx >/dev/null 2>&1 || missing+=(python3-evtx)
+    # libevtx (evtxinfo, evtxexport) is the third independent EVTX reader of those tests.
+    command -v evtxexport >/dev/null || missing+=(libevtx-utils)
     # Headless Chromium opens the HTML report (tests/report.rs).
     command -v chromium >/dev/null || missing+=(chromium)
 fi

@@ -476,8 +476,8 @@ fn run_seed_search(paths: &[PathBuf], format: Option<Format>) -> Result<()> {
         .filter(|l| !l.contains(" hits, "))
         .map(|l| format!("{l}\n"))
         .collect();
-    eprint!(
-        "{summary}seed search: {} rows from {} events\n",
+    eprintln!(
+        "{summary}seed search: {} rows from {} events",
         rows.len(),
         order
     );

@@ -446,7 +446,12 @@ mod tests {
             ],
         ));
         assert_eq!(c[0].key, "PacketStream");
-        assert!(c[0].summary.starts_with("ran a command naming packetstream.io"), "{}", c[0].summary);
+        assert!(
+            c[0].summary
+                .starts_with("ran a command naming packetstream.io"),
+            "{}",
+            c[0].summary
+        );
     }
 
     #[test]

@@ -158,7 +158,7 @@ fn as_in_raw_xml(value: &str) -> String {
 
 /// Splunk's result order: newest first, later input first on a tie.
 pub fn sort(rows: &mut [SeedRow]) {
-    rows.sort_by(|a, b| (b.time_ns, b.order).cmp(&(a.time_ns, a.order)));
+    rows.sort_by_key(|r| std::cmp::Reverse((r.time_ns, r.order)));
 }
 
 /// `_time` as Splunk's export writes it in UTC: `2026-03-02T09:01:00.123+00:00`.
