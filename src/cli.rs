@@ -764,15 +764,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::CheckConfig { config } => {
             let config = Config::load(&config)?;
             let (matcher, _) = pipeline::load_domains(&config)?;
+            let binaries = crate::endpoint::binary_list(&config)?;
             let text = toml::to_string_pretty(&config).context("cannot render config")?;
             // Business hours, allowlists and geo databases are checked by building the engine.
             let engine = crate::detect::engine::Engine::new(&config)?;
             println!("{text}");
             eprintln!(
-                "config ok: {} home nets, {} proxyware services ({} domains); {}",
+                "config ok: {} home nets, {} proxyware services ({} domains, {} binary entries); {}",
                 config.home_nets.len(),
                 matcher.service_count(),
                 matcher.domain_count(),
+                binaries.entries(),
                 engine.geo().describe()
             );
             Ok(())

@@ -348,6 +348,10 @@ impl Config {
         {
             config.proxyware.domains_file = dir.join(&config.proxyware.domains_file);
         }
+        let binaries = &mut config.endpoint.binaries_file;
+        if !binaries.as_os_str().is_empty() && binaries.is_relative() {
+            *binaries = dir.join(&*binaries);
+        }
         config.validate()?;
         Ok(config)
     }

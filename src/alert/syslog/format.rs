@@ -302,6 +302,19 @@ pub fn cef_extension(alert: &Alert, evidence: bool) -> Vec<(&'static str, String
         ext.push(("cs6Label", "evidence".into()));
         ext.push(("cs6", alert.evidence.to_string()));
     }
+    // The program behind the alert (Sysmon): CEF's source process and user keys.
+    if let Some(p) = &alert.process {
+        if let Some(image) = &p.image {
+            ext.push(("sproc", image.clone()));
+        }
+        if let Some(pid) = p.process_id {
+            ext.push(("spid", pid.to_string()));
+        }
+        if let Some(user) = &p.user {
+            ext.push(("suser", user.clone()));
+        }
+        ext.push(("shost", p.computer.clone()));
+    }
     ext.push(("cn1Label", "score".into()));
     ext.push(("cn1", alert.score.to_string()));
     if let Some(asn) = alert.asn {
@@ -376,7 +389,7 @@ pub fn ecs_document(alert: &Alert, evidence: bool) -> Value {
     if evidence {
         own["evidence"] = alert.evidence.clone();
     }
-    json!({
+    let mut doc = json!({
         "@timestamp": alert.time,
         "message": single_line(&alert.reason),
         "event": {
@@ -398,7 +411,39 @@ pub fn ecs_document(alert: &Alert, evidence: bool) -> Value {
         "source": { "ip": alert.host, "bytes": alert.bytes_out },
         "destination": destination,
         "egresswatch": own,
-    })
+    });
+    // The program behind the alert (Sysmon), in ECS's process, user and host fields.
+    if let Some(p) = &alert.process {
+        let mut process = Map::new();
+        if let Some(image) = &p.image {
+            process.insert("executable".into(), json!(image));
+        }
+        if let Some(command) = &p.command_line {
+            process.insert("command_line".into(), json!(command));
+        }
+        if let Some(pid) = p.process_id {
+            process.insert("pid".into(), json!(pid));
+        }
+        if let Some(guid) = &p.process_guid {
+            process.insert("entity_id".into(), json!(guid));
+        }
+        let mut parent = Map::new();
+        if let Some(image) = &p.parent_image {
+            parent.insert("executable".into(), json!(image));
+        }
+        if let Some(command) = &p.parent_command_line {
+            parent.insert("command_line".into(), json!(command));
+        }
+        if !parent.is_empty() {
+            process.insert("parent".into(), Value::Object(parent));
+        }
+        doc["process"] = Value::Object(process);
+        if let Some(user) = &p.user {
+            doc["user"] = json!({ "name": user });
+        }
+        doc["host"] = json!({ "name": p.computer });
+    }
+    doc
 }
 
 /// The ECS document as compact JSON, the MSG of an RFC 5424 envelope without structured data.
@@ -456,6 +501,44 @@ mod tests {
     // 2024-03-04T10:00:00.5Z
     const NOW: u64 = 1_709_546_400_500_000_000;
 
+    #[test]
+    fn the_process_behind_an_alert_in_cef_ecs_and_5424() {
+        let mut a = alert();
+        a.process = Some(Box::new(crate::alert::Process {
+            computer: "WIN-DESK-07.corp.example".into(),
+            image: Some(r"C:\Users\a\AppData\Honeygain.exe".into()),
+            command_line: Some("Honeygain.exe --x".into()),
+            user: Some(r"CORP\alice".into()),
+            parent_image: Some(r"C:\Windows\System32\cmd.exe".into()),
+            process_id: Some(4242),
+            ..Default::default()
+        }));
+        let cef: std::collections::BTreeMap<&str, String> =
+            cef_extension(&a, false).into_iter().collect();
+        assert_eq!(cef["sproc"], r"C:\Users\a\AppData\Honeygain.exe");
+        assert_eq!(
+            (cef["spid"].as_str(), cef["suser"].as_str()),
+            ("4242", r"CORP\alice")
+        );
+        let ecs = ecs_document(&a, false);
+        assert_eq!(
+            ecs["process"]["parent"]["executable"],
+            r"C:\Windows\System32\cmd.exe"
+        );
+        assert_eq!(ecs["user"]["name"], r"CORP\alice");
+        assert_eq!(ecs["host"]["name"], "WIN-DESK-07.corp.example");
+        assert!(
+            text(rfc5424, &a).contains("process=\""),
+            "{}",
+            text(rfc5424, &a)
+        );
+        assert!(
+            cef_extension(&alert(), false)
+                .iter()
+                .all(|(k, _)| *k != "sproc")
+        );
+    }
+
     fn text(f: fn(&mut Vec<u8>, &Envelope, &Alert, u64, bool), a: &Alert) -> String {
         let mut out = Vec::new();
         f(&mut out, &env(), a, NOW, true);
@@ -483,7 +566,7 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains(r#" evidence="{\"note\":\"a\]b\",\"via\":[\"dns\"\]}""#),
+            s.contains(r#" evidence="{\"via\":[\"dns\"\],\"note\":\"a\]b\"}""#),
             "{s}"
         );
         assert!(!s.contains("country="), "null fields are left out: {s}");
@@ -542,7 +625,9 @@ mod tests {
             s.contains(r#" reason="saw \"x\" \\ [y] a=b|c next""#),
             "{s}"
         );
-        assert!(s.contains(r#" evidence="{\"note\":\"a]b\",\"via\":[\"dns\"]}""#));
+        // Keys in the order the evidence was built (serde_json's preserve_order, which the
+        // evtx crate turns on for the whole build).
+        assert!(s.contains(r#" evidence="{\"via\":[\"dns\"],\"note\":\"a]b\"}""#));
         assert!(!s.contains('\n'));
     }
 
