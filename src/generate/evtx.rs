@@ -146,7 +146,6 @@ pub(crate) fn sysmon_version(event_id: u16) -> Option<u8> {
 /// time that is not a whole 100 ns (FILETIME's resolution), a record id that is 0 or breaks
 /// the sequence, a Data name other than ASCII letters, digits and `_`, text with a character
 /// XML cannot carry, a value over 32767 UTF-16 units, or a record too big for one chunk.
-// The endpoint scenario (written beside this) is the caller; until it lands only tests are.
 pub fn write_evtx(out: &mut impl Write, events: &[SysmonEvent]) -> io::Result<()> {
     let mut chunks: Vec<Vec<u8>> = Vec::new();
     let mut chunk = Chunk::new();

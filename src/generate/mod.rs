@@ -40,7 +40,7 @@ mod blocks;
 mod concurrent;
 mod conv;
 mod endpoint;
-pub(crate) mod evtx;
+pub mod evtx;
 mod frames;
 mod hostile;
 mod office;
