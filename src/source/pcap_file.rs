@@ -193,7 +193,11 @@ pub struct CaptureReader {
 
 impl CaptureReader {
     pub fn open(paths: &[PathBuf]) -> Result<CaptureReader, SourceError> {
-        Self::open_with_chunk_size(paths, paths.len() <= MAX_READ_AHEAD_FILES, CHUNK_SIZE)
+        // A read-ahead thread pays only with a core of its own: on one core the parser
+        // finds the bytes it has just read itself still in cache (BENCHMARKS.md).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let read_ahead = cores > 1 && paths.len() <= MAX_READ_AHEAD_FILES;
+        Self::open_with_chunk_size(paths, read_ahead, CHUNK_SIZE)
     }
 
     /// `read_ahead`: each file is read by a thread of its own (see `chunks`).
