@@ -148,6 +148,16 @@ fn findings(alerts: &[Value]) -> BTreeSet<(String, String, String)> {
 }
 
 /// What the truth expects: (host, branch, service) per service; fan-out has none.
+/// The truth's entry for one host and branch in `list`.
+fn expectation<'a>(truth: &'a Value, list: &str, host: &str, branch: &str) -> &'a Value {
+    truth["hosts"][host][list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["branch"] == branch)
+        .unwrap_or_else(|| panic!("no {list} entry for {host} {branch}"))
+}
+
 fn expected(truth: &Value, list: &str) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for (host, h) in truth["hosts"].as_object().unwrap() {
@@ -185,12 +195,7 @@ fn default_mode_finds_each_behaviour_from_every_format() {
         for a in &alerts {
             let host = a["host"].as_str().unwrap();
             let branch = a["DetectionBranch"].as_str().unwrap();
-            let expect = truth["hosts"][host]["expect_endpoint"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["branch"] == branch)
-                .unwrap();
+            let expect = expectation(&truth, "expect_endpoint", host, branch);
             assert_eq!(
                 a["process"]["Image"], expect["process"],
                 "{path}: {host} {branch}"
@@ -228,12 +233,7 @@ fn with_the_capture_network_alerts_name_their_process_and_rise() {
             .iter()
             .find(|b| b["id"] == a["id"])
             .unwrap_or_else(|| panic!("{host} {branch} lost its id"));
-        let expect = truth["hosts"][host]["expect_network"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["branch"] == branch)
-            .unwrap();
+        let expect = expectation(&truth, "expect_network", host, branch);
         assert_eq!(
             with["process"]["Image"], expect["process"],
             "{host} {branch}"

@@ -361,18 +361,7 @@ mod tests {
     use crate::endpoint::Platform;
 
     fn event(id: u16, data: &[(&str, &str)]) -> SysmonEvent {
-        SysmonEvent {
-            platform: Platform::Windows,
-            event_id: id,
-            time_ns: 1,
-            computer: "PC".into(),
-            record_id: None,
-            host: None,
-            data: data
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        }
+        SysmonEvent::new(Platform::Windows, id, 1, "PC", data)
     }
 
     fn hits(ev: &SysmonEvent) -> Vec<Hit> {

@@ -54,6 +54,28 @@ pub struct SysmonEvent {
 }
 
 impl SysmonEvent {
+    /// An event with these EventData fields, no record id and no collector host.
+    pub fn new(
+        platform: Platform,
+        event_id: u16,
+        time_ns: u64,
+        computer: &str,
+        data: &[(&str, &str)],
+    ) -> SysmonEvent {
+        SysmonEvent {
+            platform,
+            event_id,
+            time_ns,
+            computer: computer.to_string(),
+            record_id: None,
+            host: None,
+            data: data
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
     /// An EventData field's value as written (including Sysmon's `-`).
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.data

@@ -210,16 +210,15 @@ mod tests {
 
     fn event(id: u16, data: &[(&str, &str)]) -> SysmonEvent {
         SysmonEvent {
-            platform: Platform::Windows,
-            event_id: id,
-            time_ns: 1_772_442_060_123_000_000,
-            computer: "PC.corp".into(),
             record_id: Some(7),
             host: Some("PC".into()),
-            data: data
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            ..SysmonEvent::new(
+                Platform::Windows,
+                id,
+                1_772_442_060_123_000_000,
+                "PC.corp",
+                data,
+            )
         }
     }
 

@@ -1777,15 +1777,22 @@ fn windows_xml(e: &SysmonEvent) -> String {
     ));
     xml_escape(&e.computer, &mut x);
     x.push_str("</Computer><Security UserID='S-1-5-18'/></System><EventData>");
+    push_event_data(e, '\'', &mut x);
+    x
+}
+
+/// The EventData elements and the closing tags, attribute values in `quote`s.
+fn push_event_data(e: &SysmonEvent, quote: char, x: &mut String) {
     for (name, value) in &e.data {
-        x.push_str("<Data Name='");
-        xml_escape(name, &mut x);
-        x.push_str("'>");
-        xml_escape(value, &mut x);
+        x.push_str("<Data Name=");
+        x.push(quote);
+        xml_escape(name, x);
+        x.push(quote);
+        x.push('>');
+        xml_escape(value, x);
         x.push_str("</Data>");
     }
     x.push_str("</EventData></Event>");
-    x
 }
 
 /// The event as Sysmon for Linux writes it to syslog: no namespace, double quotes.
@@ -1808,14 +1815,7 @@ fn linux_xml(e: &SysmonEvent) -> String {
     ));
     xml_escape(&e.computer, &mut x);
     x.push_str("</Computer><Security UserId=\"0\"/></System><EventData>");
-    for (name, value) in &e.data {
-        x.push_str("<Data Name=\"");
-        xml_escape(name, &mut x);
-        x.push_str("\">");
-        xml_escape(value, &mut x);
-        x.push_str("</Data>");
-    }
-    x.push_str("</EventData></Event>");
+    push_event_data(e, '"', &mut x);
     x
 }
 

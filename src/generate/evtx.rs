@@ -870,18 +870,13 @@ mod tests {
         computer: &str,
         data: &[(&str, &str)],
     ) -> SysmonEvent {
-        SysmonEvent {
+        SysmonEvent::new(
             platform,
             event_id,
-            time_ns: START_NS + ms * 1_000_000,
-            computer: computer.to_string(),
-            record_id: None,
-            host: None,
-            data: data
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        }
+            START_NS + ms * 1_000_000,
+            computer,
+            data,
+        )
     }
 
     /// Events whose values are hard to carry: XML metacharacters, non-ASCII (with a UTF-16
