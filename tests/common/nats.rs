@@ -5,6 +5,7 @@
 use async_nats::jetstream::{self, consumer};
 use egresswatch::fleet::schema::{Body, Message};
 use futures_util::StreamExt;
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,23 +62,46 @@ impl NatsServer {
             .unwrap_or_else(|e| panic!("cannot start nats-server ({e}); install it: {INSTALL}"));
         self.child = Some(child);
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !self.ready() {
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                let log =
-                    std::fs::read_to_string(self.dir.join("nats-server.log")).unwrap_or_default();
-                panic!("nats-server exited ({status}): {log}");
+                panic!("nats-server exited ({status}): {}", self.log());
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "nats-server did not listen on {}",
-                self.port
+                "nats-server did not get ready on {}: {}",
+                self.port,
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Ready when its log says so for this port and a connection gets its INFO line. A
+    /// bare TCP connect is not proof: CI once saw the client's first connection refused
+    /// right after such a probe succeeded.
+    fn ready(&self) -> bool {
+        let log = self.log();
+        let listening = format!(
+            "Listening for client connections on 127.0.0.1:{}",
+            self.port
+        );
+        if !log.contains(&listening) || !log.contains("Server is ready") {
+            return false;
+        }
+        let Ok(mut probe) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = probe.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut info = [0u8; 5];
+        probe.read_exact(&mut info).is_ok() && &info == b"INFO "
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("nats-server.log")).unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -95,6 +119,9 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!("nats-server log ({}):\n{}", self.dir.display(), self.log());
+        }
     }
 }
 
