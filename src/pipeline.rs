@@ -28,7 +28,7 @@ use crate::shard::{
 };
 use crate::source::collector::{Collector, Received};
 use crate::source::live::{LiveCapture, OpenCaptures, Received as LiveReceived};
-use crate::source::pcap_file::{CaptureReader, SourceError};
+use crate::source::pcap_file::{CaptureReader, SharedFrame, SourceError};
 use crate::source::{Packet, wall_clock_ns};
 use crate::stats::{ExportStats, Stats};
 use crate::telemetry::{PublishClock, Snapshot, Telemetry};
@@ -800,6 +800,16 @@ impl Run {
         Ok(kept)
     }
 
+    /// One frame from a reader, after starting to load the flow of the frame two ahead.
+    pub fn frame(
+        &mut self,
+        frame: &SharedFrame<'_>,
+        on_alerts: &mut AlertHandler<'_>,
+    ) -> Result<(), PipelineError> {
+        self.path.look_ahead(frame.packet.linktype, frame.two_ahead);
+        self.packet(&frame.packet, on_alerts)
+    }
+
     /// One captured frame.
     pub fn packet(
         &mut self,
@@ -1293,8 +1303,8 @@ pub fn replay(
         if options.threads > 1 {
             run.replay_sharded(&mut reader, options.threads, on_alerts)?;
         } else {
-            while let Some(packet) = reader.next_packet() {
-                run.packet(&packet, on_alerts)?;
+            while let Some(frame) = reader.next_shared() {
+                run.frame(&frame, on_alerts)?;
                 if run.publish_clock.tick() {
                     run.publish(None, |s| reader.progress(s));
                 }
@@ -1463,8 +1473,8 @@ fn live_loop(
         let step = match (capture.recv(LIVE_POLL), shards.as_mut()) {
             (LiveReceived::Batch(batch), None) => {
                 let mut result = Ok(());
-                for packet in batch.packets() {
-                    result = run.packet(&packet, on_alerts);
+                for frame in batch.frames() {
+                    result = run.frame(&frame, on_alerts);
                     if result.is_err() {
                         break;
                     }

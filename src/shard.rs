@@ -22,7 +22,7 @@ use crate::decode::socks::SocksRequest;
 use crate::decode::tls::{ClientHelloInfo, ServerInfo};
 use crate::export;
 use crate::flow::defrag::{DefragOutcome, Defragmenter};
-use crate::flow::key::Uid;
+use crate::flow::key::{Probe, Uid};
 use crate::flow::table::{Flow, FlowTable};
 use crate::flow::update::{FlowSink, UpdateKind};
 use crate::source::Packet;
@@ -123,6 +123,12 @@ impl PacketPath {
             decode_exports: config.export.decode_in_captures,
             counters: PacketCounters::default(),
         }
+    }
+
+    /// Starts loading the flow state of the frames after the next one (see
+    /// `FlowTable::look_ahead`); `two_ahead` may be empty.
+    pub fn look_ahead(&mut self, linktype: u32, two_ahead: &[u8]) {
+        self.table.look_ahead(Probe::guess(linktype, two_ahead));
     }
 
     /// One frame; `frame_no` (from 1, in reading order) numbers the flows it opens.

@@ -31,7 +31,7 @@ pub fn link_type_supported(linktype: i32) -> bool {
     u32::try_from(linktype).is_ok_and(|lt| linktype::SUPPORTED.contains(&lt))
 }
 
-mod ethertype {
+pub(crate) mod ethertype {
     pub const IPV4: u16 = 0x0800;
     pub const IPV6: u16 = 0x86dd;
     pub const VLAN: u16 = 0x8100;
@@ -176,11 +176,13 @@ impl<'a> Decoded<'a> {
     }
 }
 
-fn be16(data: &[u8], at: usize) -> Option<u16> {
+#[inline]
+pub(crate) fn be16(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]))
 }
 
-fn be32(data: &[u8], at: usize) -> Option<u32> {
+#[inline]
+pub(crate) fn be32(data: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes([
         *data.get(at)?,
         *data.get(at + 1)?,

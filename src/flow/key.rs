@@ -1,4 +1,5 @@
 //! Flow keys and ids.
+use crate::decode::packet::{be16, be32, ethertype, ip_proto, linktype};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Direction-free 5-tuple: the lower (address, port) endpoint comes first.
@@ -177,6 +178,49 @@ impl Probe {
                 dst: (as_v6(d), dst.1),
             },
         }
+    }
+}
+
+impl Probe {
+    /// The probe and IP protocol of a plain Ethernet (one VLAN tag at most) or raw IP
+    /// frame's outer TCP or UDP header, read at fixed offsets with no validation: a guess for
+    /// loading a flow's state ahead of its frame (`FlowTable::look_ahead`). The frame itself
+    /// is decoded by `decode_frame`.
+    #[inline]
+    pub fn guess(linktype: u32, frame: &[u8]) -> Option<(Probe, u8)> {
+        let ip_at = match linktype {
+            linktype::ETHERNET if be16(frame, 12)? == ethertype::VLAN => 18,
+            linktype::ETHERNET => 14,
+            linktype::RAW | linktype::IPV4 | linktype::IPV6 => 0,
+            _ => return None,
+        };
+        let ip = frame.get(ip_at..)?;
+        let (proto, l4) = match ip.first()? >> 4 {
+            // A fragment is handled as a flow only once reassembled.
+            4 if be16(ip, 6)? & 0x3fff == 0 => (*ip.get(9)?, usize::from(ip.first()? & 0x0f) * 4),
+            6 => (*ip.get(6)?, 40),
+            _ => return None,
+        };
+        if proto != ip_proto::TCP && proto != ip_proto::UDP {
+            return None;
+        }
+        let (sport, dport) = (be16(ip, l4)?, be16(ip, l4 + 2)?);
+        let probe = if l4 == 40 {
+            let addr = |at: usize| -> Option<Ipv6Addr> {
+                let bytes: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+                Some(Ipv6Addr::from(bytes))
+            };
+            Probe::V6 {
+                src: (addr(8)?, sport),
+                dst: (addr(24)?, dport),
+            }
+        } else {
+            Probe::V4 {
+                src: v4_word(be32(ip, 12)?, sport),
+                dst: v4_word(be32(ip, 16)?, dport),
+            }
+        };
+        Some((probe, proto))
     }
 }
 

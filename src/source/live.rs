@@ -149,21 +149,27 @@ impl Batch {
         self.frames().map(|frame| frame.packet)
     }
 
-    /// The frames with the buffer they lie in, for the shard workers.
+    /// The frames with the buffer they lie in (for the shard workers) and the frame two
+    /// ahead of each (for the look-ahead).
     pub fn frames(&self) -> impl Iterator<Item = SharedFrame<'_>> + '_ {
-        self.entries.iter().map(move |e| SharedFrame {
-            packet: Packet {
-                ts_ns: e.ts_ns,
-                linktype: self.linktype,
-                data: self
-                    .bytes
-                    .get(e.start as usize..e.end as usize)
-                    .unwrap_or_default(),
-                orig_len: e.orig_len,
-            },
-            buffer: &self.bytes,
-            start: e.start as usize,
-        })
+        let bytes = |i: usize| {
+            let e = self.entries.get(i)?;
+            self.bytes.get(e.start as usize..e.end as usize)
+        };
+        self.entries
+            .iter()
+            .enumerate()
+            .map(move |(i, e)| SharedFrame {
+                packet: Packet {
+                    ts_ns: e.ts_ns,
+                    linktype: self.linktype,
+                    data: bytes(i).unwrap_or_default(),
+                    orig_len: e.orig_len,
+                },
+                buffer: &self.bytes,
+                start: e.start as usize,
+                two_ahead: bytes(i + 2).unwrap_or_default(),
+            })
     }
 }
 

@@ -12,8 +12,8 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
-use super::Packet;
 use super::chunks::{CHUNK_SIZE, ChunkPool, Chunks};
+use super::{Packet, prefetch_head};
 use crate::decode::packet::link_type_supported;
 use pcap_parser::pcapng::{Block, parse_block_be, parse_block_le, parse_sectionheaderblock};
 use pcap_parser::{BOM_MAGIC, EPB_MAGIC, PcapError, SHB_MAGIC, parse_pcap_header};
@@ -124,7 +124,7 @@ enum Format {
     Ng { big_endian: bool },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Legacy {
     Le,
     Be,
@@ -179,6 +179,9 @@ pub struct SharedFrame<'a> {
     pub packet: Packet<'a>,
     pub buffer: &'a Arc<Vec<u8>>,
     pub start: usize,
+    /// The frame two after this one when the reader already sees it (same link type), else
+    /// empty: for loading its flow ahead of time (`FlowTable::look_ahead`).
+    pub two_ahead: &'a [u8],
 }
 
 pub struct CaptureReader {
@@ -291,7 +294,53 @@ impl FileReader {
             },
             buffer,
             start: head.start,
+            two_ahead: self.look_ahead(head.linktype),
         }
+    }
+
+    /// The frame two records past the current one, if it lies whole in the chunk on the
+    /// current frame's link type, after asking the CPU for the record past that one: each
+    /// record's header and first bytes are then loaded three frames before they are parsed,
+    /// and the frame returned here can be read without waiting. The lengths are not checked
+    /// as the parser checks them: what this returns is only a guess.
+    fn look_ahead(&self, linktype: u32) -> &[u8] {
+        let data = self.chunks.data();
+        // (frame start, frame end, record end) of the record at `at`.
+        let record = |at: usize| -> Option<(usize, usize, usize)> {
+            let bytes = data.get(at..)?;
+            match self.format {
+                Format::Legacy(order, _) => {
+                    let header = if order == Legacy::Modified { 24 } else { 16 };
+                    let caplen = read_u32(bytes.get(..header)?, 8, order == Legacy::Be);
+                    let end = (at + header).checked_add(caplen as usize)?;
+                    Some((at + header, end, end))
+                }
+                Format::Ng { big_endian } => {
+                    let field =
+                        |at| read_u32(bytes.get(..EPB_DATA_AT).unwrap_or(&[]), at, big_endian);
+                    let block_len = field(4) as usize;
+                    let caplen = field(20) as usize;
+                    let on_link = self
+                        .interfaces
+                        .get(field(8) as usize)
+                        .is_some_and(|i| i.linktype as u32 == linktype);
+                    let fits = caplen.checked_add(EPB_FIXED)? <= block_len;
+                    (field(0) == EPB_MAGIC && on_link && fits).then_some((
+                        at + EPB_DATA_AT,
+                        at + EPB_DATA_AT + caplen,
+                        at.checked_add(block_len)?,
+                    ))
+                }
+            }
+        };
+        let Some((_, _, next)) = record(0) else {
+            return &[];
+        };
+        let Some((start, end, after)) = record(next) else {
+            return &[];
+        };
+        prefetch_head(data.get(after..).unwrap_or(&[]));
+        data.get(start..end).unwrap_or(&[])
     }
 
     fn open(path: &Path, pool: &mut ChunkPool) -> Result<FileReader, SourceError> {
