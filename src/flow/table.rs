@@ -900,9 +900,13 @@ mod tests {
         fn quic(&mut self, _: &Flow, _: u64, _: &crate::decode::quic::QuicInfo) {}
     }
 
-    fn segment(from_client: bool, tcp_flags: u8, seq: u32, ack: u32) -> Transport<'static> {
-        let client = (IpAddr::from([10, 0, 0, 1]), 40000);
-        let server = (IpAddr::from([192, 0, 2, 1]), 80);
+    /// A header-only packet between `client` and `server`, in the direction asked for.
+    fn between(
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        from_client: bool,
+        proto: u8,
+    ) -> Transport<'static> {
         let ((src, sport), (dst, dport)) = if from_client {
             (client, server)
         } else {
@@ -911,16 +915,28 @@ mod tests {
         Transport {
             src,
             dst,
-            proto: ip_proto::TCP,
+            proto,
             sport,
             dport,
             ip_len: 40,
+            tcp_flags: 0,
+            seq: 0,
+            ack: 0,
+            window: 0,
+            payload: &[],
+            payload_len: 0,
+        }
+    }
+
+    fn segment(from_client: bool, tcp_flags: u8, seq: u32, ack: u32) -> Transport<'static> {
+        let client = (IpAddr::from([10, 0, 0, 1]), 40000);
+        let server = (IpAddr::from([192, 0, 2, 1]), 80);
+        Transport {
             tcp_flags,
             seq,
             ack,
             window: 1024,
-            payload: &[],
-            payload_len: 0,
+            ..between(client, server, from_client, ip_proto::TCP)
         }
     }
 
@@ -970,24 +986,10 @@ mod tests {
     fn datagram(n: u32, from_client: bool) -> Transport<'static> {
         let client = (IpAddr::from((0x0a00_0000 | n).to_be_bytes()), 40000);
         let server = (IpAddr::from([192, 0, 2, 1]), 53);
-        let ((src, sport), (dst, dport)) = if from_client {
-            (client, server)
-        } else {
-            (server, client)
-        };
         Transport {
-            src,
-            dst,
-            proto: ip_proto::UDP,
-            sport,
-            dport,
             ip_len: 60,
-            tcp_flags: 0,
-            seq: 0,
-            ack: 0,
-            window: 0,
-            payload: &[],
             payload_len: 32,
+            ..between(client, server, from_client, ip_proto::UDP)
         }
     }
 
