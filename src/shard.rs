@@ -16,6 +16,7 @@ use crate::decode::dns::{self, DnsMessage};
 use crate::decode::http::RequestHead;
 use crate::decode::packet::{
     Decoded, DropReason, Fragment, Layer, Transport, decode_frame, decode_transport, ip_proto,
+    plain_ip_header,
 };
 use crate::decode::quic::QuicInfo;
 use crate::decode::socks::SocksRequest;
@@ -776,33 +777,18 @@ impl Shards {
     }
 }
 
-/// The addresses of TCP straight over IP on Ethernet (VLAN tags allowed), the bulk of any
-/// link, without the full decode. TCP never carries a tunnel here, so these are the innermost
-/// addresses `decode_frame` would give. Anything else: `None`.
+/// The addresses of TCP straight over IP (`plain_ip_header`), the bulk of any link, without
+/// the full decode. TCP never carries a tunnel here, so these are the innermost addresses
+/// `decode_frame` would give. Anything else: `None`.
 fn plain_tcp_pair(packet: &Packet<'_>) -> Option<(IpAddr, IpAddr)> {
-    use crate::decode::packet::linktype;
-    if packet.linktype != linktype::ETHERNET {
-        return None;
-    }
-    let data = packet.data;
-    let mut at = 12;
-    let mut ethertype = u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]);
-    // 802.1Q and QinQ tags.
-    for _ in 0..2 {
-        if !matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
-            break;
-        }
-        at += 4;
-        ethertype = u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]);
-    }
-    let ip = data.get(at + 2..)?;
-    match ethertype {
-        0x0800 if *ip.get(9)? == ip_proto::TCP => {
+    let ip = plain_ip_header(packet.linktype, packet.data)?;
+    match ip.first()? >> 4 {
+        4 if *ip.get(9)? == ip_proto::TCP => {
             let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
             Some((IpAddr::from(src), IpAddr::from(dst)))
         }
-        0x86dd if *ip.get(6)? == ip_proto::TCP => {
+        6 if *ip.get(6)? == ip_proto::TCP => {
             let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
             let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
             Some((IpAddr::from(src), IpAddr::from(dst)))

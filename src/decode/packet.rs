@@ -31,7 +31,7 @@ pub fn link_type_supported(linktype: i32) -> bool {
     u32::try_from(linktype).is_ok_and(|lt| linktype::SUPPORTED.contains(&lt))
 }
 
-pub(crate) mod ethertype {
+mod ethertype {
     pub const IPV4: u16 = 0x0800;
     pub const IPV6: u16 = 0x86dd;
     pub const VLAN: u16 = 0x8100;
@@ -174,6 +174,32 @@ impl<'a> Decoded<'a> {
         }
         true
     }
+}
+
+/// The IP header of a plain frame, found at fixed offsets without validation: Ethernet with
+/// up to two VLAN tags, or raw IP. A cheap guess for the shard choice and the flow
+/// look-ahead; `decode_frame` is the decode.
+#[inline]
+pub(crate) fn plain_ip_header(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
+    let mut at = match linktype {
+        linktype::ETHERNET => 12,
+        linktype::RAW | linktype::IPV4 | linktype::IPV6 => return Some(frame),
+        _ => return None,
+    };
+    let mut ether = be16(frame, at)?;
+    for _ in 0..2 {
+        if !matches!(
+            ether,
+            ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD
+        ) {
+            break;
+        }
+        at += 4;
+        ether = be16(frame, at)?;
+    }
+    matches!(ether, ethertype::IPV4 | ethertype::IPV6)
+        .then(|| frame.get(at + 2..))
+        .flatten()
 }
 
 #[inline]

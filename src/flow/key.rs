@@ -1,5 +1,5 @@
 //! Flow keys and ids.
-use crate::decode::packet::{be16, be32, ethertype, ip_proto, linktype};
+use crate::decode::packet::{be16, be32, ip_proto, plain_ip_header};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Direction-free 5-tuple: the lower (address, port) endpoint comes first.
@@ -182,19 +182,13 @@ impl Probe {
 }
 
 impl Probe {
-    /// The probe and IP protocol of a plain Ethernet (one VLAN tag at most) or raw IP
-    /// frame's outer TCP or UDP header, read at fixed offsets with no validation: a guess for
+    /// The probe and IP protocol of a plain frame's (`plain_ip_header`) outer TCP or UDP
+    /// header, read at fixed offsets with no validation: a guess for
     /// loading a flow's state ahead of its frame (`FlowTable::look_ahead`). The frame itself
     /// is decoded by `decode_frame`.
     #[inline]
     pub fn guess(linktype: u32, frame: &[u8]) -> Option<(Probe, u8)> {
-        let ip_at = match linktype {
-            linktype::ETHERNET if be16(frame, 12)? == ethertype::VLAN => 18,
-            linktype::ETHERNET => 14,
-            linktype::RAW | linktype::IPV4 | linktype::IPV6 => 0,
-            _ => return None,
-        };
-        let ip = frame.get(ip_at..)?;
+        let ip = plain_ip_header(linktype, frame)?;
         let (proto, l4) = match ip.first()? >> 4 {
             // A fragment is handled as a flow only once reassembled.
             4 if be16(ip, 6)? & 0x3fff == 0 => (*ip.get(9)?, usize::from(ip.first()? & 0x0f) * 4),
