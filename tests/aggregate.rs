@@ -692,3 +692,61 @@ fn two_aggregators_share_the_work() {
         assert_eq!(got.p90_bytes_out, p90(&mut values, 5));
     }
 }
+
+/// Two aggregators raising the same fleet alert at once, step by step on a real bucket: the
+/// second takes over the first's pending claim, and only the claim that is still the latest
+/// settles, so the alert is reported by one of them, once. A claim settled is final.
+#[test]
+fn a_pending_claim_taken_over_settles_for_one_aggregator() {
+    use egresswatch::fleet::aggregate::{claim_alert, settle_alert};
+    let dir = TempDir::new("aggregate", "claims");
+    let server = NatsServer::start(&dir.0);
+    let rt = runtime();
+    rt.block_on(async {
+        let js = jetstream(&server.url()).await;
+        let kv = egresswatch::fleet::aggregate::open_bucket(
+            &js,
+            &egresswatch::fleet::aggregate::AggregateConfig::default(),
+            &FleetConfig::default(),
+        )
+        .await
+        .unwrap();
+        let alert = |id: &str| FleetAlert {
+            id: id.into(),
+            time: "2024-03-04T08:15:00Z".into(),
+            kind: "SharedRelayEndpoint".into(),
+            technique: "T1496.002".into(),
+            score: 80,
+            severity: "high".into(),
+            sites: vec!["site-1".into(), "site-2".into()],
+            hosts: Vec::new(),
+            destination_ip: Some("198.51.100.200".parse().unwrap()),
+            destination_port: Some(443),
+            asn: None,
+            service: None,
+            window_start: "2024-03-04T08:00:00Z".into(),
+            window_end: "2024-03-04T08:15:00Z".into(),
+            reason: "one relay, two sites".into(),
+            evidence: serde_json::Value::Null,
+        };
+        const MAX: usize = 1 << 20;
+
+        // A claims and is publishing when B comes to the same alert and takes the claim over.
+        let raced = alert("00000000000000a1");
+        let (a, _) = claim_alert(&kv, &raced, MAX).await.unwrap();
+        let (b, _) = claim_alert(&kv, &raced, MAX).await.unwrap();
+        let (a, b) = (a.expect("A claims"), b.expect("B takes over"));
+        assert!(b > a);
+        assert!(!settle_alert(&kv, &raced, a).await.unwrap(), "A reports it too");
+        assert!(settle_alert(&kv, &raced, b).await.unwrap());
+        assert_eq!(claim_alert(&kv, &raced, MAX).await.unwrap().0, None);
+
+        // Settled first: the later claim finds it published and raises nothing.
+        let settled = alert("00000000000000b2");
+        let (a, _) = claim_alert(&kv, &settled, MAX).await.unwrap();
+        assert!(settle_alert(&kv, &settled, a.unwrap()).await.unwrap());
+        assert_eq!(claim_alert(&kv, &settled, MAX).await.unwrap().0, None);
+        // A stale claim can never settle it again.
+        assert!(!settle_alert(&kv, &settled, a.unwrap()).await.unwrap());
+    });
+}

@@ -180,7 +180,7 @@ impl Summary {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum StoreError {
+pub enum StoreError {
     /// Will never succeed: counted, logged, the message acknowledged.
     #[error("{0}")]
     Permanent(String),
@@ -194,11 +194,54 @@ const STATE_REVISION: &str = "Egresswatch-State-Revision";
 
 /// Waits for SIGINT or SIGTERM.
 /// The bucket's record of a raised fleet alert.
-#[derive(Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 struct Alerted {
-    /// False between creating the record and the alert's publish being acknowledged.
+    /// False between claiming the alert and its publish being acknowledged.
     published: bool,
-    alert: FleetAlert,
+    alert: Option<FleetAlert>,
+}
+
+/// Claims the publishing of `alert` in the state bucket: the revision of the record that
+/// names this aggregator its publisher, or None when it was published already. A record left
+/// pending is taken over (its aggregator may have died; or it is publishing now, and then
+/// the stream keeps one copy and only the latest claim settles, see [`settle_alert`]).
+pub async fn claim_alert(
+    kv: &kv::Store,
+    alert: &FleetAlert,
+    max_value: usize,
+) -> Result<(Option<u64>, u64), StoreError> {
+    let key = state::alerted_key(&alert.id);
+    let (record, revision, conflicts) =
+        read_modify_write(kv, &key, max_value, |record: &mut Alerted| {
+            if record.published {
+                return false;
+            }
+            record.alert = Some(alert.clone());
+            true
+        })
+        .await?;
+    Ok(((!record.published).then_some(revision), conflicts))
+}
+
+/// Marks `alert` published if the claim at `revision` is still the record's latest. False:
+/// another aggregator took the claim over since and reports the alert itself, so each fleet
+/// alert is reported by one aggregator, once.
+pub async fn settle_alert(
+    kv: &kv::Store,
+    alert: &FleetAlert,
+    revision: u64,
+) -> Result<bool, StoreError> {
+    let key = state::alerted_key(&alert.id);
+    let record = serde_json::to_vec(&Alerted {
+        published: true,
+        alert: Some(alert.clone()),
+    })
+    .map_err(|e| StoreError::Permanent(e.to_string()))?;
+    match kv.update(&key, record.into(), revision).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+        Err(e) => Err(StoreError::Transient(format!("{key}: {e}"))),
+    }
 }
 
 async fn shutdown_signal() {
@@ -466,7 +509,7 @@ async fn bind(
 /// The state bucket, created if missing. Its stream is declared here as a KV bucket's is
 /// (`KV_<bucket>`, one message per key): async-nats's `create_key_value` first asks for the
 /// account's limits in a form nats-server 2.9 does not send.
-async fn open_bucket(
+pub async fn open_bucket(
     js: &jetstream::Context,
     config: &AggregateConfig,
     fleet: &FleetConfig,
@@ -688,42 +731,35 @@ impl Aggregator<'_> {
         }
     }
 
-    /// Publishes the alert unless some aggregator raised it before. The bucket's
-    /// `alerted.<id>` is created as pending, the alert is published (its id is the message id,
-    /// so a repeat within the stream's duplicate window is stored once), then marked published.
-    /// An aggregator killed in between leaves it pending: the batch comes again and the next
-    /// one publishes it, so a fleet alert is neither lost nor raised twice.
+    /// Publishes the alert unless some aggregator raised it before: claims it in the bucket
+    /// (`alerted.<id>`), publishes it (its id is the message id, so a repeat within the
+    /// stream's duplicate window is stored once), then settles the claim. An aggregator killed
+    /// in between leaves the claim pending: the batch comes again and the next one publishes
+    /// it. Reported here only if the claim settles: never lost, never reported twice.
     async fn raise(
         &mut self,
         alert: Option<FleetAlert>,
         raised: &mut Vec<FleetAlert>,
     ) -> Result<(), StoreError> {
         let Some(alert) = alert else { return Ok(()) };
-        let key = state::alerted_key(&alert.id);
-        let entry = |published: bool| {
-            serde_json::to_vec(&Alerted {
-                published,
-                alert: alert.clone(),
-            })
-            .map_err(|e| StoreError::Permanent(e.to_string()))
-        };
-        match self.kv.create(&key, entry(false)?.into()).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                let held = self
-                    .kv
-                    .get(&key)
-                    .await
-                    .map_err(|e| StoreError::Transient(format!("{key}: {e}")))?;
-                let published = held
-                    .and_then(|v| serde_json::from_slice::<Alerted>(&v).ok())
-                    .is_none_or(|a| a.published);
-                if published {
-                    return Ok(());
+        let revision = match claim_alert(&self.kv, &alert, self.max_value).await {
+            Ok((revision, conflicts)) => {
+                self.summary.conflicts += conflicts;
+                match revision {
+                    Some(r) => r,
+                    None => return Ok(()),
                 }
             }
-            Err(e) => return Err(StoreError::Transient(format!("{key}: {e}"))),
-        }
+            Err(StoreError::Permanent(why)) => {
+                self.summary.store_failures += 1;
+                let key = state::alerted_key(&alert.id);
+                self.log_once(&format!("store {key}"), || {
+                    format!("{key}: {why}; the alert is not raised")
+                });
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let subject = self.subjects.fleet_alerts();
         let event_time = chrono::DateTime::parse_from_rfc3339(&alert.time)
             .ok()
@@ -738,10 +774,10 @@ impl Aggregator<'_> {
             },
         )
         .await?;
-        self.kv
-            .put(&key, entry(true)?.into())
-            .await
-            .map_err(|e| StoreError::Transient(format!("{key}: {e}")))?;
+        if !settle_alert(&self.kv, &alert, revision).await? {
+            self.summary.conflicts += 1;
+            return Ok(());
+        }
         self.summary.fleet_alerts += 1;
         raised.push(alert);
         Ok(())
@@ -857,58 +893,71 @@ impl Aggregator<'_> {
         )))
     }
 
-    /// Reads `key` (absent: the default), applies `change` (false: nothing changed, nothing
-    /// written) and writes it back if the key is still at the revision read; on a conflict
-    /// reads again. Returns the value stored and its revision.
+    /// [`read_modify_write`] on this aggregator's bucket, its conflicts counted.
     async fn read_modify_write<T>(
         &mut self,
         key: &str,
-        mut change: impl FnMut(&mut T) -> bool,
+        change: impl FnMut(&mut T) -> bool,
     ) -> Result<(T, u64), StoreError>
     where
         T: Default + Serialize + serde::de::DeserializeOwned,
     {
-        const ATTEMPTS: usize = 50;
-        for _ in 0..ATTEMPTS {
-            let entry = self
-                .kv
-                .entry(key)
-                .await
-                .map_err(|e| StoreError::Transient(format!("{key}: {e}")))?;
-            let (mut value, revision) = match entry {
-                Some(e) if e.operation == kv::Operation::Put => (
-                    serde_json::from_slice::<T>(&e.value).map_err(|err| {
-                        StoreError::Permanent(format!("stored value does not parse: {err}"))
-                    })?,
-                    e.revision,
-                ),
-                Some(e) => (T::default(), e.revision),
-                None => (T::default(), 0),
-            };
-            if !change(&mut value) {
-                return Ok((value, revision));
-            }
-            let bytes =
-                serde_json::to_vec(&value).map_err(|e| StoreError::Permanent(e.to_string()))?;
-            if bytes.len() > self.max_value {
-                return Err(StoreError::Permanent(format!(
-                    "value of {} bytes over the server's max_payload ({} bytes usable)",
-                    bytes.len(),
-                    self.max_value
-                )));
-            }
-            match self.kv.update(key, bytes.into(), revision).await {
-                Ok(written) => return Ok((value, written)),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    self.summary.conflicts += 1;
-                }
-                Err(e) => return Err(StoreError::Transient(format!("{key}: {e}"))),
-            }
-        }
-        Err(StoreError::Transient(format!(
-            "{key}: still conflicting after {ATTEMPTS} attempts"
-        )))
+        let (value, revision, conflicts) =
+            read_modify_write(&self.kv, key, self.max_value, change).await?;
+        self.summary.conflicts += conflicts;
+        Ok((value, revision))
     }
+}
+
+/// Reads `key` (absent: the default), applies `change` (false: nothing changed, nothing
+/// written) and writes it back if the key is still at the revision read; on a conflict reads
+/// again. Returns the value stored, its revision and the conflicts met.
+async fn read_modify_write<T>(
+    kv: &kv::Store,
+    key: &str,
+    max_value: usize,
+    mut change: impl FnMut(&mut T) -> bool,
+) -> Result<(T, u64, u64), StoreError>
+where
+    T: Default + Serialize + serde::de::DeserializeOwned,
+{
+    const ATTEMPTS: usize = 50;
+    let mut conflicts = 0;
+    for _ in 0..ATTEMPTS {
+        let entry = kv
+            .entry(key)
+            .await
+            .map_err(|e| StoreError::Transient(format!("{key}: {e}")))?;
+        let (mut value, revision) = match entry {
+            Some(e) if e.operation == kv::Operation::Put => (
+                serde_json::from_slice::<T>(&e.value).map_err(|err| {
+                    StoreError::Permanent(format!("stored value does not parse: {err}"))
+                })?,
+                e.revision,
+            ),
+            Some(e) => (T::default(), e.revision),
+            None => (T::default(), 0),
+        };
+        if !change(&mut value) {
+            return Ok((value, revision, conflicts));
+        }
+        let bytes = serde_json::to_vec(&value).map_err(|e| StoreError::Permanent(e.to_string()))?;
+        if bytes.len() > max_value {
+            return Err(StoreError::Permanent(format!(
+                "value of {} bytes over the server's max_payload ({} bytes usable)",
+                bytes.len(),
+                max_value
+            )));
+        }
+        match kv.update(key, bytes.into(), revision).await {
+            Ok(written) => return Ok((value, written, conflicts)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => conflicts += 1,
+            Err(e) => return Err(StoreError::Transient(format!("{key}: {e}"))),
+        }
+    }
+    Err(StoreError::Transient(format!(
+        "{key}: still conflicting after {ATTEMPTS} attempts"
+    )))
 }
 
 /// A sensor's message, or why it is skipped (kind for logging once, text).
