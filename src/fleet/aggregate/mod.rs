@@ -8,8 +8,8 @@
 //! yet acknowledged) counts once, a restart resumes from the durable consumer, and several
 //! aggregators with the same durable name share the messages (JetStream's pull-consumer work
 //! sharing, its queue group) and agree. A message is acknowledged only once its effects are
-//! stored. Fleet alerts are raised once: creating the key `alerted.<id>` succeeds for one
-//! aggregator, once.
+//! stored. Fleet alerts are raised once: an aggregator claims the key `alerted.<id>` by
+//! compare-and-set, and only the claim still latest when the alert is published settles it.
 pub mod state;
 
 use crate::fleet::schema::{self, Body, FleetAlert, Message, Subjects};
