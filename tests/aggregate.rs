@@ -737,7 +737,10 @@ fn a_pending_claim_taken_over_settles_for_one_aggregator() {
         let (b, _) = claim_alert(&kv, &raced, MAX).await.unwrap();
         let (a, b) = (a.expect("A claims"), b.expect("B takes over"));
         assert!(b > a);
-        assert!(!settle_alert(&kv, &raced, a).await.unwrap(), "A reports it too");
+        assert!(
+            !settle_alert(&kv, &raced, a).await.unwrap(),
+            "A reports it too"
+        );
         assert!(settle_alert(&kv, &raced, b).await.unwrap());
         assert_eq!(claim_alert(&kv, &raced, MAX).await.unwrap().0, None);
 
