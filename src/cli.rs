@@ -488,7 +488,7 @@ fn print_summary(stats: &crate::stats::Stats, syslog: &str) -> String {
     let text = format!(
         "{}{}{syslog}",
         stats.summary(),
-        crate::stats::peak_memory_line()
+        crate::stats::memory_lines(stats.held_at_input_end)
     );
     eprint!("{text}");
     text

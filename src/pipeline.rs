@@ -871,6 +871,16 @@ impl Run {
         self.finish_shards(shards, on_alerts)
     }
 
+    /// Notes the memory and flows held as the input ends, before any flow is ended for it.
+    fn note_input_end(&mut self) {
+        let flows = self.path.active_flows() + self.ingest.table.len() as u64;
+        self.sensor.stats.held_at_input_end =
+            crate::stats::resident_kib().map(|resident_kib| crate::stats::HeldAtInputEnd {
+                resident_kib,
+                flows,
+            });
+    }
+
     /// End of input for the workers: their last rounds and final updates, and their counters.
     fn finish_shards(
         &mut self,
@@ -1315,6 +1325,10 @@ pub fn replay(
     }
     for path in &vpc_paths {
         run.vpc_file(path, on_alerts)?;
+    }
+    // Sharded workers end their flows as their input ends, so only one thread can tell.
+    if options.threads <= 1 {
+        run.note_input_end();
     }
     let mut report = run.finish(on_alerts)?;
     let stats = &mut report.stats;

@@ -60,6 +60,16 @@ pub struct Stats {
     pub fleet: Option<FleetStats>,
     /// Sysmon evidence (`--endpoint-events`; None without).
     pub endpoint: Option<crate::endpoint::EndpointStats>,
+    /// Replay on one thread: memory when the input ended (None where /proc is not there).
+    pub held_at_input_end: Option<HeldAtInputEnd>,
+}
+
+/// Resident memory and flows held when a replay's input ended, before every flow is ended:
+/// the steady state's figure. The peak comes after, as the detectors record all those flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldAtInputEnd {
+    pub resident_kib: u64,
+    pub flows: u64,
 }
 
 /// The sensor's fleet link, for the summary and the metrics.
@@ -211,17 +221,34 @@ impl ExportStats {
 }
 
 /// "memory: peak resident N MiB" for the end-of-run summary, from the kernel's high-water
-/// mark of this process (empty where /proc is not there).
-pub fn peak_memory_line() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-    match kib {
+/// mark of this process, and the memory held when the input ended (empty where /proc is not
+/// there).
+pub fn memory_lines(held: Option<HeldAtInputEnd>) -> String {
+    let mut lines = match status_kib("VmHWM:") {
         Some(kib) => format!("memory: peak resident {:.1} MiB\n", kib as f64 / 1024.0),
         None => String::new(),
+    };
+    if let Some(held) = held {
+        lines.push_str(&format!(
+            "memory at end of input: {:.1} MiB resident, {} flows held\n",
+            held.resident_kib as f64 / 1024.0,
+            held.flows
+        ));
     }
+    lines
+}
+
+/// This process's resident memory now, in KiB.
+pub fn resident_kib() -> Option<u64> {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 impl Stats {
@@ -385,7 +412,18 @@ mod tests {
 
     #[test]
     fn peak_memory_is_read_from_proc() {
-        let line = peak_memory_line();
+        let held = HeldAtInputEnd {
+            resident_kib: resident_kib().unwrap(),
+            flows: 7,
+        };
+        let lines = memory_lines(Some(held));
+        let (line, held_line) = lines.split_once('\n').unwrap();
+        let line = format!("{line}\n");
+        assert!(
+            held_line.starts_with("memory at end of input: ")
+                && held_line.ends_with(" MiB resident, 7 flows held\n"),
+            "{held_line:?}"
+        );
         let mib: f64 = line
             .strip_prefix("memory: peak resident ")
             .and_then(|l| l.strip_suffix(" MiB\n"))

@@ -202,10 +202,6 @@ impl ExpiryQueue {
     fn pop(&mut self) -> Option<QueueEntry> {
         self.0.pop().map(|e| e.0)
     }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
 }
 
 #[derive(Debug)]
@@ -725,15 +721,28 @@ impl FlowTable {
     }
 
     fn remove(&mut self, slot: u32, sink: &mut dyn FlowSink) {
-        let Some(entry) = self.slots.get_mut(slot as usize) else {
+        let Some(flow) = self.take(slot, sink) else {
             return;
         };
+        if let Ok(found) = self
+            .index
+            .find_entry(flow.hash(&self.hasher), |&s| s == slot)
+        {
+            found.remove();
+        }
+        self.free.push(slot);
+        sink.flow(&flow, UpdateKind::Final);
+    }
+
+    /// Frees the slot and returns its flow, its QUIC reader's last report made.
+    fn take(&mut self, slot: u32, sink: &mut dyn FlowSink) -> Option<Flow> {
+        let entry = self.slots.get_mut(slot as usize)?;
         let generation = match entry {
             Slot::Used(flow) => flow.generation.wrapping_add(1),
-            Slot::Free { .. } => return,
+            Slot::Free { .. } => return None,
         };
         let Slot::Used(mut flow) = std::mem::replace(entry, Slot::Free { generation }) else {
-            return;
+            return None;
         };
         // A QUIC reader still waiting for its hello reports the connection before it ends.
         if let L4::Other { quic, .. } = &mut flow.l4
@@ -743,14 +752,7 @@ impl FlowTable {
             let ts_ns = flow.last_ns;
             self.apply_to(&mut flow, ts_ns, sink);
         }
-        if let Ok(found) = self
-            .index
-            .find_entry(flow.hash(&self.hasher), |&s| s == slot)
-        {
-            found.remove();
-        }
-        self.free.push(slot);
-        sink.flow(&flow, UpdateKind::Final);
+        Some(flow)
     }
 
     /// Is this queue entry the flow's current one? Returns the flow's last-seen time if so.
@@ -843,12 +845,19 @@ impl FlowTable {
         let slots = &self.slots;
         let uid = |s: u32| used(slots, s).map(|f| f.uid);
         live.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| uid(a.1).cmp(&uid(b.1))));
+        // Nothing is looked up or expired from here on, and the detectors are about to
+        // record every ended flow at once (a run's peak memory): free the lookup and expiry
+        // structures first, and the slots after.
+        self.index = HashTable::new();
+        self.hints = vec![NO_HINT; MIN_HINTS];
+        self.queues = Default::default();
+        self.free = Vec::new();
         for (_, slot) in live {
-            self.remove(slot, sink);
+            if let Some(flow) = self.take(slot, sink) {
+                sink.flow(&flow, UpdateKind::Final);
+            }
         }
-        for q in &mut self.queues {
-            q.clear();
-        }
+        self.slots = Vec::new();
     }
 }
 
@@ -980,6 +989,47 @@ mod tests {
         assert_eq!(table.counters.connections_reused, 0);
         assert_eq!(sink.0.len(), 1);
         assert_eq!(sink.0[0].2, 2);
+    }
+
+    /// End of input is the run's memory peak, since the detectors then record every flow at
+    /// once: the flush must hand back the table's own memory, still end the flows oldest
+    /// first, and leave a table that takes new flows.
+    #[test]
+    fn flush_ends_flows_oldest_first_and_frees_the_table() {
+        let mut table = FlowTable::new(FlowConfig::default(), 1 << 16);
+        let mut sink = Finals::default();
+        let second = 1_000_000_000;
+        // 1,000 flows that expire free their slots; the next 1,500 flows take them back
+        // newest slot first, then new ones: slot order and age disagree.
+        for n in 0..1_000u32 {
+            table.packet(u64::from(n) + 1, 74, &datagram(n, true), &mut sink);
+        }
+        table.expire(3_600 * second, &mut sink);
+        assert_eq!(sink.0.len(), 1_000);
+        for n in 1_000..2_500u32 {
+            table.packet(
+                3_600 * second + u64::from(n),
+                74,
+                &datagram(n, true),
+                &mut sink,
+            );
+        }
+        table.flush(&mut sink);
+        let uids: Vec<u64> = sink.0[1_000..].iter().map(|(uid, _, _)| uid.0).collect();
+        assert_eq!(uids, (1_000..2_500).collect::<Vec<u64>>());
+        assert_eq!(table.len(), 0);
+        assert_eq!(table.slots.capacity(), 0);
+        assert_eq!(table.free.capacity(), 0);
+        assert!(table.index.capacity() < 64);
+        assert_eq!(table.hints.len(), MIN_HINTS);
+        assert!(table.queues.iter().all(|q| q.0.capacity() == 0));
+
+        table.packet(7_200 * second, 74, &datagram(1, true), &mut sink);
+        table.packet(7_200 * second + 1, 74, &datagram(1, false), &mut sink);
+        assert_eq!(table.len(), 1);
+        table.flush(&mut sink);
+        let last = sink.0.last().map(|(uid, _, pkts)| (uid.0, *pkts));
+        assert_eq!(last, Some((2_500, 1)));
     }
 
     /// One UDP packet of flow `n` (of many), from its client or its server.
