@@ -896,10 +896,15 @@ impl Run {
     }
 
     /// Export datagrams the packet path found in the capture: decoded as export too.
+    #[inline]
     fn decode_exports(&mut self) {
-        if self.sensor.exports.is_empty() {
-            return;
+        if !self.sensor.exports.is_empty() {
+            self.decode_found_exports();
         }
+    }
+
+    #[cold]
+    fn decode_found_exports(&mut self) {
         for (ts_ns, exporter, payload) in std::mem::take(&mut self.sensor.exports) {
             if let Some(kind) = export::classify(&payload) {
                 self.decode_datagram(kind, exporter, ts_ns, &payload);
