@@ -217,19 +217,26 @@ fn fleet_scored(stderr: &[u8]) -> u64 {
         .unwrap()
 }
 
+/// The aggregator's default durable consumer.
+const AGGREGATE_DURABLE: &str = "egresswatch-aggregate";
+
 /// The aggregator's durable consumer: messages acknowledged so far (its ack floor).
 fn acknowledged_by(url: &str, durable: &str) -> u64 {
+    consumer_info(url, durable).map_or(0, |i| i.ack_floor.stream_sequence)
+}
+
+/// The aggregators' durable consumer as the server sees it (None before one has bound it).
+fn consumer_info(url: &str, durable: &str) -> Option<async_nats::jetstream::consumer::Info> {
     use async_nats::jetstream::{self, consumer};
     nats::runtime().block_on(async {
-        let client = async_nats::connect(url).await.unwrap();
+        let client = async_nats::connect(url).await.ok()?;
         let js = jetstream::new(client);
-        let Ok(stream) = js.get_stream(subjects().sites_stream()).await else {
-            return 0;
-        };
-        match stream.get_consumer::<consumer::pull::Config>(durable).await {
-            Ok(mut c) => c.info().await.map_or(0, |i| i.ack_floor.stream_sequence),
-            Err(_) => 0,
-        }
+        let stream = js.get_stream(subjects().sites_stream()).await.ok()?;
+        let mut c = stream
+            .get_consumer::<consumer::pull::Config>(durable)
+            .await
+            .ok()?;
+        c.info().await.ok().cloned()
     })
 }
 
@@ -464,7 +471,7 @@ fn three_sites_share_a_baseline_and_fleet_alerts_through_an_aggregator_restart()
     let config = fleet_config(&dir);
     let first_alerts = dir.path("fleet-alerts-1.jsonl");
     let mut first = aggregate(&config, &url, &first_alerts, None);
-    let durable = "egresswatch-aggregate";
+    let durable = AGGREGATE_DURABLE;
     let (outputs, acked_at_kill) = std::thread::scope(|scope| {
         let sensors: Vec<_> = (1..=3)
             .map(|n| {
@@ -529,13 +536,24 @@ fn two_aggregators_share_the_work_and_agree() {
     let nats = NatsServer::start(&dir.path(""));
     let url = nats.url();
     let config = fleet_config(&dir);
-    let outputs: Vec<Output> = (1..=3).map(|n| site_sensor(&config, &url, n)).collect();
-    let published = stored_by(&outputs);
+    // Both aggregators wait on the consumer before anything is published: had the messages
+    // been there first, the aggregator that bound first could take all 60 before the other
+    // had started (seen in CI on a loaded machine).
     let files = [dir.path("a.jsonl"), dir.path("b.jsonl")];
     let runs: Vec<_> = files
         .iter()
-        .map(|f| aggregate(&config, &url, f, Some(3)))
+        .map(|f| aggregate(&config, &url, f, Some(8)))
         .collect();
+    let started = std::time::Instant::now();
+    while consumer_info(&url, AGGREGATE_DURABLE).is_none_or(|i| i.num_waiting < 2) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the two aggregators never both waited on the consumer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let outputs: Vec<Output> = (1..=3).map(|n| site_sensor(&config, &url, n)).collect();
+    let published = stored_by(&outputs);
     let mut processed = Vec::new();
     for run in runs {
         let out = run.wait_with_output().unwrap();
