@@ -248,7 +248,8 @@ mod tests {
             .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
             .collect();
         captures.push(root.join("captures/office.pcap"));
-        let out = std::env::temp_dir().join(format!("egresswatch-seeds-{}", std::process::id()));
+        let tmp = crate::testing::TempDir::new("seeds");
+        let out = tmp.path("seeds");
         let configs = [root.join("config/egresswatch.toml")];
         write(&out, &captures, &configs).unwrap();
         let seeds = |target: &str| -> Vec<Vec<u8>> {
@@ -287,6 +288,5 @@ mod tests {
             let len = usize::from(u16::from_be_bytes([seed[1], seed[2]]));
             assert!(classify(&seed[3..3 + len]).is_some());
         }
-        let _ = std::fs::remove_dir_all(&out);
     }
 }

@@ -27,3 +27,5 @@ pub mod shard;
 pub mod source;
 pub mod stats;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;

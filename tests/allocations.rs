@@ -2,6 +2,9 @@
 //! messages (a new flow, a DNS message, a ClientHello), never with the bulk of a flow's
 //! packets. Counted with a counting global allocator around a replay of the generated bench
 //! mix, where most packets are full-size segments of established TLS flows.
+mod common;
+
+use common::TempDir;
 use egresswatch::config::Config;
 use egresswatch::generate::{GenerateOptions, Scenario, generate};
 use egresswatch::pipeline::{ReplayOptions, replay};
@@ -47,9 +50,8 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn allocations_follow_flows_and_messages_not_packets() {
-    let dir = std::env::temp_dir().join(format!("egresswatch-alloc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("bench.pcap");
+    let dir = TempDir::new("alloc", "bench");
+    let pcap = dir.path("bench.pcap");
     let opts = GenerateOptions {
         scenario: Scenario::Bench,
         seed: 7,
@@ -89,7 +91,6 @@ fn allocations_follow_flows_and_messages_not_packets() {
             s.frames
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Found by the `dns` fuzz target (tests/data/fuzz/): an 894-byte message whose 28 questions

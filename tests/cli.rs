@@ -1,4 +1,7 @@
 //! The binary, run as a user would: hermetic temp dirs, real captures, exit codes and messages.
+mod common;
+
+use common::TempDir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,22 +18,15 @@ fn run(args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("egresswatch-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
 fn truncated_file_is_reported_with_offset_and_the_run_goes_on() {
-    let dir = temp_dir("trunc");
+    let dir = TempDir::new("cli", "trunc");
     let original = std::fs::read(public("ndpi__http_connect.pcap")).unwrap();
-    let cut = dir.join("cut.pcap");
+    let cut = dir.path("cut.pcap");
     std::fs::write(&cut, &original[..original.len() - 100]).unwrap();
     let other = public("tcpdump__dns_tcp.pcap");
     let o = run(&[
@@ -50,8 +46,8 @@ fn truncated_file_is_reported_with_offset_and_the_run_goes_on() {
 
 #[test]
 fn unknown_link_type_is_an_error_naming_the_file() {
-    let dir = temp_dir("linktype");
-    let path = dir.join("usb.pcap");
+    let dir = TempDir::new("cli", "linktype");
+    let path = dir.path("usb.pcap");
     let mut header = vec![
         0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0,
     ];
@@ -68,8 +64,8 @@ fn unknown_link_type_is_an_error_naming_the_file() {
 
 #[test]
 fn not_a_capture_is_an_error_naming_the_file() {
-    let dir = temp_dir("notcap");
-    let path = dir.join("notes.txt");
+    let dir = TempDir::new("cli", "notcap");
+    let path = dir.path("notes.txt");
     std::fs::write(&path, b"this is not a capture file at all, just text").unwrap();
     let o = run(&["replay", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
@@ -91,8 +87,8 @@ fn shipped_config_checks_and_a_bad_one_is_named() {
         stderr(&o)
     );
 
-    let dir = temp_dir("badconfig");
-    let bad = dir.join("bad.toml");
+    let dir = TempDir::new("cli", "badconfig");
+    let bad = dir.path("bad.toml");
     std::fs::write(&bad, "[flow]\nmax_flow = 10\n").unwrap();
     let o = run(&["check-config", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
@@ -113,8 +109,8 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn zeek_logs_for_a_connect_tunnel() {
-    let dir = temp_dir("logs");
-    let logs = dir.join("logs");
+    let dir = TempDir::new("cli", "logs");
+    let logs = dir.path("logs");
     let o = run(&[
         "replay",
         "--log-dir",
@@ -172,8 +168,9 @@ fn ssl_log_server_fields_match_tshark() {
         by_file.len()
     );
     let mut failures = Vec::new();
+    let dir = TempDir::new("cli", "ssl");
     for (file, rows) in &by_file {
-        let logs = temp_dir("ssl").join(file);
+        let logs = dir.path(file);
         let o = run(&[
             "replay",
             "--log-dir",
@@ -221,8 +218,8 @@ fn ssl_log_server_fields_match_tshark() {
 #[test]
 fn collect_reloads_its_config_on_sighup() {
     use std::io::{BufRead, BufReader, Read};
-    let dir = temp_dir("sighup");
-    let config = dir.join("egresswatch.toml");
+    let dir = TempDir::new("cli", "sighup");
+    let config = dir.path("egresswatch.toml");
     std::fs::write(&config, "").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
         .args([
@@ -280,5 +277,4 @@ fn collect_reloads_its_config_on_sighup() {
     stderr.read_to_string(&mut summary).unwrap();
     assert!(status.success(), "{summary}");
     assert!(summary.contains("config reloads: 1"), "{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,8 +14,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
 #[path = "common/syslog.rs"]
 mod syslog_helpers;
+use common::TempDir;
 use syslog_helpers::{PATIENCE, free_tcp_port, repo, wait_for};
 
 const PARTITIONS: i32 = 3;
@@ -451,9 +453,8 @@ fn sensor_exports_the_fleet_schema_to_kafka() {
     use egresswatch::fleet::schema::{Body, Message as FleetMessage, SCHEMA};
     let broker = Broker::start();
     broker.create_topics("egresswatch");
-    let dir = std::env::temp_dir().join(format!("egresswatch-kafka-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("kafka.toml");
+    let dir = TempDir::new("kafka", "fleet");
+    let config = dir.path("kafka.toml");
     std::fs::write(
         &config,
         format!(
@@ -470,7 +471,6 @@ fn sensor_exports_the_fleet_schema_to_kafka() {
         .arg(repo("captures/site-1.pcap"))
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let line = stderr.lines().find(|l| l.starts_with("kafka: ")).unwrap();

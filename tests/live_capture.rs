@@ -10,6 +10,7 @@
 //! alerts are ProxywareDomain, raised by names, not durations.
 mod common;
 
+use common::TempDir;
 use egresswatch::config::Config;
 use egresswatch::pipeline::{ReplayOptions, replay};
 use serde_json::Value;
@@ -29,13 +30,6 @@ const BUFFER_MIB: &str = "128";
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("egresswatch-live-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn require(program: &str, package: &str) {
@@ -455,10 +449,10 @@ fn live_capture_on_worker_threads_raises_the_alerts_replay_raises() {
 
 fn live_matches_replay(tag: &str, link: u32, extra: &[&str]) {
     let Some(lab) = Lab::new(tag) else { return };
-    let dir = temp_dir(tag);
+    let dir = TempDir::new("live", tag);
     let (ours, theirs) = lab.link(link);
-    let config = write_config(&dir, FAST_STATS);
-    let alerts = dir.join("alerts.jsonl");
+    let config = write_config(&dir.0, FAST_STATS);
+    let alerts = dir.path("alerts.jsonl");
     let alerts_arg = alerts.to_str().unwrap();
     let mut args = vec![
         "--interface",
@@ -497,7 +491,6 @@ fn live_matches_replay(tag: &str, link: u32, extra: &[&str]) {
     assert_eq!(project_json(&file_lines), expected);
     // stdout (JSON lines) carries the same alerts as the file.
     assert_eq!(stopped.out, file_lines);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A field of /proc/PID/status.
@@ -538,11 +531,11 @@ fn assert_unprivileged(pid: i32, uid: u32, when: &str) {
 fn ambient_capabilities_are_dropped_after_opening() {
     require("setpriv", "util-linux");
     let Some(lab) = Lab::new("amb") else { return };
-    let dir = temp_dir("amb");
+    let dir = TempDir::new("live", "amb");
     let (ours, theirs) = lab.link(7);
-    let config = write_config(&dir, FAST_STATS);
+    let config = write_config(&dir.0, FAST_STATS);
     // The unprivileged user must read the config.
-    run(Command::new("chmod").arg("755").arg(&dir));
+    run(Command::new("chmod").arg("755").arg(&dir.0));
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
         .expect("user nobody exists");
@@ -605,15 +598,14 @@ fn ambient_capabilities_are_dropped_after_opening() {
     stopped.assert_clean_exit();
     assert_eq!(stopped.summary_frames(), OFFICE_FRAMES);
     assert_eq!(project_json(&stopped.out), replayed(Destination::Hostname));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn privileges_are_dropped_while_capturing() {
     let Some(lab) = Lab::new("priv") else { return };
-    let dir = temp_dir("priv");
+    let dir = TempDir::new("live", "priv");
     let (ours, theirs) = lab.link(2);
-    let config = write_config(&dir, FAST_STATS);
+    let config = write_config(&dir.0, FAST_STATS);
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
         .expect("user nobody exists");
@@ -661,19 +653,18 @@ fn privileges_are_dropped_while_capturing() {
     stopped.assert_clean_exit();
     assert_eq!(stopped.summary_frames(), OFFICE_FRAMES);
     assert_eq!(project_json(&stopped.out), replayed(Destination::Hostname));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn two_interfaces_make_one_picture() {
     require("tcpdump", "tcpdump");
     let Some(lab) = Lab::new("two") else { return };
-    let dir = temp_dir("two");
+    let dir = TempDir::new("live", "two");
     // Each half holds whole hosts (their DNS too), so every flow is seen on one interface.
     let filter = "host 10.20.1.66 or host 10.20.1.10 or host 10.20.1.11 or host 10.20.1.12";
     let halves = [
-        (dir.join("half1.pcap"), filter.to_string()),
-        (dir.join("half2.pcap"), format!("not ({filter})")),
+        (dir.path("half1.pcap"), filter.to_string()),
+        (dir.path("half2.pcap"), format!("not ({filter})")),
     ];
     let mut counts = Vec::new();
     for (path, filter) in &halves {
@@ -695,7 +686,7 @@ fn two_interfaces_make_one_picture() {
     assert!(counts.iter().all(|&c| c > 0));
     let (a1, b1) = lab.link(3);
     let (a2, b2) = lab.link(4);
-    let config = write_config(&dir, FAST_STATS);
+    let config = write_config(&dir.0, FAST_STATS);
     let mut sensor = lab.sensor(&[
         "--interface",
         &a1,
@@ -723,7 +714,6 @@ fn two_interfaces_make_one_picture() {
         assert_eq!((s.kernel, s.interface, s.queue), (0, 0, 0), "{name}");
     }
     assert_eq!(project_json(&stopped.out), replayed(Destination::Hostname));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// On a link that goes quiet, windows close on the wall clock: the alerts are on stdout while
@@ -731,11 +721,11 @@ fn two_interfaces_make_one_picture() {
 #[test]
 fn windows_close_on_the_wall_clock_on_a_quiet_link() {
     let Some(lab) = Lab::new("quiet") else { return };
-    let dir = temp_dir("quiet");
+    let dir = TempDir::new("live", "quiet");
     let (ours, theirs) = lab.link(5);
     let text = "[proxyware]\nalert_window_seconds = 2\n[windows]\nwindow_seconds = 2\n\
                 [live]\nstats_interval_seconds = 1\n";
-    let config_path = write_config(&dir, text);
+    let config_path = write_config(&dir.0, text);
     // The burst lands in one or two 2 s windows; the replay of the file's real timing spreads
     // it over ten minutes. Per service, the observations add up the same.
     let expected = replayed(Destination::Service);
@@ -772,7 +762,6 @@ fn windows_close_on_the_wall_clock_on_a_quiet_link() {
         expected
     );
     assert_eq!(stopped.summary_frames(), OFFICE_FRAMES);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// SIGINT flushes; a second SIGINT while the flush is stuck exits at once with 130. The
@@ -782,10 +771,10 @@ fn windows_close_on_the_wall_clock_on_a_quiet_link() {
 fn second_sigint_exits_at_once() {
     use std::os::unix::process::ExitStatusExt;
     let Some(lab) = Lab::new("int") else { return };
-    let dir = temp_dir("int");
+    let dir = TempDir::new("live", "int");
     let (ours, _) = lab.link(6);
-    let state = dir.join("state.json");
-    run(Command::new("mkfifo").arg(dir.join("state.tmp")));
+    let state = dir.path("state.json");
+    run(Command::new("mkfifo").arg(dir.path("state.tmp")));
     let mut sensor = lab.sensor(&[
         "--interface",
         &ours,
@@ -807,7 +796,6 @@ fn second_sigint_exits_at_once() {
         stopped.status.signal(),
         stopped.err
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -826,9 +814,9 @@ fn unknown_interface_is_reported() {
 #[test]
 fn sighup_reloads_the_config_while_capturing() {
     let Some(lab) = Lab::new("hup") else { return };
-    let dir = temp_dir("hup");
+    let dir = TempDir::new("live", "hup");
     let (ours, theirs) = lab.link(8);
-    let config = write_config(&dir, FAST_STATS);
+    let config = write_config(&dir.0, FAST_STATS);
     let mut sensor = lab.sensor(&[
         "--interface",
         &ours,
@@ -840,7 +828,7 @@ fn sighup_reloads_the_config_while_capturing() {
         "json",
     ]);
     let allow = format!("{FAST_STATS}[proxyware]\nallow_domains = [\"honeygain.com\"]\n");
-    write_config(&dir, &allow);
+    write_config(&dir.0, &allow);
     sensor.signal(nix::sys::signal::Signal::SIGHUP);
     sensor.wait_stderr("the reload", |err| {
         err.iter().any(|l| l == "egresswatch: config reloaded")
@@ -863,7 +851,6 @@ fn sighup_reloads_the_config_while_capturing() {
         "{}",
         stopped.err.join("\n")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The metrics endpoint while capturing on two shard workers: scraped from inside the capture
@@ -874,11 +861,11 @@ fn metrics_are_served_while_capturing() {
     let Some(lab) = Lab::new("metrics") else {
         return;
     };
-    let dir = temp_dir("metrics");
+    let dir = TempDir::new("live", "metrics");
     let (ours, theirs) = lab.link(11);
     // A new namespace's loopback is down; the endpoint listens there.
     run(Command::new("ip").args(["-n", &lab.capture_ns, "link", "set", "lo", "up"]));
-    let config = write_config(&dir, FAST_STATS);
+    let config = write_config(&dir.0, FAST_STATS);
     let mut sensor = lab.sensor(&[
         "--interface",
         &ours,
@@ -979,5 +966,4 @@ fn metrics_are_served_while_capturing() {
         .unwrap();
     let flows: f64 = flows_line.split(' ').next().unwrap().parse().unwrap();
     assert_eq!(flows, samples["egresswatch_flows_total"], "{flows_line}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,6 +7,7 @@ mod common;
 #[path = "common/nats.rs"]
 mod nats;
 
+use common::TempDir;
 use egresswatch::config::Config;
 use egresswatch::pipeline::{ReplayOptions, replay};
 use serde_json::Value;
@@ -20,16 +21,6 @@ const PAYLOAD_BRANCHES: [&str; 2] = ["TorrentSeeding", "ProxywareDomain"];
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "egresswatch-softflowd-{tag}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 type AlertSet = BTreeSet<(String, String)>;
@@ -214,11 +205,11 @@ fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
         ("ipfix-biflow", &["-v", "10", "-b", "-t", "maxlife=300"]),
     ];
     for (tag, args) in cases {
-        let dir = temp_dir(tag);
-        let collector = start_collector(&dir, 1);
+        let dir = TempDir::new("softflowd", tag);
+        let collector = start_collector(&dir.0, 1);
         let addr = collector.addrs[0].clone();
-        softflowd(&repo("captures/behaviour.pcap"), &addr, args, &dir);
-        let (summary, got, alerts) = collector.stop(&dir);
+        softflowd(&repo("captures/behaviour.pcap"), &addr, args, &dir.0);
+        let (summary, got, alerts) = collector.stop(&dir.0);
         let listing: Vec<String> = alerts
             .iter()
             .map(|a| format!("  {} {} {}", a["host"], a["DetectionBranch"], a["reason"]))
@@ -231,13 +222,12 @@ fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
         let got = without_payload_branches(got);
         assert_eq!(got, want, "{tag}:\n{listing}\n{summary}");
         // conn.log has the exported flows, with what export knows and nothing invented.
-        let conn = std::fs::read_to_string(dir.join("logs/conn.log")).unwrap();
+        let conn = std::fs::read_to_string(dir.path("logs/conn.log")).unwrap();
         let first: Value = serde_json::from_str(conn.lines().next().unwrap()).unwrap();
         assert!(first.get("orig_ip_bytes").is_some(), "{first}");
         assert!(first.get("history").is_none(), "{first}");
         assert!(first.get("orig_bytes").is_none(), "{first}");
         assert_eq!(first["exporter"], "127.0.0.1");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -247,11 +237,11 @@ fn softflowd_exports_raise_the_same_alerts_as_the_packets() {
 #[test]
 fn two_exporters_at_once_make_one_picture() {
     let want = expected_from_flows();
-    let dir = temp_dir("two-exporters");
+    let dir = TempDir::new("softflowd", "two-exporters");
     let whole = repo("captures/behaviour.pcap");
     let halves = [
-        ("net 10.20.2.0/24", dir.join("branch2.pcap")),
-        ("not net 10.20.2.0/24", dir.join("rest.pcap")),
+        ("net 10.20.2.0/24", dir.path("branch2.pcap")),
+        ("not net 10.20.2.0/24", dir.path("rest.pcap")),
     ];
     for (filter, out) in &halves {
         let status = Command::new("tcpdump")
@@ -265,7 +255,7 @@ fn two_exporters_at_once_make_one_picture() {
             .expect("tcpdump is installed (.ci/run installs it)");
         assert!(status.success(), "tcpdump {filter}");
     }
-    let collector = start_collector(&dir, 2);
+    let collector = start_collector(&dir.0, 2);
     let versions = [["-v", "9"], ["-v", "10"]];
     let exporters: Vec<Child> = halves
         .iter()
@@ -274,7 +264,7 @@ fn two_exporters_at_once_make_one_picture() {
         .enumerate()
         .map(|(i, (((_, capture), to), version))| {
             let args = [version[0], version[1], "-t", "maxlife=300"];
-            softflowd_command(capture, to, &args, &dir.join(format!("softflowd{i}.pid")))
+            softflowd_command(capture, to, &args, &dir.path(&format!("softflowd{i}.pid")))
                 .spawn()
                 .expect("softflowd is installed (apt-get install -y softflowd; .ci/run does)")
         })
@@ -282,19 +272,18 @@ fn two_exporters_at_once_make_one_picture() {
     for child in exporters {
         assert_exited(child);
     }
-    let (summary, got, _) = collector.stop(&dir);
+    let (summary, got, _) = collector.stop(&dir.0);
     assert!(
         summary.contains("export: ") && !summary.contains("export errors"),
         "{summary}"
     );
     assert_eq!(without_payload_branches(got), want, "{summary}");
-    let conn = std::fs::read_to_string(dir.join("logs/conn.log")).unwrap();
+    let conn = std::fs::read_to_string(dir.path("logs/conn.log")).unwrap();
     let sources: BTreeSet<String> = conn
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["flow_source"].to_string())
         .collect();
     assert_eq!(sources.len(), 2, "{sources:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The metrics endpoint during a collector run fed by softflowd: it answers while records
@@ -302,12 +291,15 @@ fn two_exporters_at_once_make_one_picture() {
 /// queue is there.
 #[test]
 fn metrics_follow_a_softflowd_export() {
-    let dir = temp_dir("metrics");
+    let dir = TempDir::new("softflowd", "metrics");
     // A syslog receiver on loopback: alerts go to it as they would to a SIEM.
     let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = format!("udp://{}", syslog.local_addr().unwrap());
-    let collector =
-        start_collector_with(&dir, 1, &["--metrics", "127.0.0.1:0", "--syslog", &target]);
+    let collector = start_collector_with(
+        &dir.0,
+        1,
+        &["--metrics", "127.0.0.1:0", "--syslog", &target],
+    );
     let endpoint = collector.metrics.clone().expect("metrics address printed");
     let (status, health) = common::http_get(&endpoint, "/health");
     assert_eq!(status, 200, "{health}");
@@ -321,7 +313,7 @@ fn metrics_follow_a_softflowd_export() {
         &repo("captures/behaviour.pcap"),
         &collector.addrs[0],
         &["-v", "9", "-t", "maxlife=300"],
-        &dir,
+        &dir.0,
     );
     // softflowd has sent everything; wait until the pipeline has decoded it all (two scrapes a
     // publishing interval apart agree, and something arrived).
@@ -355,7 +347,7 @@ fn metrics_follow_a_softflowd_export() {
     assert!(last["egresswatch_hosts"] > 0.0, "{last:?}");
     assert_eq!(common::http_get(&endpoint, "/health").0, 200);
 
-    let (summary, _, alerts) = collector.stop(&dir);
+    let (summary, _, alerts) = collector.stop(&dir.0);
     let export_line = summary
         .lines()
         .find_map(|l| l.strip_prefix("export: "))
@@ -390,7 +382,6 @@ fn metrics_follow_a_softflowd_export() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `collect` in fleet mode: the windows and every alert of a softflowd export reach a real
@@ -398,10 +389,10 @@ fn metrics_follow_a_softflowd_export() {
 #[test]
 fn collector_publishes_to_the_fleet() {
     use egresswatch::fleet::schema::{Body, Subjects};
-    let dir = temp_dir("fleet");
-    let server = nats::NatsServer::start(&dir);
+    let dir = TempDir::new("softflowd", "fleet");
+    let server = nats::NatsServer::start(&dir.0);
     let collector = start_collector_with(
-        &dir,
+        &dir.0,
         1,
         &[
             "--fleet",
@@ -416,9 +407,9 @@ fn collector_publishes_to_the_fleet() {
         &repo("captures/behaviour.pcap"),
         &collector.addrs[0],
         &["-v", "9", "-t", "maxlife=300"],
-        &dir,
+        &dir.0,
     );
-    let (summary, _, alerts) = collector.stop(&dir);
+    let (summary, _, alerts) = collector.stop(&dir.0);
     assert!(
         summary.contains("fleet: site branch sensor router-1: "),
         "{summary}"
@@ -442,5 +433,4 @@ fn collector_publishes_to_the_fleet() {
         .count();
     assert!(windows > 1, "{windows}");
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }

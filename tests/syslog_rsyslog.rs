@@ -1,6 +1,9 @@
 //! Syslog export into a real rsyslogd that the test starts on loopback (UDP, TCP, TLS and
 //! mutual TLS inputs), with alerts from replaying the committed captures. Every message rsyslog
 //! writes is parsed strictly here (RFC 5424, CEF, ECS JSON) and compared with the JSON alert.
+mod common;
+
+use common::TempDir;
 use egresswatch::alert::Alert;
 use egresswatch::alert::syslog::{SinkCounters, SyslogFormat, SyslogSinks, SyslogTarget};
 use serde_json::Value;
@@ -12,14 +15,6 @@ use std::time::Duration;
 #[path = "common/syslog.rs"]
 mod syslog_helpers;
 use syslog_helpers::*;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("egresswatch-rsyslog-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A strictly parsed RFC 5424 message.
 #[derive(Debug)]
@@ -361,10 +356,10 @@ fn every_alert_arrives_over_udp_tcp_tls_and_mutual_tls_and_parses() {
             .iter()
             .any(|a| a.country.is_some() && a.asn.is_some())
     );
-    let dir = temp_dir("formats");
-    let pki = make_pki(&dir);
+    let dir = TempDir::new("rsyslog", "formats");
+    let pki = make_pki(&dir.0);
     let rsyslog = Rsyslog::start(
-        &dir,
+        &dir.0,
         Some(&pki),
         &[
             ("udp", Input::Udp),
@@ -452,11 +447,11 @@ fn every_alert_arrives_over_udp_tcp_tls_and_mutual_tls_and_parses() {
 fn tls_with_an_unknown_ca_or_without_a_client_certificate_delivers_nothing_and_says_why() {
     let alerts = replay_alerts("captures/office.pcap", None);
     assert_eq!(alerts.len(), 5);
-    let dir = temp_dir("tls-refused");
-    let pki = make_pki(&dir);
-    let other = make_pki(&dir.join("other").tap_mkdir());
+    let dir = TempDir::new("rsyslog", "tls-refused");
+    let pki = make_pki(&dir.0);
+    let other = make_pki(&dir.path("other").tap_mkdir());
     let rsyslog = Rsyslog::start(
-        &dir,
+        &dir.0,
         Some(&pki),
         &[("tls", Input::Tls), ("mtls", Input::MutualTls)],
     );
@@ -518,8 +513,8 @@ fn alerts_sent_while_rsyslog_is_down_arrive_after_it_restarts_and_overflow_is_co
         Some("captures/behaviour.toml"),
     ));
     let n = alerts.len();
-    let dir = temp_dir("outage");
-    let mut rsyslog = Rsyslog::start(&dir, None, &[("tcp", Input::Tcp)]);
+    let dir = TempDir::new("rsyslog", "outage");
+    let mut rsyslog = Rsyslog::start(&dir.0, None, &[("tcp", Input::Tcp)]);
     let url = rsyslog.url("tcp");
     // Roomy: everything sent during the outage fits in memory.
     let mut roomy = SyslogTarget::from_url(&url, SyslogFormat::Rfc5424).unwrap();
@@ -528,7 +523,7 @@ fn alerts_sent_while_rsyslog_is_down_arrive_after_it_restarts_and_overflow_is_co
     let mut tiny = roomy.clone();
     tiny.app_name = "tiny".into();
     tiny.queue_alerts = 2;
-    tiny.spool_dir = Some(dir.join("spool"));
+    tiny.spool_dir = Some(dir.path("spool"));
     tiny.spool_max_bytes = 3 * 3000;
     let sinks = SyslogSinks::start(&[roomy.clone()]).unwrap();
     let (before, during) = alerts.split_at(5);
@@ -579,8 +574,8 @@ fn alerts_sent_while_rsyslog_is_down_arrive_after_it_restarts_and_overflow_is_co
 
 #[test]
 fn replay_binary_sends_its_alerts_to_rsyslog_and_reports_them() {
-    let dir = temp_dir("binary");
-    let rsyslog = Rsyslog::start(&dir, None, &[("tcp", Input::Tcp)]);
+    let dir = TempDir::new("rsyslog", "binary");
+    let rsyslog = Rsyslog::start(&dir.0, None, &[("tcp", Input::Tcp)]);
     let url = rsyslog.url("tcp");
     let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
         .args(["replay", "--format", "json", "--syslog", &url])

@@ -1,5 +1,8 @@
 //! AWS VPC Flow Logs reader on the sample files in tests/data/vpc (see its README.md): every
 //! record, counter and reported bad line, plain and gzip.
+mod common;
+
+use common::TempDir;
 use egresswatch::export::vpc::{VpcCounters, VpcError, is_vpc_flow_log, read_file};
 use egresswatch::export::{FlowRecord, RecordSource};
 use flate2::Compression;
@@ -303,10 +306,6 @@ fn custom_format_by_header_names() {
     );
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("egresswatch-vpc-{}-{name}", std::process::id()))
-}
-
 fn gzip(members: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     for member in members {
@@ -320,8 +319,9 @@ fn gzip(members: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn gzip_single_and_multi_member() {
     let plain = std::fs::read(data("default-s3.log")).unwrap();
+    let dir = TempDir::new("vpc", "gzip");
     // The name says nothing: detection is by the magic bytes.
-    let single = temp_path("single.log");
+    let single = dir.path("single.log");
     std::fs::write(&single, gzip(&[&plain])).unwrap();
     assert!(is_vpc_flow_log(&single));
     let got = read(&single);
@@ -329,7 +329,7 @@ fn gzip_single_and_multi_member() {
     assert_eq!(got.counters, default_s3_counters());
 
     // Two objects concatenated: a second member, its header line included.
-    let multi = temp_path("multi.log.gz");
+    let multi = dir.path("multi.log.gz");
     std::fs::write(&multi, gzip(&[&plain, &plain])).unwrap();
     let got = read(&multi);
     let twice: Vec<FlowRecord> = default_s3_records().into_iter().cycle().take(10).collect();
@@ -343,15 +343,11 @@ fn gzip_single_and_multi_member() {
     let mut corrupt = gzip(&[&plain]);
     let middle = corrupt.len() / 2;
     corrupt.truncate(middle);
-    let cut = temp_path("cut.log.gz");
+    let cut = dir.path("cut.log.gz");
     std::fs::write(&cut, corrupt).unwrap();
     let mut counters = VpcCounters::default();
     let result = read_file(&cut, &mut counters, &mut |_| {}, &mut |_| {});
     assert!(matches!(result, Err(VpcError::Io { .. })), "{result:?}");
-
-    for path in [single, multi, cut] {
-        let _ = std::fs::remove_file(path);
-    }
 }
 
 #[test]
@@ -364,13 +360,13 @@ fn other_files_are_not_vpc_logs() {
     )));
     assert!(!is_vpc_flow_log(&data("no-such-file.log")));
     // A gzip file of something else.
-    let other = temp_path("other.gz");
+    let dir = TempDir::new("vpc", "other");
+    let other = dir.path("other.gz");
     std::fs::write(&other, gzip(&[b"hello world\n"])).unwrap();
     assert!(!is_vpc_flow_log(&other));
-    let _ = std::fs::remove_file(other);
 
     // A header without the fields a record needs is refused as a whole.
-    let partial = temp_path("partial.log");
+    let partial = dir.path("partial.log");
     std::fs::write(
         &partial,
         "version srcaddr dstaddr action\n2 10.0.0.1 10.0.0.2 ACCEPT\n",
@@ -387,5 +383,4 @@ fn other_files_are_not_vpc_logs() {
         matches!(&result, Err(VpcError::Line { line: 1, detail, .. }) if detail.contains("protocol")),
         "{result:?}"
     );
-    let _ = std::fs::remove_file(partial);
 }

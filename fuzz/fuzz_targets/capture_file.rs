@@ -24,4 +24,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(problem.offset <= size, "{problem}");
         }
     }
+    // Not left in the temp dir once the fuzzer stops.
+    let _ = std::fs::remove_file(&path);
 });

@@ -881,9 +881,8 @@ mod tests {
 
     #[test]
     fn spool_takes_the_overflow_and_replays_it_in_order_after_a_restart() {
-        let dir =
-            std::env::temp_dir().join(format!("egresswatch-syslog-spool-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = crate::testing::TempDir::new("syslog-spool");
+        let dir = tmp.path("spool");
         // Bind to learn a free port, then close it: connects are refused until we listen again.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -930,7 +929,6 @@ mod tests {
         }
         assert_eq!(c[0].1.sent, 6);
         assert_eq!(c[0].1.spool_bytes, 0);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -436,11 +436,10 @@ mod tests {
     #[test]
     fn default_dir_is_used_when_paths_are_empty() {
         // tests/data/geo holds no country.mmdb/asn.mmdb, so point at a dir that does.
-        let dir = std::env::temp_dir().join(format!("egresswatch-geo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(test_data("asn-test.mmdb"), dir.join(DEFAULT_ASN_FILE)).unwrap();
-        let geo = Geo::open_in(&GeoConfig::default(), &dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let dir = crate::testing::TempDir::new("geo");
+        std::fs::copy(test_data("asn-test.mmdb"), dir.path(DEFAULT_ASN_FILE)).unwrap();
+        let geo = Geo::open_in(&GeoConfig::default(), dir.dir()).unwrap();
+        drop(dir);
         assert_eq!(geo.lookup(ip("8.8.8.8")).asn, Some(15169));
         assert_eq!(geo.lookup(ip("8.8.8.8")).country, None);
         let line = geo.describe();

@@ -1195,9 +1195,8 @@ mod tests {
     #[test]
     fn concurrent_scenario_flows_stay_live_with_inspection_done_or_idle() {
         use crate::decode::packet::{Decoded, Layer, decode_frame};
-        let dir = std::env::temp_dir().join(format!("ew-flowmem-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pcap = dir.join("c.pcap");
+        let tmp = crate::testing::TempDir::new("flowmem");
+        let pcap = tmp.path("c.pcap");
         let opts = crate::generate::GenerateOptions {
             scenario: crate::generate::Scenario::Concurrent,
             flows: 2000,
@@ -1205,7 +1204,6 @@ mod tests {
         };
         crate::generate::generate(&opts, &pcap, None).unwrap();
         let data = std::fs::read(&pcap).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         let (_, cap) = pcap_parser::pcap::parse_pcap(&data).unwrap();
         let mut table = FlowTable::new(FlowConfig::default(), 1 << 16);
         let mut decoded = Decoded::default();

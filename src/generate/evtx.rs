@@ -1434,25 +1434,17 @@ with evtx.Evtx(sys.argv[1]) as log:
 
     /// Write `events` to a fresh file in the temp dir for an outside reader; the directory
     /// goes when the guard drops.
-    struct TempLog(std::path::PathBuf);
+    struct TempLog(crate::testing::TempDir);
 
     impl TempLog {
         fn new(name: &str, events: &[SysmonEvent]) -> TempLog {
-            let dir = std::env::temp_dir()
-                .join(format!("egresswatch-evtx-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            std::fs::write(dir.join("sysmon.evtx"), write(events)).expect("write file");
+            let dir = crate::testing::TempDir::new(&format!("evtx-{name}"));
+            std::fs::write(dir.path("sysmon.evtx"), write(events)).expect("write file");
             TempLog(dir)
         }
 
         fn path(&self) -> std::path::PathBuf {
-            self.0.join("sysmon.evtx")
-        }
-    }
-
-    impl Drop for TempLog {
-        fn drop(&mut self) {
-            std::fs::remove_dir_all(&self.0).ok();
+            self.0.path("sysmon.evtx")
         }
     }
 

@@ -655,6 +655,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::pipeline::{ReplayOptions, RunReport, replay};
+    use crate::testing::TempDir;
 
     const NS_PER_US: u64 = 1_000;
 
@@ -679,35 +680,14 @@ mod tests {
         read_json(&repo(&format!("captures/site-{n}.truth.json")))
     }
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let p =
-                std::env::temp_dir().join(format!("egresswatch-site-{}-{tag}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// The same seed gives the same bytes, and those are the committed captures; only the
     /// three site numbers are seeds.
     #[test]
     fn sites_are_deterministic_and_committed() {
-        let dir = TempDir::new("det");
+        let dir = TempDir::new("site-det");
         let mut total = 0;
         for n in 1..=3 {
-            let (a, b, t) = (
-                dir.0.join("a.pcap"),
-                dir.0.join("b.pcap"),
-                dir.0.join("t.json"),
-            );
+            let (a, b, t) = (dir.path("a.pcap"), dir.path("b.pcap"), dir.path("t.json"));
             let s = generate(&site(n), &a, Some(&t)).unwrap();
             generate(&site(n), &b, None).unwrap();
             let data = std::fs::read(&a).unwrap();
@@ -731,11 +711,11 @@ mod tests {
         assert!(total < 1_500_000, "site captures too big: {total} bytes");
         for seed in [0, 4] {
             assert!(matches!(
-                generate(&site(seed), &dir.0.join("x.pcap"), None),
+                generate(&site(seed), &dir.path("x.pcap"), None),
                 Err(GenerateError::InvalidOptions(_))
             ));
         }
-        assert!(!dir.0.join("x.pcap").exists());
+        assert!(!dir.path("x.pcap").exists());
     }
 
     fn replay_site(n: u64, log_dir: &Path) -> RunReport {
@@ -795,8 +775,8 @@ mod tests {
     fn sites_replay_to_their_truth() {
         for n in 1..=3 {
             let t = truth(n);
-            let logs = TempDir::new(&format!("logs-{n}"));
-            let r = replay_site(n, &logs.0);
+            let logs = TempDir::new(&format!("site-logs-{n}"));
+            let r = replay_site(n, logs.dir());
             assert_eq!(r.stats.frames, t["packets"].as_u64().unwrap());
             assert_eq!(actual_alerts(&r), expected_alerts(&t), "site {n}");
             assert_eq!(
@@ -858,7 +838,7 @@ mod tests {
             // The relay: one long, upload-heavy TLS session to the endpoint, in AS64500.
             let endpoint = t["fleet"]["relay_endpoint"].as_str().unwrap();
             let (addr, _) = endpoint.rsplit_once(':').unwrap();
-            let conn = std::fs::read_to_string(logs.0.join("conn.log")).unwrap();
+            let conn = std::fs::read_to_string(logs.path("conn.log")).unwrap();
             let session: Vec<Value> = conn
                 .lines()
                 .map(|l| serde_json::from_str::<Value>(l).unwrap())

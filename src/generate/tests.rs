@@ -7,22 +7,7 @@ use pcap_parser::pcap::parse_pcap;
 use serde_json::Value;
 
 use super::*;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("egresswatch-gen-{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::testing::TempDir;
 
 fn opts(scenario: Scenario, packets: u64, snaplen: Option<u32>) -> GenerateOptions {
     GenerateOptions {
@@ -241,7 +226,7 @@ fn scenario_names_parse() {
 /// accepts, and the office's frames all come through, interleaved in time order.
 #[test]
 fn hostile_scenarios_are_deterministic_and_hold_the_office_capture() {
-    let dir = TempDir::new("hostile");
+    let dir = TempDir::new("gen-hostile");
     let office =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/office.pcap")).unwrap();
     let (_, office_cap) = parse_pcap(&office).unwrap();
@@ -253,11 +238,7 @@ fn hostile_scenarios_are_deterministic_and_hold_the_office_capture() {
         Attack::TemplateStorm,
     ] {
         let scenario = Scenario::Hostile(attack);
-        let (a, b, truth) = (
-            dir.0.join("a.pcap"),
-            dir.0.join("b.pcap"),
-            dir.0.join("t.json"),
-        );
+        let (a, b, truth) = (dir.path("a.pcap"), dir.path("b.pcap"), dir.path("t.json"));
         let s = generate(&opts(scenario, 6000, None), &a, Some(&truth)).unwrap();
         generate(&opts(scenario, 6000, None), &b, None).unwrap();
         let data = std::fs::read(&a).unwrap();
@@ -297,9 +278,9 @@ fn hostile_scenarios_are_deterministic_and_hold_the_office_capture() {
 /// the captured part holds whole, valid headers, and unsliced frames have valid checksums.
 #[test]
 fn behaviour_frames_keep_wire_lengths_and_valid_headers() {
-    let dir = TempDir::new("behaviour-frames");
-    let pcap = dir.0.join("b.pcap");
-    let truth = dir.0.join("b.json");
+    let dir = TempDir::new("gen-behaviour-frames");
+    let pcap = dir.path("b.pcap");
+    let truth = dir.path("b.json");
     let s = generate(&opts(Scenario::Behaviour, 0, None), &pcap, Some(&truth)).unwrap();
     let data = std::fs::read(&pcap).unwrap();
     assert_eq!(s.bytes, data.len() as u64);
@@ -358,9 +339,9 @@ fn behaviour_frames_keep_wire_lengths_and_valid_headers() {
 
 #[test]
 fn office_is_deterministic_with_sane_truth() {
-    let dir = TempDir::new("det");
-    let pcap = dir.0.join("office.pcap");
-    let truth = dir.0.join("office.truth.json");
+    let dir = TempDir::new("gen-det");
+    let pcap = dir.path("office.pcap");
+    let truth = dir.path("office.truth.json");
     let o = opts(Scenario::Office, 0, None);
     let s1 = generate(&o, &pcap, Some(&truth)).unwrap();
     let (p1, t1) = (
@@ -454,9 +435,9 @@ fn office_is_deterministic_with_sane_truth() {
 /// and the truth's volumes match the packets.
 #[test]
 fn hidden_names_matches_the_committed_capture() {
-    let dir = TempDir::new("hidden");
-    let pcap = dir.0.join("hidden-names.pcap");
-    let truth = dir.0.join("hidden-names.truth.json");
+    let dir = TempDir::new("gen-hidden");
+    let pcap = dir.path("hidden-names.pcap");
+    let truth = dir.path("hidden-names.truth.json");
     let s = generate(&opts(Scenario::HiddenNames, 0, None), &pcap, Some(&truth)).unwrap();
     let data = std::fs::read(&pcap).unwrap();
     let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/hidden-names.pcap");
@@ -478,9 +459,9 @@ fn hidden_names_matches_the_committed_capture() {
 
 #[test]
 fn office_pcap_reparses_with_valid_checksums_and_volumes() {
-    let dir = TempDir::new("parse");
-    let pcap = dir.0.join("office.pcap");
-    let truth = dir.0.join("office.truth.json");
+    let dir = TempDir::new("gen-parse");
+    let pcap = dir.path("office.pcap");
+    let truth = dir.path("office.truth.json");
     let s = generate(&opts(Scenario::Office, 0, None), &pcap, Some(&truth)).unwrap();
     let data = std::fs::read(&pcap).unwrap();
     let (v4, v6) = check_packets(&data, s.packets);
@@ -574,11 +555,11 @@ fn office_pcap_reparses_with_valid_checksums_and_volumes() {
 
 #[test]
 fn sliced_office_keeps_volumes() {
-    let dir = TempDir::new("slice");
-    let full = dir.0.join("full.pcap");
-    let full_t = dir.0.join("full.json");
-    let cut = dir.0.join("cut.pcap");
-    let cut_t = dir.0.join("cut.json");
+    let dir = TempDir::new("gen-slice");
+    let full = dir.path("full.pcap");
+    let full_t = dir.path("full.json");
+    let cut = dir.path("cut.pcap");
+    let cut_t = dir.path("cut.json");
     generate(&opts(Scenario::Office, 0, None), &full, Some(&full_t)).unwrap();
     let s = generate(&opts(Scenario::Office, 0, Some(96)), &cut, Some(&cut_t)).unwrap();
     let (a, b) = (read_json(&full_t), read_json(&cut_t));
@@ -606,9 +587,9 @@ fn sliced_office_keeps_volumes() {
 
 #[test]
 fn bench_writes_exact_count_with_valid_packets() {
-    let dir = TempDir::new("bench");
-    let pcap = dir.0.join("bench.pcap");
-    let truth = dir.0.join("bench.json");
+    let dir = TempDir::new("gen-bench");
+    let pcap = dir.path("bench.pcap");
+    let truth = dir.path("bench.json");
     let s = generate(&opts(Scenario::Bench, 30_000, None), &pcap, Some(&truth)).unwrap();
     assert_eq!(s.packets, 30_000);
     let data = std::fs::read(&pcap).unwrap();
@@ -629,16 +610,16 @@ fn bench_writes_exact_count_with_valid_packets() {
     // Mostly bulk: the average frame is large.
     assert!(data.len() as u64 / s.packets > 700);
 
-    let again = dir.0.join("again.pcap");
+    let again = dir.path("again.pcap");
     generate(&opts(Scenario::Bench, 30_000, None), &again, None).unwrap();
     assert_eq!(data, std::fs::read(&again).unwrap());
 }
 
 #[test]
 fn concurrent_opens_distinct_live_flows_within_the_idle_timeouts() {
-    let dir = TempDir::new("concurrent");
-    let pcap = dir.0.join("c.pcap");
-    let truth = dir.0.join("c.json");
+    let dir = TempDir::new("gen-concurrent");
+    let pcap = dir.path("c.pcap");
+    let truth = dir.path("c.json");
     let o = GenerateOptions {
         scenario: Scenario::Concurrent,
         flows: 3000,
@@ -675,15 +656,15 @@ fn concurrent_opens_distinct_live_flows_within_the_idle_timeouts() {
         "all flows live under the 60 s UDP timeout: {span} us"
     );
 
-    let again = dir.0.join("again.pcap");
+    let again = dir.path("again.pcap");
     generate(&o, &again, None).unwrap();
     assert_eq!(data, std::fs::read(&again).unwrap());
 }
 
 #[test]
 fn rejects_bad_options() {
-    let dir = TempDir::new("bad");
-    let p = dir.0.join("x.pcap");
+    let dir = TempDir::new("gen-bad");
+    let p = dir.path("x.pcap");
     assert!(matches!(
         generate(&opts(Scenario::Office, 0, Some(0)), &p, None),
         Err(GenerateError::InvalidOptions(_))
@@ -701,7 +682,7 @@ fn rejects_bad_options() {
         generate(&no_flows, &p, None),
         Err(GenerateError::InvalidOptions(_))
     ));
-    let missing = dir.0.join("no/such/dir/x.pcap");
+    let missing = dir.path("no/such/dir/x.pcap");
     assert!(matches!(
         generate(&opts(Scenario::Office, 0, None), &missing, None),
         Err(GenerateError::Io { .. })

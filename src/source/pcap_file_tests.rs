@@ -3,6 +3,7 @@
 //! both timestamp precisions, pcapng sections, interfaces, options, odd blocks), then cut and
 //! corrupted, and read with chunk sizes small enough that every record crosses a chunk edge.
 use super::*;
+use crate::testing::TempDir;
 use pcap_parser::{PcapBlockOwned, create_reader};
 
 /// Frame bytes, shown short in assertion messages.
@@ -203,12 +204,8 @@ fn read_oracle(path: &Path) -> Result<Seen, String> {
 /// Chunk sizes that put chunk edges everywhere, plus the real one.
 const CHUNK_SIZES: [usize; 6] = [1, 7, 64, 100, 1000, CHUNK_SIZE];
 
-fn temp_path(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("egresswatch-reader-{}-{tag}", std::process::id()))
-}
-
-fn write(tag: &str, bytes: &[u8]) -> PathBuf {
-    let path = temp_path(tag);
+fn write(tmp: &TempDir, tag: &str, bytes: &[u8]) -> PathBuf {
+    let path = tmp.path(tag);
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -421,9 +418,10 @@ fn pcapng_file(first_big_endian: bool) -> Vec<u8> {
 
 #[test]
 fn legacy_files_read_as_before() {
+    let tmp = TempDir::new("reader");
     for magic in [Magic::Micro, Magic::Nano, Magic::Modified] {
         for big_endian in [false, true] {
-            let path = write("legacy", &legacy_file(magic, big_endian, 1));
+            let path = write(&tmp, "legacy", &legacy_file(magic, big_endian, 1));
             let seen = assert_same_as_oracle(&path, &CHUNK_SIZES);
             let seen = match (magic, big_endian) {
                 // pcap-parser knows the modified format in little-endian order only.
@@ -447,7 +445,7 @@ fn legacy_files_read_as_before() {
             assert_eq!(seen.frames[0].2, 40);
         }
     }
-    let path = write("legacy-usb", &legacy_file(Magic::Micro, false, 189));
+    let path = write(&tmp, "legacy-usb", &legacy_file(Magic::Micro, false, 189));
     assert_eq!(
         assert_same_as_oracle(&path, &[64]),
         Err("link type 189".into())
@@ -456,8 +454,9 @@ fn legacy_files_read_as_before() {
 
 #[test]
 fn pcapng_files_read_as_before() {
+    let tmp = TempDir::new("reader");
     for big_endian in [false, true] {
-        let path = write("ng", &pcapng_file(big_endian));
+        let path = write(&tmp, "ng", &pcapng_file(big_endian));
         let seen = assert_same_as_oracle(&path, &CHUNK_SIZES).unwrap();
         assert!(seen.problems.is_empty(), "{:?}", seen.problems);
         assert_eq!(seen.unsupported_link, 2);
@@ -502,6 +501,7 @@ fn public_captures_read_as_before() {
 /// Every prefix of a capture: same frames, same problem at the same offset.
 #[test]
 fn cut_files_read_as_before() {
+    let tmp = TempDir::new("reader");
     let files = [
         ("cut-legacy", legacy_file(Magic::Micro, false, 1)),
         ("cut-legacy-be", legacy_file(Magic::Nano, true, 1)),
@@ -511,7 +511,7 @@ fn cut_files_read_as_before() {
     for (tag, bytes) in &files {
         let mut truncated = 0;
         for cut in 0..=bytes.len() {
-            let path = write(tag, &bytes[..cut]);
+            let path = write(&tmp, tag, &bytes[..cut]);
             let seen = assert_same_as_oracle(&path, &[64, CHUNK_SIZE]);
             truncated += seen.is_ok_and(|s| !s.problems.is_empty()) as usize;
         }
@@ -525,6 +525,7 @@ fn cut_files_read_as_before() {
 /// when a block's contents overran its length.
 #[test]
 fn corrupt_files_read_as_before() {
+    let tmp = TempDir::new("reader");
     let files = [
         ("bad-legacy", legacy_file(Magic::Micro, false, 1)),
         ("bad-ng", pcapng_file(false)),
@@ -534,7 +535,7 @@ fn corrupt_files_read_as_before() {
         for at in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[at] = 0xff;
-            let path = write(tag, &bad);
+            let path = write(&tmp, tag, &bad);
             let want = read_oracle(&path);
             for size in [64, CHUNK_SIZE] {
                 let got = read_new(&path, size);
@@ -560,6 +561,7 @@ fn corrupt_files_read_as_before() {
 
 #[test]
 fn absurd_lengths_are_corruption_without_allocating_them() {
+    let tmp = TempDir::new("reader");
     let mut legacy = legacy_file(Magic::Micro, false, 1);
     let second = 24 + 16; // second record: the first frame is empty
     legacy[second + 8..second + 12].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
@@ -576,7 +578,7 @@ fn absurd_lengths_are_corruption_without_allocating_them() {
         ("huge-legacy", legacy, second as u64),
         ("huge-ng", ng.out, epb_at),
     ] {
-        let path = write(tag, &bytes);
+        let path = write(&tmp, tag, &bytes);
         for (size, ahead) in [64, CHUNK_SIZE]
             .into_iter()
             .flat_map(|s| READ_AHEAD.map(|a| (s, a)))
@@ -608,6 +610,7 @@ fn absurd_lengths_are_corruption_without_allocating_them() {
 
 #[test]
 fn frames_larger_than_a_chunk_are_read_whole() {
+    let tmp = TempDir::new("reader");
     let big = frame_bytes(5, (CHUNK_SIZE * 5) / 2);
     let mut file = legacy_file(Magic::Micro, false, 1);
     file.extend_from_slice(&2_000_000_000u32.to_le_bytes());
@@ -616,7 +619,7 @@ fn frames_larger_than_a_chunk_are_read_whole() {
     file.extend_from_slice(&(big.len() as u32).to_le_bytes());
     file.extend_from_slice(&big);
     file.extend_from_slice(&legacy_file(Magic::Micro, false, 1)[24..]);
-    let path = write("big-frame", &file);
+    let path = write(&tmp, "big-frame", &file);
     let seen = read_new(&path, CHUNK_SIZE).unwrap();
     assert!(seen.problems.is_empty(), "{:?}", seen.problems);
     assert_eq!(seen.frames.len(), 2 * LENGTHS.len() + 1);
@@ -628,6 +631,7 @@ fn frames_larger_than_a_chunk_are_read_whole() {
 /// into a chunk that someone else holds.
 #[test]
 fn held_chunks_never_change() {
+    let tmp = TempDir::new("reader");
     // What a worker holds, and the frame's bytes when it was handed out.
     struct Held {
         chunk: Arc<Vec<u8>>,
@@ -636,8 +640,8 @@ fn held_chunks_never_change() {
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures/public");
     let paths = [
-        write("held-legacy", &legacy_file(Magic::Micro, false, 1)),
-        write("held-ng", &pcapng_file(true)),
+        write(&tmp, "held-legacy", &legacy_file(Magic::Micro, false, 1)),
+        write(&tmp, "held-ng", &pcapng_file(true)),
         dir.join("ndpi__tls_2_reasms.pcapng"),
         dir.join("tcpdump__dns_tcp.pcap"),
     ];
@@ -676,12 +680,13 @@ fn held_chunks_never_change() {
 /// is in flight.
 #[test]
 fn chunk_pool_stays_bounded() {
+    let tmp = TempDir::new("reader");
     let mut bytes = legacy_file(Magic::Micro, false, 1);
     let records = bytes[24..].to_vec();
     for _ in 0..50 {
         bytes.extend_from_slice(&records);
     }
-    let path = write("pool", &bytes);
+    let path = write(&tmp, "pool", &bytes);
     // Nothing held: the one chunk is reused in place.
     let mut reader =
         CaptureReader::open_with_chunk_size(std::slice::from_ref(&path), false, 4000).unwrap();
@@ -709,9 +714,10 @@ fn chunk_pool_stays_bounded() {
 
 #[test]
 fn files_merge_in_timestamp_order() {
-    let a = write("merge-a", &legacy_file(Magic::Micro, false, 1));
-    let b = write("merge-b", &pcapng_file(false));
-    let c = write("merge-c", &legacy_file(Magic::Nano, true, 1));
+    let tmp = TempDir::new("reader");
+    let a = write(&tmp, "merge-a", &legacy_file(Magic::Micro, false, 1));
+    let b = write(&tmp, "merge-b", &pcapng_file(false));
+    let c = write(&tmp, "merge-c", &legacy_file(Magic::Nano, true, 1));
     let paths = [a, b, c];
     let mut streams: Vec<std::collections::VecDeque<_>> = paths
         .iter()
@@ -748,8 +754,8 @@ fn files_merge_in_timestamp_order() {
 
 #[test]
 fn a_directory_is_an_error_naming_it() {
-    let dir = temp_path("dir");
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("reader");
+    let dir = tmp.dir().to_path_buf();
     let err = CaptureReader::open(std::slice::from_ref(&dir))
         .err()
         .unwrap();
@@ -763,12 +769,13 @@ fn a_directory_is_an_error_naming_it() {
 /// outlive its reader. It is joined on drop, so the file is closed once the reader is gone.
 #[test]
 fn dropping_a_reader_ends_its_read_ahead_thread() {
+    let tmp = TempDir::new("reader");
     let mut bytes = legacy_file(Magic::Micro, false, 1);
     let records = bytes[24..].to_vec();
     for _ in 0..20 {
         bytes.extend_from_slice(&records);
     }
-    let path = write("read-ahead-drop", &bytes);
+    let path = write(&tmp, "read-ahead-drop", &bytes);
     let open_fds = || {
         std::fs::read_dir("/proc/self/fd")
             .unwrap()

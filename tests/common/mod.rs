@@ -16,6 +16,8 @@ impl TempDir {
             "egresswatch-{prefix}-{}-{n}-{tag}",
             std::process::id()
         ));
+        // A test that panicked in an earlier run whose process had the same id left it.
+        let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }

@@ -230,17 +230,19 @@ pub fn read_segment(path: &Path) -> io::Result<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
-    fn dir(tag: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("egresswatch-spool-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
+    /// A spool directory not made yet (the spool makes it), inside a `TempDir` that goes when
+    /// the test ends.
+    fn dir(tag: &str) -> (TempDir, PathBuf) {
+        let tmp = TempDir::new(&format!("spool-{tag}"));
+        let d = tmp.path("spool");
+        (tmp, d)
     }
 
     #[test]
     fn messages_come_back_in_order_and_segments_are_removed() {
-        let d = dir("order");
+        let (_tmp, d) = dir("order");
         let mut s = Spool::open(&d, 1000).unwrap();
         for m in ["one", "two", "three"] {
             s.append(m.as_bytes()).unwrap();
@@ -264,7 +266,7 @@ mod tests {
 
     #[test]
     fn put_back_goes_first_in_place_of_the_taken_segment() {
-        let d = dir("putback");
+        let (_tmp, d) = dir("putback");
         let mut s = Spool::open(&d, 1000).unwrap();
         for m in ["s1", "s2", "s3"] {
             s.append(m.as_bytes()).unwrap();
@@ -299,7 +301,7 @@ mod tests {
 
     #[test]
     fn bound_is_enforced() {
-        let d = dir("bound");
+        let (_tmp, d) = dir("bound");
         let mut s = Spool::open(&d, 20).unwrap();
         s.append(&[b'x'; 10]).unwrap();
         assert_eq!(s.append(&[b'x'; 3]), Err(AppendError::Full));
@@ -309,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_restart_replays_what_was_left_and_ignores_a_torn_record() {
-        let d = dir("restart");
+        let (_tmp, d) = dir("restart");
         {
             let mut s = Spool::open(&d, 1000).unwrap();
             s.append(b"kept").unwrap();

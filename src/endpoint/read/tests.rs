@@ -2,6 +2,7 @@
 //! where their shapes come from) and on broken input.
 use super::*;
 use crate::endpoint::Platform;
+use crate::testing::TempDir;
 use std::io::Write;
 
 /// 2026-03-02T09:00:00Z in ns since the epoch.
@@ -428,9 +429,8 @@ fn unknown_and_empty_files_are_errors_naming_the_file() {
     let r = read("blank.log", b"\n  \n\n");
     assert!(r.format.unwrap_err().contains("only blank lines"));
 
-    let dir = std::env::temp_dir().join(format!("egresswatch-read-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("notes.txt");
+    let dir = TempDir::new("read");
+    let path = dir.path("notes.txt");
     std::fs::write(&path, "hello\n").unwrap();
     let mut counters = ReadCounters::default();
     let error = read_events(&path, &mut counters, &mut Vec::new(), &mut |_| {}).unwrap_err();
@@ -440,26 +440,24 @@ fn unknown_and_empty_files_are_errors_naming_the_file() {
             .to_string()
             .starts_with(&format!("{}: ", path.display()))
     );
-    let missing = dir.join("missing.evtx");
+    let missing = dir.path("missing.evtx");
     let error = read_events(&missing, &mut counters, &mut Vec::new(), &mut |_| {}).unwrap_err();
     assert!(
         error
             .to_string()
             .starts_with(&format!("{}: cannot open", missing.display()))
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn files_are_read_like_their_bytes_plain_and_gzip() {
-    let dir = std::env::temp_dir().join(format!("egresswatch-read-gz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("read-gz");
     for name in ["winlogbeat.ndjson", "saved-log.xml", "sysmon-linux.log"] {
         let bytes = sample(name);
         let expected = read(name, &bytes);
-        let plain = dir.join(name);
+        let plain = dir.path(name);
         std::fs::write(&plain, &bytes).unwrap();
-        let packed = dir.join(format!("{name}.gz"));
+        let packed = dir.path(&format!("{name}.gz"));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&bytes).unwrap();
         std::fs::write(&packed, gz.finish().unwrap()).unwrap();
@@ -479,7 +477,6 @@ fn files_are_read_like_their_bytes_plain_and_gzip() {
             assert_eq!(counters, expected.counters, "{}", path.display());
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
