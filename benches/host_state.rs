@@ -415,6 +415,7 @@ impl HostState for RealState {
         self.windows.flow(&FlowView {
             update: &update,
             delta: u.delta,
+            delta_since_ns: update.first_ns,
             first_update: u.first,
             geo: &self.geo,
             allowlisted: false,

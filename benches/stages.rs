@@ -347,6 +347,7 @@ fn bench(c: &mut Criterion) {
                     windows.flow(&FlowView {
                         update: u,
                         delta: *delta,
+                        delta_since_ns: u.first_ns,
                         first_update: *first_update,
                         geo: &geo,
                         allowlisted: false,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -511,8 +511,21 @@ fn reload_on_sighup() -> Result<Arc<AtomicBool>> {
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     match path {
-        Some(p) => Config::load(p).map_err(anyhow::Error::from),
+        Some(p) => {
+            let config = Config::load(p)?;
+            warn_ignored_keys(p, &config);
+            Ok(config)
+        }
         None => Ok(Config::default()),
+    }
+}
+
+fn warn_ignored_keys(path: &Path, config: &Config) {
+    for key in config.ignored_keys() {
+        eprintln!(
+            "egresswatch: warning: {}: {key} is no longer used and is ignored",
+            path.display()
+        );
     }
 }
 
@@ -762,7 +775,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::CheckConfig { config } => {
-            let config = Config::load(&config)?;
+            let path = config;
+            let config = Config::load(&path)?;
+            warn_ignored_keys(&path, &config);
             let (matcher, _) = pipeline::load_domains(&config)?;
             let binaries = crate::endpoint::binary_list(&config)?;
             let text = toml::to_string_pretty(&config).context("cannot render config")?;

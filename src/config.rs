@@ -356,6 +356,15 @@ impl Config {
         Ok(config)
     }
 
+    /// Keys that still load but no longer do anything: the caller warns about them.
+    pub fn ignored_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.detectors.flood.max_tracked_flows.is_some() {
+            keys.push("detectors.flood.max_tracked_flows");
+        }
+        keys
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("flow.max_flows", self.flow.max_flows as u64),

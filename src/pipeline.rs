@@ -8,7 +8,7 @@ use crate::decode::quic::QuicInfo;
 use crate::decode::socks::SocksRequest;
 use crate::decode::tls::{ClientHelloInfo, ServerInfo};
 use crate::detect::allowlist::apply_segment_policy;
-use crate::detect::engine::{Engine, EngineError};
+use crate::detect::engine::{Engine, EngineError, FlowMemo};
 use crate::detect::proxyware::{NameObservation, ProxywareDetector};
 use crate::enrich::dns_cache::DnsCache;
 use crate::enrich::domains::DomainMatcher;
@@ -600,10 +600,15 @@ impl Sensor {
 }
 
 impl RecordSink for Sensor {
-    fn export_flow(&mut self, flow: &ExportFlow, update: &FlowUpdate<'_>) {
+    fn export_flow(
+        &mut self,
+        flow: &ExportFlow,
+        update: &FlowUpdate<'_>,
+        memo: &mut Option<FlowMemo>,
+    ) {
         let last = update.kind == UpdateKind::Final;
         self.detector.flow_update(update, last);
-        self.engine.flow_update(update);
+        self.engine.flow_update_with(update, memo);
         if let Some(endpoint) = self.endpoint.as_mut() {
             endpoint.flow(update);
         }

@@ -99,6 +99,34 @@ fn shipped_config_checks_and_a_bad_one_is_named() {
     );
 }
 
+#[test]
+fn a_retired_key_still_loads_with_a_warning() {
+    // [detectors.flood] max_tracked_flows bounded a map the flood detector no longer keeps.
+    let dir = TempDir::new("cli", "retired");
+    let old = dir.path("old.toml");
+    std::fs::write(&old, "[detectors.flood]\nmax_tracked_flows = 1000\n").unwrap();
+    let o = run(&["check-config", old.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("old.toml: detectors.flood.max_tracked_flows is no longer used"),
+        "{}",
+        stderr(&o)
+    );
+    let capture = public("tcpdump__dns_tcp.pcap");
+    let o = run(&[
+        "replay",
+        "--config",
+        old.to_str().unwrap(),
+        capture.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("max_tracked_flows is no longer used"));
+    // The shipped config does not set it.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/egresswatch.toml");
+    let o = run(&["check-config", shipped.to_str().unwrap()]);
+    assert!(!stderr(&o).contains("no longer used"), "{}", stderr(&o));
+}
+
 fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()

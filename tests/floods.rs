@@ -225,7 +225,7 @@ fn ten_million_spoofed_syns_keep_the_flow_table_at_its_bound() {
     const MAX_FLOWS: u64 = 100_000;
     let config = format!(
         "[flow]\nmax_flows = {MAX_FLOWS}\n\
-         [detectors.flood]\nmax_sources = 100000\nmax_tracked_flows = 100000\n"
+         [detectors.flood]\nmax_sources = 100000\n"
     );
     let office = office_alone();
     let small = flood("syn-flood", SYNS / 10, &config);

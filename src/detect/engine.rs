@@ -62,9 +62,15 @@ struct StateFile {
     windows: WindowsState,
 }
 
-/// Per-flow memory between updates (only flows that have had an interim update).
-struct FlowMemo {
+/// What the engine remembers of a flow between its updates (from its first non-final
+/// update on): kept by the flow's source with the flow, or by the engine. Boxed: a pointer
+/// where flows keep it, the memo itself only for flows that get a second update.
+pub struct FlowMemo(Box<Memo>);
+
+struct Memo {
     reported: Delta,
+    /// The previous update's last_ns: where the next delta starts.
+    last_ns: u64,
     geo: GeoInfo,
     allowlisted: bool,
 }
@@ -120,7 +126,8 @@ pub struct Engine {
     windows: HostWindows,
     detectors: Vec<Box<dyn Detector>>,
     scorer: Scorer,
-    flows: FxHashMap<Uid, FlowMemo>,
+    /// Memos of flows whose source does not keep them.
+    flows: FxHashMap<Uid, Option<FlowMemo>>,
     window: Option<(u64, u64)>,
     /// End of the last closed window.
     closed_until: u64,
@@ -229,7 +236,23 @@ impl Engine {
         self.windows.config().window_ns()
     }
 
+    /// A flow update from a source that does not keep the flow's [`FlowMemo`]: the engine
+    /// keeps it, by uid, from the flow's first update to its final one.
     pub fn flow_update(&mut self, update: &FlowUpdate<'_>) {
+        // Taken out while the update runs, which needs the rest of the engine (no copy).
+        let mut flows = std::mem::take(&mut self.flows);
+        if update.kind == UpdateKind::Final {
+            self.flow_update_with(update, &mut flows.remove(&update.uid).flatten());
+        } else {
+            self.flow_update_with(update, flows.entry(update.uid).or_default());
+        }
+        self.flows = flows;
+    }
+
+    /// A flow update whose source keeps the flow's memo with the flow (`None` until the
+    /// first update fills it; cleared by the final one): no lookup by uid, and nothing held
+    /// beside the source's own bound.
+    pub fn flow_update_with(&mut self, update: &FlowUpdate<'_>, memo: &mut Option<FlowMemo>) {
         self.counters.updates += 1;
         if self.window.is_none() {
             // Updates for packets before the last close (flows expiring late) belong to the
@@ -247,32 +270,28 @@ impl Engine {
             pkts_in: update.pkts_in,
         };
         // The first update enriches the flow; later ones reuse it (kept only while it lasts).
-        let memo = if is_final {
-            self.flows.remove(&update.uid)
-        } else {
-            self.flows.get_mut(&update.uid).map(|m| FlowMemo {
-                reported: std::mem::replace(&mut m.reported, totals),
-                geo: m.geo.clone(),
-                allowlisted: m.allowlisted,
-            })
-        };
         let first_update = memo.is_none();
-        let (reported, geo, allowlisted) = match memo {
-            Some(m) => (m.reported, m.geo, m.allowlisted),
-            None => {
+        let ended = if is_final { memo.take() } else { None };
+        let (reported, delta_since_ns, geo, allowlisted) = match (ended, memo.as_mut()) {
+            (Some(FlowMemo(m)), _) => (m.reported, m.last_ns, m.geo, m.allowlisted),
+            (None, Some(FlowMemo(m))) => (
+                std::mem::replace(&mut m.reported, totals),
+                std::mem::replace(&mut m.last_ns, update.last_ns),
+                m.geo.clone(),
+                m.allowlisted,
+            ),
+            (None, None) => {
                 let geo = self.geo.lookup(update.outside);
                 let allowlisted = self.allowlist.destination(update, &geo).is_some();
                 if !is_final {
-                    self.flows.insert(
-                        update.uid,
-                        FlowMemo {
-                            reported: totals,
-                            geo: geo.clone(),
-                            allowlisted,
-                        },
-                    );
+                    *memo = Some(FlowMemo(Box::new(Memo {
+                        reported: totals,
+                        last_ns: update.last_ns,
+                        geo: geo.clone(),
+                        allowlisted,
+                    })));
                 }
-                (Delta::default(), geo, allowlisted)
+                (Delta::default(), update.first_ns, geo, allowlisted)
             }
         };
         if allowlisted {
@@ -291,6 +310,7 @@ impl Engine {
         let view = FlowView {
             update,
             delta,
+            delta_since_ns,
             first_update,
             geo: &geo,
             allowlisted,
@@ -312,6 +332,7 @@ impl Engine {
             let view = FlowView {
                 update,
                 delta,
+                delta_since_ns,
                 first_update,
                 geo: &geo,
                 allowlisted,

@@ -12,13 +12,11 @@ use super::windows::ClosedWindow;
 use super::{Branch, Detector, Finding, FlowView, human_bytes, human_duration};
 use crate::decode::packet::ip_proto;
 use crate::enrich::geo::CountryCode;
-use crate::flow::key::Uid;
-use crate::flow::update::{FlowUpdate, UpdateKind};
+use crate::flow::update::FlowUpdate;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::VecDeque;
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 const NS: u64 = 1_000_000_000;
@@ -52,8 +50,10 @@ pub struct FloodConfig {
     /// Targets with per-second buckets at once (each up to 2 h of buckets); beyond it a
     /// target keeps only totals (counted).
     pub max_rate_targets: usize,
-    /// Flows whose previous update time is remembered (to know what span a delta covers).
-    pub max_tracked_flows: usize,
+    /// No longer used (a delta's span now comes with the update); accepted so that older
+    /// configs still load, with a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tracked_flows: Option<usize>,
     /// Distinct sources remembered per window over all targets; beyond it new flows count
     /// as possible new sources (reported as an estimate).
     pub max_sources: usize,
@@ -72,7 +72,7 @@ impl Default for FloodConfig {
             download_ratio: 4.0,
             max_targets: 65_536,
             max_rate_targets: 1024,
-            max_tracked_flows: 1_000_000,
+            max_tracked_flows: None,
             max_sources: 1_000_000,
         }
     }
@@ -83,7 +83,6 @@ impl Default for FloodConfig {
 pub struct FloodCounters {
     pub targets_evicted: u64,
     pub rate_targets_full: u64,
-    pub flows_untracked: u64,
     pub seconds_dropped: u64,
     pub sources_untracked: u64,
 }
@@ -203,8 +202,6 @@ struct Target {
 
 pub struct FloodDetector {
     config: FloodConfig,
-    /// Previous update time of each counted flow; removed at its final update.
-    last_update: FxHashMap<Uid, u64>,
     targets: FxHashMap<IpAddr, Target>,
     rate_targets: usize,
     sources_held: usize,
@@ -215,7 +212,6 @@ impl FloodDetector {
     pub fn new(config: FloodConfig) -> FloodDetector {
         FloodDetector {
             config,
-            last_update: FxHashMap::default(),
             targets: FxHashMap::default(),
             rate_targets: 0,
             sources_held: 0,
@@ -401,28 +397,7 @@ impl Detector for FloodDetector {
         if !self.config.enabled || u.inbound || !routable(u.outside) {
             return;
         }
-        let previous = if u.kind == UpdateKind::Final {
-            self.last_update.remove(&u.uid)
-        } else {
-            let room = self.last_update.len() < self.config.max_tracked_flows;
-            match self.last_update.entry(u.uid) {
-                Entry::Occupied(mut e) => Some(e.insert(u.last_ns)),
-                Entry::Vacant(e) if room => {
-                    e.insert(u.last_ns);
-                    None
-                }
-                Entry::Vacant(_) => {
-                    // Its next delta is then spread from the flow's start: a lower rate, never
-                    // higher.
-                    self.counters.flows_untracked += 1;
-                    None
-                }
-            }
-        };
-        let start_ns = match previous {
-            Some(ns) if !view.first_update => ns,
-            _ => u.first_ns,
-        };
+        let start_ns = view.delta_since_ns;
         let (pkts, bytes) = (view.delta.pkts_out, view.delta.bytes_out);
         if (pkts == 0 && bytes == 0 && !view.first_update)
             || tcp_session(u)
@@ -556,7 +531,7 @@ impl Detector for FloodDetector {
     }
 
     fn evicted(&self) -> u64 {
-        self.counters.targets_evicted + self.counters.flows_untracked
+        self.counters.targets_evicted
     }
 }
 
@@ -689,7 +664,7 @@ pub(super) mod testing {
 
     pub struct Feeder {
         config: Config,
-        reported: FxHashMap<Uid, Delta>,
+        reported: FxHashMap<Uid, (Delta, u64)>,
         geo: GeoInfo,
         pub findings: Vec<Finding>,
     }
@@ -714,10 +689,10 @@ pub(super) mod testing {
             let before = if u.kind == UpdateKind::Final {
                 self.reported.remove(&u.uid)
             } else {
-                self.reported.insert(u.uid, totals)
+                self.reported.insert(u.uid, (totals, u.last_ns))
             };
             let first_update = before.is_none();
-            let before = before.unwrap_or_default();
+            let (before, since_ns) = before.unwrap_or((Delta::default(), u.first_ns));
             let view = FlowView {
                 update: u,
                 delta: Delta {
@@ -726,6 +701,7 @@ pub(super) mod testing {
                     pkts_out: totals.pkts_out - before.pkts_out,
                     pkts_in: totals.pkts_in - before.pkts_in,
                 },
+                delta_since_ns: since_ns,
                 first_update,
                 geo: &self.geo,
                 allowlisted: false,
@@ -761,6 +737,7 @@ pub(super) mod testing {
 mod tests {
     use super::testing::{Feeder, SEC, T0, update};
     use super::*;
+    use crate::config::Config;
     use crate::flow::update::UpdateKind;
 
     const UDP: u8 = ip_proto::UDP;
@@ -797,8 +774,57 @@ mod tests {
         assert_eq!(f.evidence["seconds_over_threshold"], 40);
         // The average first passes 5000 pps within the flood's first second.
         assert_eq!(f.ts_ns, start);
-        // Final updates forget the flow's previous update time.
-        assert!(det.last_update.is_empty());
+    }
+
+    #[test]
+    fn the_engine_finds_the_same_flood_whether_it_or_the_flow_source_keeps_the_memo() {
+        // Two flows, each with interim updates then a final one: the 52 kpps flood above and
+        // a quiet one. The engine keeps their memos by uid (packet flows) or the source keeps
+        // them with the flows (the export table); the deltas and their spans must agree.
+        let start = T0 + 100 * SEC;
+        let mut updates = Vec::new();
+        let mut flood = update(1, UDP, "10.1.2.3", ("203.0.113.50", 53), start);
+        let mut quiet = update(2, UDP, "10.1.2.4", ("198.51.100.7", 123), start);
+        for (kind, secs) in [
+            (UpdateKind::Interim, 10),
+            (UpdateKind::Interim, 20),
+            (UpdateKind::Final, 40),
+        ] {
+            flood.kind = kind;
+            flood.last_ns = start + secs * SEC;
+            flood.pkts_out = 52_000 * secs;
+            flood.bytes_out = 52_000 * secs * 745;
+            quiet.kind = kind;
+            quiet.last_ns = start + secs * SEC;
+            quiet.pkts_out = secs;
+            quiet.bytes_out = secs * 90;
+            updates.push(flood.clone());
+            updates.push(quiet.clone());
+        }
+        let config = Config::default();
+        let mut by_uid = crate::detect::engine::Engine::new(&config).unwrap();
+        let mut with_flows = crate::detect::engine::Engine::new(&config).unwrap();
+        let mut kept: [Option<crate::detect::engine::FlowMemo>; 2] = [None, None];
+        for u in &updates {
+            by_uid.flow_update(u);
+            with_flows.flow_update_with(u, &mut kept[u.uid.0 as usize - 1]);
+        }
+        assert!(
+            kept.iter().all(Option::is_none),
+            "final updates clear the memos"
+        );
+        let alerts = by_uid.finish();
+        assert_eq!(alerts, with_flows.finish());
+        let flood_alert = alerts
+            .iter()
+            .find(|a| a.detection_branch == "FloodParticipation")
+            .expect("a flood alert");
+        assert_eq!(flood_alert.host, "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert!(
+            flood_alert.reason.contains("52 kpps") && flood_alert.reason.contains("for 40 s"),
+            "{}",
+            flood_alert.reason
+        );
     }
 
     #[test]

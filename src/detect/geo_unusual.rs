@@ -400,6 +400,8 @@ mod tests {
                 bytes_in: delta_out / 20,
                 ..Delta::default()
             },
+            // Not read by this detector.
+            delta_since_ns: u.first_ns,
             first_update: delta_out == u.bytes_out,
             geo: g,
             allowlisted: false,

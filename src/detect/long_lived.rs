@@ -718,7 +718,7 @@ pub(crate) mod test_support {
     /// Plays updates into a detector as the engine would.
     #[derive(Default)]
     pub struct Feeder {
-        pub reported: FxHashMap<Uid, (u64, u64)>,
+        pub reported: FxHashMap<Uid, (u64, u64, u64)>,
         pub geo: GeoInfo,
         pub off_hours: bool,
         pub findings: Vec<Finding>,
@@ -729,9 +729,10 @@ pub(crate) mod test_support {
             let previous = if u.kind == UpdateKind::Final {
                 self.reported.remove(&u.uid)
             } else {
-                self.reported.insert(u.uid, (u.bytes_out, u.bytes_in))
+                self.reported
+                    .insert(u.uid, (u.bytes_out, u.bytes_in, u.last_ns))
             };
-            let (out0, in0) = previous.unwrap_or((0, 0));
+            let (out0, in0, since_ns) = previous.unwrap_or((0, 0, u.first_ns));
             let view = FlowView {
                 update: u,
                 delta: Delta {
@@ -740,6 +741,7 @@ pub(crate) mod test_support {
                     pkts_out: 0,
                     pkts_in: 0,
                 },
+                delta_since_ns: since_ns,
                 first_update: previous.is_none(),
                 geo: &self.geo,
                 allowlisted: false,

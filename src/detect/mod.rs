@@ -97,6 +97,9 @@ pub struct FlowView<'a> {
     pub update: &'a FlowUpdate<'a>,
     /// What happened since this flow's previous update (the first update: everything).
     pub delta: Delta,
+    /// Where the span `delta` covers starts: the previous update's last_ns (the first
+    /// update: the flow's first_ns).
+    pub delta_since_ns: u64,
     /// This is the first update of the flow.
     pub first_update: bool,
     /// Country and ASN of the outside address.

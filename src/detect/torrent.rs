@@ -412,6 +412,8 @@ mod tests {
                 pkts_out: delta.0 / 1400,
                 pkts_in: delta.1 / 1400,
             },
+            // Not read by this detector.
+            delta_since_ns: update.first_ns,
             first_update,
             geo: &geo,
             allowlisted: false,

@@ -845,6 +845,8 @@ mod tests {
         FlowView {
             update: u,
             delta,
+            // Not read by the windows.
+            delta_since_ns: u.first_ns,
             first_update: first,
             geo,
             allowlisted: false,

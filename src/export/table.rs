@@ -50,6 +50,7 @@
 //! of the work of an ordered map's insert and remove.
 use super::{ExportConfig, FlowRecord, RecordSource};
 use crate::decode::packet::ip_proto;
+use crate::detect::engine::FlowMemo;
 use crate::flow::key::{FlowKey, Uid};
 use crate::flow::tcp_state::flags;
 use crate::flow::update::{FlowUpdate, UpdateKind};
@@ -225,7 +226,15 @@ impl ExportFlow {
 /// Receives stitched flows.
 pub trait RecordSink {
     /// `update` is oriented inside -> outside (via `is_inside`); `flow` is the stitched flow.
-    fn export_flow(&mut self, flow: &ExportFlow, update: &FlowUpdate<'_>);
+    /// `memo` is the detection engine's memory of the flow, kept with it in the table (the
+    /// engine would otherwise keep it in a map by uid: a second random access per update, and
+    /// a second per-flow structure); a flow that is not tabled gets a fresh `None`.
+    fn export_flow(
+        &mut self,
+        flow: &ExportFlow,
+        update: &FlowUpdate<'_>,
+        memo: &mut Option<FlowMemo>,
+    );
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -276,6 +285,7 @@ struct Entry {
     /// direction (until this event time) before detectors see it: a half-flow would look
     /// like an upload with nothing received, or an unanswered attempt.
     awaiting_reverse: Option<u64>,
+    memo: Option<FlowMemo>,
 }
 
 /// A flow's place in a time order: (at, uid) with the smallest first out of a
@@ -420,7 +430,8 @@ impl RecordTable {
             (Some(Join::Late), _) => {
                 self.counters.late_records += 1;
                 let late = self.new_flow(record, start, end);
-                sink.export_flow(&late.flow, &late.flow.update(UpdateKind::Final, is_inside));
+                let update = late.flow.update(UpdateKind::Final, is_inside);
+                sink.export_flow(&late.flow, &update, &mut None);
                 return;
             }
             (Some(Join::Restart), Some(slot)) => {
@@ -433,10 +444,8 @@ impl RecordTable {
         let entry = self.new_flow(record, start, end);
         if closes(&entry.flow, record) {
             self.counters.flows_closed += 1;
-            sink.export_flow(
-                &entry.flow,
-                &entry.flow.update(UpdateKind::Final, is_inside),
-            );
+            let update = entry.flow.update(UpdateKind::Final, is_inside);
+            sink.export_flow(&entry.flow, &update, &mut None);
             return;
         }
         while self.index.len() >= self.max_flows {
@@ -452,10 +461,8 @@ impl RecordTable {
         if one_way && self.pair_wait_ns > 0 {
             entry.awaiting_reverse = Some(deadline);
         } else {
-            sink.export_flow(
-                &entry.flow,
-                &entry.flow.update(UpdateKind::Interim, is_inside),
-            );
+            let update = entry.flow.update(UpdateKind::Interim, is_inside);
+            sink.export_flow(&entry.flow, &update, &mut entry.memo);
         }
         let (last_ns, uid, awaiting) = (entry.flow.last_ns, entry.flow.uid, entry.awaiting_reverse);
         let slot = match self.free.pop() {
@@ -530,10 +537,8 @@ impl RecordTable {
                 && entry.awaiting_reverse.take().is_some()
             {
                 self.counters.unpaired_flows += 1;
-                sink.export_flow(
-                    &entry.flow,
-                    &entry.flow.update(UpdateKind::Interim, is_inside),
-                );
+                let update = entry.flow.update(UpdateKind::Interim, is_inside);
+                sink.export_flow(&entry.flow, &update, &mut entry.memo);
             }
         }
         while let Some(due) = self.by_last.peek() {
@@ -573,9 +578,9 @@ impl RecordTable {
             .collect();
         order.sort_unstable();
         for &(_, _, slot) in &order {
-            if let Some(Some(entry)) = self.slots.get(slot) {
-                let flow = &entry.flow;
-                sink.export_flow(flow, &flow.update(UpdateKind::Final, is_inside));
+            if let Some(Some(entry)) = self.slots.get_mut(slot) {
+                let update = entry.flow.update(UpdateKind::Final, is_inside);
+                sink.export_flow(&entry.flow, &update, &mut entry.memo);
             }
         }
         self.slots.clear();
@@ -602,12 +607,12 @@ impl RecordTable {
         let Some(place) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        let Some(entry) = place.as_ref() else {
+        let Some(entry) = place.as_mut() else {
             return;
         };
-        let flow = &entry.flow;
-        sink.export_flow(flow, &flow.update(UpdateKind::Final, is_inside));
-        let hash = self.hasher.hash_one(flow_key(flow));
+        let update = entry.flow.update(UpdateKind::Final, is_inside);
+        sink.export_flow(&entry.flow, &update, &mut entry.memo);
+        let hash = self.hasher.hash_one(flow_key(&entry.flow));
         *place = None;
         if let Ok(found) = self.index.find_entry(hash, |&(_, s)| s == slot) {
             found.remove();
@@ -659,6 +664,7 @@ impl RecordTable {
             flow,
             basis,
             awaiting_reverse: None,
+            memo: None,
         }
     }
 
@@ -738,7 +744,8 @@ impl RecordTable {
         let (last_ns, uid) = (flow.last_ns, flow.uid);
         if !closes(flow, record) {
             if entry.awaiting_reverse.is_none() {
-                sink.export_flow(flow, &flow.update(UpdateKind::Interim, is_inside));
+                let update = flow.update(UpdateKind::Interim, is_inside);
+                sink.export_flow(flow, &update, &mut entry.memo);
             }
             if last_ns != old_last {
                 self.push_last(last_ns, uid, slot);
@@ -865,7 +872,7 @@ mod tests {
     struct Collect(Vec<(ExportFlow, Said)>);
 
     impl RecordSink for Collect {
-        fn export_flow(&mut self, flow: &ExportFlow, u: &FlowUpdate<'_>) {
+        fn export_flow(&mut self, flow: &ExportFlow, u: &FlowUpdate<'_>, _: &mut Option<FlowMemo>) {
             self.0.push((
                 flow.clone(),
                 Said {
@@ -1779,7 +1786,12 @@ mod tests {
     }
 
     impl RecordSink for CountSink {
-        fn export_flow(&mut self, _flow: &ExportFlow, update: &FlowUpdate<'_>) {
+        fn export_flow(
+            &mut self,
+            _flow: &ExportFlow,
+            update: &FlowUpdate<'_>,
+            _: &mut Option<FlowMemo>,
+        ) {
             if update.kind == UpdateKind::Final {
                 self.finals += 1;
             }

@@ -112,6 +112,7 @@ fn flow(r: &mut Recorder, host: u8, dest: u8, bytes_out: u64, names: Option<&Flo
             pkts_out: 1,
             pkts_in: 1,
         },
+        delta_since_ns: update.first_ns,
         first_update: true,
         geo: &geo,
         allowlisted: false,
