@@ -60,6 +60,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 
 /// Export flows number their uids from here, apart from the packet flow table's.
 pub const UID_BASE: u64 = 1 << 62;
@@ -284,7 +285,8 @@ struct Entry {
     /// A flow opened by a one-way record of an unsampled exporter waits for its other
     /// direction (until this event time) before detectors see it: a half-flow would look
     /// like an upload with nothing received, or an unanswered attempt.
-    awaiting_reverse: Option<u64>,
+    /// Never 0: the deadline is at least `pair_wait` (> 0) after the record's end.
+    awaiting_reverse: Option<NonZeroU64>,
     memo: Option<FlowMemo>,
 }
 
@@ -458,7 +460,9 @@ impl RecordTable {
         let mut entry = entry;
         let one_way = record.rev_packets == 0 && record.sampling <= 1;
         let deadline = end.saturating_add(self.pair_wait_ns);
-        if one_way && self.pair_wait_ns > 0 {
+        if one_way
+            && let Some(deadline) = NonZeroU64::new(deadline).filter(|_| self.pair_wait_ns > 0)
+        {
             entry.awaiting_reverse = Some(deadline);
         } else {
             let update = entry.flow.update(UpdateKind::Interim, is_inside);
@@ -478,8 +482,8 @@ impl RecordTable {
             }
         };
         self.index.insert_unique(hash, (hash, slot), |&(h, _)| h);
-        if awaiting.is_some() {
-            self.push_awaiting(deadline, uid, slot);
+        if let Some(deadline) = awaiting {
+            self.push_awaiting(deadline.get(), uid, slot);
         }
         self.push_last(last_ns, uid, slot);
     }
@@ -498,7 +502,7 @@ impl RecordTable {
     fn push_awaiting(&mut self, at: u64, uid: Uid, slot: u32) {
         self.awaiting.push(Due { at, uid, slot });
         if self.awaiting.len() > 2 * self.index.len() + STALE_SLACK {
-            let live = self.live_dues(|e| e.awaiting_reverse);
+            let live = self.live_dues(|e| e.awaiting_reverse.map(NonZeroU64::get));
             self.awaiting = BinaryHeap::from(live);
         }
     }
@@ -964,6 +968,16 @@ mod tests {
             tcp_flags: Some(f),
             ..record
         }
+    }
+
+    #[test]
+    fn a_tabled_flow_stays_within_its_budget() {
+        // A million flows are tabled at the default max_flows: each byte here is a megabyte.
+        assert!(
+            std::mem::size_of::<Option<Entry>>() <= 160,
+            "Entry grew: {}",
+            std::mem::size_of::<Option<Entry>>()
+        );
     }
 
     #[test]
