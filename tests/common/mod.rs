@@ -1,7 +1,10 @@
 //! Helpers shared by integration tests.
 // Each test binary uses a part of them.
 #![allow(dead_code)]
+use std::collections::BTreeSet;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A directory removed when dropped. Tests run in parallel in one process: each directory
@@ -31,6 +34,28 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A loopback port the kernel says is free and no other test of this process was given.
+/// Tests run in parallel, and one that stops its server and starts it again on the same port
+/// (a bus that comes late) must not find another test's server there: the kernel hands a
+/// freed port out again, so each port is given once per process.
+fn unused_port(bound_port: impl Fn() -> std::io::Result<u16>) -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = bound_port().expect("a loopback port");
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
+}
+
+pub fn free_tcp_port() -> u16 {
+    unused_port(|| Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()))
+}
+
+pub fn free_udp_port() -> u16 {
+    unused_port(|| Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()))
 }
 
 /// The public captures with their tshark oracles.

@@ -6,7 +6,7 @@ use async_nats::jetstream::{self, consumer};
 use egresswatch::fleet::schema::{Body, Message};
 use futures_util::StreamExt;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,12 +22,7 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts `nats-server -js` storing in `dir` and waits until it takes connections.
     pub fn start(dir: &Path) -> NatsServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        NatsServer::start_on(dir, port)
+        NatsServer::start_on(dir, crate::common::free_tcp_port())
     }
 
     /// On a given port (a test that starts its clients before the server).

@@ -5,7 +5,7 @@
 use egresswatch::alert::Alert;
 use egresswatch::config::Config;
 use egresswatch::pipeline::{self, ReplayOptions};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,21 +32,7 @@ pub fn replay_alerts(pcap: &str, config: Option<&str>) -> Vec<Alert> {
     report.alerts
 }
 
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::common::{free_tcp_port, free_udp_port};
 
 pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
