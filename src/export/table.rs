@@ -461,7 +461,8 @@ impl RecordTable {
         let one_way = record.rev_packets == 0 && record.sampling <= 1;
         let deadline = end.saturating_add(self.pair_wait_ns);
         if one_way
-            && let Some(deadline) = NonZeroU64::new(deadline).filter(|_| self.pair_wait_ns > 0)
+            && self.pair_wait_ns > 0
+            && let Some(deadline) = NonZeroU64::new(deadline)
         {
             entry.awaiting_reverse = Some(deadline);
         } else {
